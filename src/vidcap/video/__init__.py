@@ -1,0 +1,1 @@
+"""Video metadata, frame planning and decoding."""
