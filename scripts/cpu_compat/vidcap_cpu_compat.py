@@ -17,6 +17,7 @@ Both fixes are lazy: nothing is imported until something imports torchvision or 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import sys
 
@@ -29,7 +30,7 @@ _library = None  # keeps the torch.library.Library alive for the life of the pro
 
 
 class _CompatFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001
+    def find_spec(self, fullname, path=None, target=None):
         if fullname == "torchvision":
             _define_torchvision_ops()
         return None  # let the normal finders import the module
@@ -43,10 +44,8 @@ def _define_torchvision_ops() -> None:
 
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _TORCHVISION_OPS:
-        try:
+        with contextlib.suppress(RuntimeError):  # already defined (a working torchvision build)
             _library.define(schema)
-        except RuntimeError:  # already defined (a working torchvision build)
-            pass
 
 
 def install() -> None:

@@ -101,7 +101,11 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
             "head_dim": 64,
             "vocab_size": vocab_size,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [8, 12, 12]},
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1000000.0,
+                "mrope_section": [8, 12, 12],
+            },
             "tie_word_embeddings": True,
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
