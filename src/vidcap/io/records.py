@@ -1,0 +1,167 @@
+"""Reading input records from JSON Lines (``.jsonl``/``.ndjson``) or JSON array (``.json``) files.
+
+A run first calls :func:`scan_input`, one streaming pass that checks every line, so that a
+malformed line 90,000 lines down stops the run before the first video is decoded; then it
+streams its share with :func:`iter_records`. Both see the file through the same parser, so
+they agree on which lines are records and on each record's index.
+
+Blank (whitespace-only) lines are ignored. A line that is not valid UTF-8, not valid JSON,
+or not a JSON object is a *bad line*: with ``on_bad_line="error"`` it stops the run with a
+``file:line: what is wrong`` message; with ``"skip"`` it is left out, reported by the scan,
+and does not take an index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vidcap.errors import VidcapError
+from vidcap.io import _files, jsonio
+
+OnBadLine = Literal["error", "skip"]
+
+MAX_REPORTED_BAD_LINES = 1000
+"""At most this many bad lines are kept in :attr:`InputScan.bad_lines` (all are counted)."""
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One valid input record.
+
+    ``index`` is its 0-based position among the valid records (bad and blank lines take no
+    index); ``line`` is its 1-based line in a JSONL file, or its 1-based element number in a
+    JSON array; ``data`` is the parsed object, keys in file order.
+    """
+
+    index: int
+    line: int
+    data: dict
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that is not a record; ``message`` is the full ``file:line: what is wrong`` text."""
+
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class InputScan:
+    """What :func:`scan_input` found: counts, and the bad lines (with ``on_bad_line="skip"``)."""
+
+    path: Path
+    format: _files.Format
+    records: int  # valid records: the indexes 0..records-1
+    blank_lines: int
+    bad_count: int  # every bad line, even beyond MAX_REPORTED_BAD_LINES
+    bad_lines: tuple[BadLine, ...]  # the first MAX_REPORTED_BAD_LINES of them, in file order
+
+
+# One entry per non-empty unit of the file: (line, record, None) for a record,
+# (line, None, message) for a bad line, (line, None, None) for a blank line.
+_Entry = tuple[int, dict | None, str | None]
+
+
+def _jsonl_entries(path: Path) -> Iterator[_Entry]:
+    with _files.open_for_reading(path) as f:
+        try:
+            for line, content, _ in _files.iter_lines(f):
+                if _files.is_blank(content):
+                    yield line, None, None
+                    continue
+                record, problem = _files.parse_record(content)
+                yield line, record, None if problem is None else f"{path}:{line}: {problem}"
+        except OSError as e:
+            raise _files.read_error(path, e) from None
+
+
+def _json_entries(path: Path) -> Iterator[_Entry]:
+    items, text = _files.load_json_array(path, "input")
+    lines: list[int] | None = None  # computed only when a bad element needs its line
+    for number, item in enumerate(items, start=1):
+        if isinstance(item, dict):
+            yield number, item, None
+            continue
+        if lines is None:
+            lines = jsonio.element_lines(text)
+        where = f"{path}:{lines[number - 1]}: element {number}"
+        yield number, None, f"{where}: record is {_files.describe_kind(item)}, expected an object"
+
+
+def _entries(path: Path) -> Iterator[_Entry]:
+    if _files.detect_format(path, "input") == "jsonl":
+        return _jsonl_entries(path)
+    return _json_entries(path)
+
+
+def _check_mode(on_bad_line: str) -> None:
+    if on_bad_line not in ("error", "skip"):
+        raise ValueError(f"on_bad_line must be 'error' or 'skip', not {on_bad_line!r}")
+
+
+def scan_input(path: str | Path, *, on_bad_line: OnBadLine = "error") -> InputScan:
+    """Validate every line of an input file in one streaming pass and count its records.
+
+    Raises VidcapError for an unsupported extension, a missing, unreadable or directory
+    path, the first bad line (``on_bad_line="error"``), or an input without any valid
+    record. With ``"skip"``, bad lines are listed in the result rather than raised.
+    """
+    _check_mode(on_bad_line)
+    path = Path(path)
+    fmt = _files.detect_format(path, "input")
+    records = blank = bad_count = 0
+    bad: list[BadLine] = []
+    for line, record, problem in _entries(path):
+        if record is not None:
+            records += 1
+        elif problem is None:
+            blank += 1
+        elif on_bad_line == "error":
+            raise VidcapError(problem)
+        else:
+            bad_count += 1
+            if len(bad) < MAX_REPORTED_BAD_LINES:
+                bad.append(BadLine(line, problem))
+    if records == 0:
+        if bad_count:
+            raise VidcapError(
+                f"{path}: no valid records: all {bad_count} non-blank lines are bad (first: {bad[0].message})"
+            )
+        raise VidcapError(f"{path}: input is empty: no records found")
+    return InputScan(path, fmt, records, blank, bad_count, tuple(bad))
+
+
+def iter_records(
+    path: str | Path,
+    *,
+    on_bad_line: OnBadLine = "error",
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[InputRecord]:
+    """Stream the valid records whose index is in ``[start, stop)`` (``stop=None``: to the end).
+
+    JSONL files are read line by line and reading stops at ``stop``; a ``.json`` array is
+    loaded whole. Indexes match :func:`scan_input`'s count for the same ``on_bad_line``.
+    A bad line raises VidcapError with ``"error"`` (the scan would have raised first) and
+    is passed over with ``"skip"``.
+    """
+    _check_mode(on_bad_line)
+    if start < 0 or (stop is not None and stop < start):
+        raise ValueError(f"bad record range [{start}, {stop})")
+    if stop == start:
+        return
+    index = 0
+    for line, record, problem in _entries(Path(path)):
+        if record is None:
+            if problem is not None and on_bad_line == "error":
+                raise VidcapError(problem)
+            continue
+        if index >= start:
+            yield InputRecord(index, line, record)
+        index += 1
+        if stop is not None and index >= stop:
+            return
