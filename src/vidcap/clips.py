@@ -22,10 +22,11 @@ def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
     frame[..., 1] = (y * 255 // max(height - 1, 1) + index * 2) % 256
     frame[..., 2] = (index * 8) % 256
     band = max(height // 8, 2)
-    bar = max(width // _INDEX_BITS, 1)
+    # Bar edges at fractions of the width, so the bars scale with any resize of the frame.
+    edges = [round(bit * width / _INDEX_BITS) for bit in range(_INDEX_BITS + 1)]
     for bit in range(_INDEX_BITS):
         value = 255 if (index >> bit) & 1 else 0
-        frame[:band, bit * bar : (bit + 1) * bar, :] = value
+        frame[:band, edges[bit] : max(edges[bit + 1], edges[bit] + 1), :] = value
     return frame
 
 

@@ -22,3 +22,13 @@ class VidcapError(Exception):
 
 class RecordError(Exception):
     """A failure confined to one record; the message becomes that record's ``error`` field."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line for a record's error field: its first message line, with its type
+    name when the type is not one of ours (a foreign exception type says where it came from)."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0].strip() if lines else ""
+    if isinstance(exc, RecordError | VidcapError):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

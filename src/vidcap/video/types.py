@@ -38,11 +38,12 @@ class VideoInfo:
 class SamplingOptions:
     """How frames are chosen and sized; defaults are qwen-vl-utils 0.0.14's.
 
-    ``fps`` and ``nframes`` are exclusive. Pixel bounds left as None take the reference's
-    defaults for the model's patch factor (``image_factor`` = patch size x spatial merge).
+    ``fps`` and ``nframes`` are exclusive; with neither, fps is 2.0. Pixel bounds left as None
+    take the reference's defaults for the model's patch factor (``image_factor`` = patch size
+    x spatial merge).
     """
 
-    fps: float | None = 2.0
+    fps: float | None = None  # None: 2.0, unless nframes is given
     nframes: int | None = None
     min_frames: int = 4
     max_frames: int = 768

@@ -1,0 +1,55 @@
+"""``vidcap probe``: Typer wiring for ``vidcap.cli.probe.probe_command``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from vidcap.cli.options import (
+    Config,
+    Fps,
+    MaxFrames,
+    MaxPixels,
+    MinFrames,
+    MinPixels,
+    Model,
+    Nframes,
+    TotalPixels,
+    sampling_from,
+    sampling_values,
+)
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vidcap probe clip.mp4 videos/\n\n"
+    "  vidcap probe data.jsonl --json --model Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl"
+)
+
+
+def probe_cli_command(
+    paths: Annotated[list[str], typer.Argument(help="Video files, folders, or .json/.jsonl datasets.")],
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="JSON Lines on stdout, one object per video.")
+    ] = False,
+    model: Model = None,
+    config: Config = None,
+    fps: Fps = None,
+    nframes: Nframes = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+) -> None:
+    """Show each video's metadata and frame plan, and totals to size --max-model-len and the job."""
+    from vidcap.cli.probe import probe_command
+    from vidcap.config import load_config_file
+
+    options = sampling_from(
+        config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
+    )
+    if model is None and config:
+        model = load_config_file(config).get("model")
+    sys.exit(probe_command(paths, json_lines, options, model))

@@ -1,0 +1,359 @@
+"""``vidcap run``: caption a dataset file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vidcap.cli.options import (
+    MODEL,
+    Config,
+    Fps,
+    MaxFrames,
+    MaxPixels,
+    MinFrames,
+    MinPixels,
+    Model,
+    Nframes,
+    TotalPixels,
+    sampling_values,
+)
+from vidcap.config import RunConfig, build_config, load_config_file
+from vidcap.errors import VidcapError
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vidcap run --input data.jsonl --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n\n"
+    "  vidcap run -i data.jsonl -o out.jsonl -c configs/qwen2.5-vl-7b.toml --prompt 'Describe {topic}.'\n\n"
+    "  sbatch --array=0-7 scripts/slurm_array.sbatch   # shards from SLURM_ARRAY_TASK_ID"
+)
+JOB = "Input and output"
+PROMPT = "Prompt"
+BATCH = "Batch job"
+SERVER = "OpenAI-compatible server (--backend openai)"
+
+_stop_requested = False
+
+
+def _request_stop(signum: int, _frame: Any) -> None:
+    global _stop_requested
+    if _stop_requested and signum == signal.SIGINT:
+        raise KeyboardInterrupt  # a second Ctrl-C: stop now
+    _stop_requested = True
+    name = signal.Signals(signum).name
+    print(f"vidcap: {name} received; finishing the current batch, then stopping", file=sys.stderr, flush=True)
+
+
+def run_command(
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="Dataset: .jsonl or .json array.", rich_help_panel=JOB)
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output .jsonl or .json [default: INPUT.captions.EXT].",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
+    model: Model = None,
+    config: Config = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt template; {field} is filled from each record, {{ }} are literal braces. "
+            "[default: 'Please describe the video in detail.']",
+            rich_help_panel=PROMPT,
+        ),
+    ] = None,
+    prompt_file: Annotated[
+        str | None, typer.Option(help="Read the prompt template from this file.", rich_help_panel=PROMPT)
+    ] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="System prompt for every request.", rich_help_panel=PROMPT)
+    ] = None,
+    input_video_key: Annotated[
+        str | None,
+        typer.Option(help="Field holding the video path(s) [default: video].", rich_help_panel=JOB),
+    ] = None,
+    conversation_key: Annotated[
+        str | None,
+        typer.Option(help="Field holding the conversation [default: conversation].", rich_help_panel=JOB),
+    ] = None,
+    output_key: Annotated[
+        str | None,
+        typer.Option(help="Field the caption is written to [default: caption].", rich_help_panel=JOB),
+    ] = None,
+    status_key: Annotated[
+        str | None, typer.Option(help="Field for ok/error/skipped [default: status].", rich_help_panel=JOB)
+    ] = None,
+    error_key: Annotated[
+        str | None, typer.Option(help="Field for the error message [default: error].", rich_help_panel=JOB)
+    ] = None,
+    id_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Unique record id field for resume [default: input position].", rich_help_panel=BATCH
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="vllm, transformers or openai [default: vllm].", rich_help_panel=MODEL),
+    ] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(help="Where hub models are downloaded [default: HF cache].", rich_help_panel=MODEL),
+    ] = None,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(help="GPUs to shard the model over [default: 1].", rich_help_panel=MODEL)
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option(help="Fraction of GPU memory vLLM may use [default: 0.9].", rich_help_panel=MODEL),
+    ] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(
+            help="Longest prompt + caption in tokens [default: the model's]; longer prompts fail per record.",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="Model dtype [default: auto].", rich_help_panel=MODEL)
+    ] = None,
+    enforce_eager: Annotated[
+        bool | None,
+        typer.Option(help="Disable CUDA graphs (faster start, slower run).", rich_help_panel=MODEL),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool | None, typer.Option(help="Allow model code from the hub.", rich_help_panel=MODEL)
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="transformers backend: cpu, cuda, auto [default: auto].", rich_help_panel=MODEL),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature [default: 0.7].", rich_help_panel=MODEL)
+    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Top-p [default: 0.9].", rich_help_panel=MODEL)] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Longest caption in tokens [default: 1024].", rich_help_panel=MODEL)
+    ] = None,
+    num_captions: Annotated[
+        int | None,
+        typer.Option(
+            help="Captions per video; more than 1 stores a list [default: 1].", rich_help_panel=MODEL
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Sampling seed, for repeatable runs.", rich_help_panel=MODEL)
+    ] = None,
+    json_schema: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON Schema file: captions are generated as JSON objects that validate against it.",
+            rich_help_panel=PROMPT,
+        ),
+    ] = None,
+    fps: Fps = None,
+    nframes: Nframes = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Records per generation batch and per flushed write [default: 32].", rich_help_panel=BATCH
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool | None,
+        typer.Option(
+            help="Start over instead of resuming from records already in the output.", rich_help_panel=BATCH
+        ),
+    ] = None,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(help="This shard's index [default: SLURM_ARRAY_TASK_ID or 0].", rich_help_panel=BATCH),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option(help="Number of shards [default: SLURM_ARRAY_TASK_COUNT or 1].", rich_help_panel=BATCH),
+    ] = None,
+    on_bad_line: Annotated[
+        str | None,
+        typer.Option(
+            help="error (stop before any work) or skip (report and skip) [default: error].",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
+    decode_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Decode processes [default: from the CPU count]; 0 decodes in-process.",
+            rich_help_panel=BATCH,
+        ),
+    ] = None,
+    decode_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds before a hung decode is killed; that record fails [default: 300].",
+            rich_help_panel=BATCH,
+        ),
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000/v1.", rich_help_panel=SERVER)
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the API key [default: OPENAI_API_KEY].", rich_help_panel=SERVER
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight at once [default: 8].", rich_help_panel=SERVER)
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's own logs.")] = False,
+) -> None:
+    """Caption every record of a dataset and write the records with captions added."""
+    flags = {
+        "input": input,
+        "output": output,
+        "model": model,
+        "prompt": prompt,
+        "prompt_file": prompt_file,
+        "system_prompt": system_prompt,
+        "input_video_key": input_video_key,
+        "conversation_key": conversation_key,
+        "output_key": output_key,
+        "status_key": status_key,
+        "error_key": error_key,
+        "id_key": id_key,
+        "backend": backend,
+        "cache_dir": cache_dir,
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_model_len": max_model_len,
+        "dtype": dtype,
+        "enforce_eager": enforce_eager,
+        "trust_remote_code": trust_remote_code,
+        "device": device,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "num_captions": num_captions,
+        "seed": seed,
+        "json_schema_file": json_schema,
+        "batch_size": batch_size,
+        "overwrite": overwrite,
+        "shard_index": shard_index,
+        "num_shards": num_shards,
+        "on_bad_line": on_bad_line,
+        "decode_workers": decode_workers,
+        "decode_timeout": decode_timeout,
+        "api_base": api_base,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        **sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels),
+    }
+    run_config = build_config(load_config_file(config) if config else {}, flags)
+    sys.exit(execute(run_config, quiet=quiet, verbose=verbose))
+
+
+def finish_config(config: RunConfig) -> RunConfig:
+    """Check what the flags point at and load the prompt and schema files."""
+    import dataclasses
+
+    from vidcap.engines.loading import check_model_exists
+
+    run, engine, generation = config.run, config.engine, config.generation
+    if not run.input:
+        raise VidcapError("missing --input (a .jsonl or .json dataset)")
+    if not engine.model:
+        raise VidcapError("missing --model (a Hugging Face model id or a local model folder)")
+    if not Path(run.input).is_file():
+        raise VidcapError(f"input file not found: {run.input}")
+    if engine.backend != "openai":
+        check_model_exists(engine.model)
+    if run.prompt_file:
+        if run.prompt:
+            raise VidcapError("--prompt and --prompt-file are exclusive; give one")
+        try:
+            run = dataclasses.replace(run, prompt=Path(run.prompt_file).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise VidcapError(f"cannot read --prompt-file {run.prompt_file}: {exc.strerror}") from None
+    if run.json_schema_file:
+        try:
+            schema = json.loads(Path(run.json_schema_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise VidcapError(f"cannot read --json-schema {run.json_schema_file}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise VidcapError(f"{run.json_schema_file}: invalid JSON: {exc}") from None
+        _check_schema(run.json_schema_file, schema)
+        generation = dataclasses.replace(generation, json_schema=schema)
+    return dataclasses.replace(config, run=run, generation=generation)
+
+
+def _check_schema(path: str, schema: Any) -> None:
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise VidcapError(f"{path}: not a valid JSON Schema: {exc.message}") from None
+
+
+def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) -> int:
+    """Run a checked config with signal handling and a printed summary; returns the exit code."""
+    from vidcap.engines import create_engine
+    from vidcap.pipeline.runner import run_captioning
+    from vidcap.progress import make_progress
+
+    config = finish_config(config)
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    global _stop_requested
+    _stop_requested = False
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with create_engine(config.engine, config.generation) as engine:
+            result = run_captioning(
+                config,
+                engine,
+                progress=make_progress(enabled=not quiet),
+                should_stop=lambda: _stop_requested,
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print_summary(result.summary_data, interrupted=result.interrupted)
+    return result.exit_code
+
+
+def print_summary(data: dict[str, Any], *, interrupted: bool) -> None:
+    """A few lines on stderr: counts by status, time, throughput, where the files are."""
+    counts = data["status_counts"]
+    lines = [
+        f"{'Interrupted' if interrupted else 'Done'}: {counts['ok']} ok, {counts['error']} error, "
+        f"{counts['skipped']} skipped" + (f", {data['resumed']} already done" if data["resumed"] else ""),
+        f"  {data['elapsed_s']:.1f} s, {data['videos_per_s']:.2f} videos/s, "
+        f"{data['prompt_tokens']} prompt + {data['generated_tokens']} generated tokens "
+        f"({data['generated_tokens_per_s']:.1f} tokens/s while generating)",
+        f"  output:  {data['output']}",
+        f"  summary: {data['output']}.summary.json",
+    ]
+    if interrupted:
+        lines.append("  rerun the same command to resume")
+    print("\n".join(lines), file=sys.stderr)

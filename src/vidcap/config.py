@@ -1,0 +1,176 @@
+"""Run configuration: one flat set of keys shared by CLI flags and ``--config FILE.toml``.
+
+Every key of a config file is a flag name with ``_`` for ``-`` (``max_model_len = 32768``
+is ``--max-model-len 32768``); flags given on the command line override the file. The
+flat keys are spread over four small option groups: ``RunOptions`` (the job),
+``EngineConfig`` (loading the model), ``GenerationOptions`` (sampling) and
+``SamplingOptions`` (which frames, at what size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vidcap.engines.base import GenerationOptions
+from vidcap.errors import VidcapError
+from vidcap.video.types import SamplingOptions
+
+DEFAULT_PROMPT = "Please describe the video in detail."
+Backend = Literal["vllm", "transformers", "openai"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to load the model; vLLM names where one exists."""
+
+    model: str = ""
+    backend: Backend = "vllm"
+    cache_dir: str | None = None
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    trust_remote_code: bool = False
+    # transformers backend
+    device: str = "auto"
+    # openai backend
+    api_base: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    request_timeout: float = 600.0
+    max_retries: int = 5
+    # Anything else for vllm.LLM(...), from the config file's [engine_kwargs] table.
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to caption and where the results go."""
+
+    input: str = ""
+    output: str | None = None
+    prompt: str | None = None
+    prompt_file: str | None = None
+    system_prompt: str | None = None
+    input_video_key: str = "video"
+    conversation_key: str = "conversation"
+    output_key: str = "caption"
+    status_key: str = "status"
+    error_key: str = "error"
+    id_key: str | None = None
+    batch_size: int = 32
+    overwrite: bool = False
+    shard_index: int | None = None
+    num_shards: int | None = None
+    on_bad_line: Literal["error", "skip"] = "error"
+    decode_workers: int | None = None
+    decode_timeout: float = 300.0
+    decode_threads: int = 2
+    json_schema_file: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs, grouped."""
+
+    run: RunOptions = field(default_factory=RunOptions)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+
+_GROUPS: dict[str, type] = {
+    "run": RunOptions,
+    "engine": EngineConfig,
+    "generation": GenerationOptions,
+    "sampling": SamplingOptions,
+}
+# Keys that a user may not set directly (derived from another key).
+_INTERNAL = {"json_schema"}
+KEY_GROUP: dict[str, str] = {
+    f.name: group
+    for group, cls in _GROUPS.items()
+    for f in dataclasses.fields(cls)
+    if f.name not in _INTERNAL
+}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into flat keys; unknown keys are an error with a suggestion."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise VidcapError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VidcapError(f"{path}: invalid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name == "engine_kwargs" and isinstance(value, dict):
+            flat[name] = value
+        elif isinstance(value, dict):
+            raise VidcapError(f"{path}: unexpected table [{key}]; only [engine_kwargs] is a table")
+        else:
+            flat[name] = value
+    _check_keys(flat, source=str(path))
+    return flat
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
+    """Merge file values and flags (flags win; a flag left as None is 'not given')."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flag_values.items() if v is not None})
+    _check_keys(merged, source="options")
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
+    for key, value in merged.items():
+        groups[KEY_GROUP[key]][key] = value
+    try:
+        config = RunConfig(**{name: _GROUPS[name](**values) for name, values in groups.items()})
+    except TypeError as exc:  # pragma: no cover - keys are checked above
+        raise VidcapError(f"invalid options: {exc}") from None
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Reject option values that cannot work, with the flag name in the message."""
+    s, g, r, e = config.sampling, config.generation, config.run, config.engine
+    if s.fps is not None and s.nframes is not None:
+        raise VidcapError("--fps and --nframes are exclusive; give one")
+    checks = [
+        (s.fps is None or s.fps > 0, "--fps must be > 0"),
+        (s.nframes is None or s.nframes >= 2, "--nframes must be >= 2"),
+        (s.min_frames >= 1 and s.max_frames >= s.min_frames, "need 1 <= --min-frames <= --max-frames"),
+        (g.num_captions >= 1, "--num-captions must be >= 1"),
+        (g.max_tokens >= 1, "--max-tokens must be >= 1"),
+        (g.temperature >= 0, "--temperature must be >= 0"),
+        (0 < g.top_p <= 1, "--top-p must be in (0, 1]"),
+        (r.batch_size >= 1, "--batch-size must be >= 1"),
+        (r.decode_timeout > 0, "--decode-timeout must be > 0"),
+        (0 < e.gpu_memory_utilization <= 1, "--gpu-memory-utilization must be in (0, 1]"),
+        (e.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),
+        (e.backend in ("vllm", "transformers", "openai"), "--backend must be vllm, transformers or openai"),
+        (r.on_bad_line in ("error", "skip"), "--on-bad-line must be error or skip"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise VidcapError(message)
+    keys = [r.output_key, r.status_key, r.error_key]
+    if len(set(keys)) != len(keys):
+        raise VidcapError("--output-key, --status-key and --error-key must be different names")
+
+
+def _check_keys(values: dict[str, Any], *, source: str) -> None:
+    for key in values:
+        if key not in KEY_GROUP:
+            close = difflib.get_close_matches(key, KEY_GROUP, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise VidcapError(f"{source}: unknown key '{key}'{hint}")

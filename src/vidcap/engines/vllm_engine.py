@@ -1,0 +1,132 @@
+"""The vLLM offline engine: one ``vllm.LLM`` per run, fed pre-decoded frames."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from vidcap.config import EngineConfig
+from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
+from vidcap.engines.chat import fixed_size_kwargs, render_prompt, text_token_count
+from vidcap.engines.loading import load_processor, model_load_error
+from vidcap.errors import one_line
+from vidcap.model_info import VisionGeometry, vision_geometry
+
+
+class VllmEngine(CaptionEngine):
+    """Caption with ``vllm.LLM``; requests are queued with ``enqueue`` and matched back by id.
+
+    Frames go in ``multi_modal_data`` as ``(frames, metadata)`` with ``do_sample_frames=False``
+    so vLLM's processor neither resamples nor (see ``fixed_size_kwargs``) resizes them.
+    """
+
+    name = "vllm"
+
+    def __init__(self, config: EngineConfig, generation: GenerationOptions) -> None:
+        self.config = config
+        self.generation = generation
+        self._llm: Any = None
+        self._processor: Any = None
+        self._params: Any = None
+        self._max_videos = 0
+
+    def start(self, *, max_videos_per_prompt: int) -> None:
+        """Load the model into a vLLM engine (the slow part of a run); a no-op if already loaded
+        with room for as many videos per prompt."""
+        if self._llm is not None:
+            if max_videos_per_prompt <= self._max_videos:
+                return
+            self.close()  # the data needs more videos per prompt than the engine reserved
+        self._max_videos = max(1, max_videos_per_prompt)
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+        from vllm import LLM, SamplingParams
+
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "model": cfg.model,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "max_model_len": cfg.max_model_len,
+            "download_dir": cfg.cache_dir,
+            "trust_remote_code": cfg.trust_remote_code,
+            "enforce_eager": cfg.enforce_eager,
+            "dtype": cfg.dtype,
+            # Images are never sent: reserving no memory for them leaves more for the KV cache.
+            "limit_mm_per_prompt": {"video": self._max_videos, "image": 0},
+            **cfg.engine_kwargs,
+        }
+        if self.generation.seed is not None:
+            kwargs["seed"] = self.generation.seed
+        try:
+            self._processor = load_processor(cfg)
+            self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+        except Exception as exc:  # hub/config/OOM failures become one line
+            raise model_load_error(cfg.model, exc) from exc
+        self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        self._params = SamplingParams(**_sampling_kwargs(self.generation))
+
+    def vision_geometry(self) -> VisionGeometry:
+        """Read from the model's config."""
+        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
+
+    def count_prompt_tokens(self, request: CaptionRequest) -> int:
+        """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
+        text = render_prompt(self._processor, request)
+        return text_token_count(self._processor, text) - len(request.videos) + request.video_tokens
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """Queue every request (a request vLLM rejects gets its own error), then run them all."""
+        outputs: dict[str, CaptionOutput] = {}
+        pending: dict[str, str] = {}  # vLLM request id -> our request id
+        for request in requests:
+            prompt = {
+                "prompt": render_prompt(self._processor, request),
+                "multi_modal_data": {"video": [(v.frames, v.metadata) for v in request.videos]},
+                "mm_processor_kwargs": fixed_size_kwargs(request),
+            }
+            try:
+                (engine_id,) = self._llm.enqueue([prompt], self._params, use_tqdm=False)
+            except Exception as exc:  # one request's failure must not cost the batch
+                outputs[request.request_id] = CaptionOutput(request.request_id, error=one_line(exc))
+                continue
+            # enqueue returns vLLM's internal id ("7-1a2b3c4d": the external id plus a random
+            # suffix); outputs carry the external id. Either form finds the request.
+            pending[engine_id] = pending[engine_id.rsplit("-", 1)[0]] = request.request_id
+        if pending:
+            for result in self._llm.wait_for_completion(use_tqdm=False):
+                request_id = pending.get(result.request_id)
+                if request_id is None or request_id in outputs:
+                    continue
+                outputs[request_id] = CaptionOutput(
+                    request_id,
+                    texts=[c.text for c in result.outputs],
+                    prompt_tokens=len(result.prompt_token_ids or []),
+                    generated_tokens=sum(len(c.token_ids) for c in result.outputs),
+                )
+        for request_id in set(pending.values()) - set(outputs):
+            outputs[request_id] = CaptionOutput(request_id, error="the engine returned no output")
+        return [outputs[r.request_id] for r in requests]
+
+    def close(self) -> None:
+        """Shut the engine's worker processes down."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            del llm
+
+
+def _sampling_kwargs(generation: GenerationOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "n": generation.num_captions,
+        "temperature": generation.temperature,
+        "top_p": generation.top_p,
+        "max_tokens": generation.max_tokens,
+        "seed": generation.seed,
+    }
+    if generation.json_schema is not None:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        kwargs["structured_outputs"] = StructuredOutputsParams(json=generation.json_schema)
+    return kwargs

@@ -1,0 +1,90 @@
+"""``VideoToCaptionGenerator``: DataFlow's video caption operator, on vidcap's pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vidcap.config import RunConfig, RunOptions, validate
+from vidcap.pipeline.runner import RunResult, run_captioning
+from vidcap.progress import Progress, make_progress
+from vidcap.prompts import DiyVideoPrompt, as_prompt_template
+from vidcap.serving import _Serving
+from vidcap.storage import FileStorage
+from vidcap.video.types import SamplingOptions
+
+
+class VideoToCaptionGenerator:
+    """Caption every record's video(s) with a VLM and write the records with a caption added.
+
+    Args:
+        vlm_serving: a serving object (``LocalModelVLMServing_vllm`` and siblings).
+        prompt_template: a string or ``DiyVideoPrompt``; ``{field}`` placeholders are filled
+            from each record. Default: "Please describe the video in detail.".
+        sampling: which frames and at what size (default: qwen-vl-utils' fps 2.0 plan).
+        batch_size: records per generation batch (and per flushed write).
+        decode_workers: decode processes (default: from the CPU count; 0 decodes in-process).
+        resume: keep records already in this step's output and caption only the rest
+            (default False: like DataFlow, each run rewrites the step's file).
+    """
+
+    def __init__(
+        self,
+        vlm_serving: _Serving,
+        prompt_template: str | DiyVideoPrompt | None = None,
+        *,
+        sampling: SamplingOptions | None = None,
+        batch_size: int = 32,
+        decode_workers: int | None = None,
+        resume: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        self.vlm_serving = vlm_serving
+        self.prompt_template = as_prompt_template(prompt_template)
+        self.sampling = sampling or SamplingOptions()
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers
+        self.resume = resume
+        self.show_progress = show_progress
+        self.last_result: RunResult | None = None
+
+    def run(
+        self,
+        storage: FileStorage,
+        input_image_key: str = "image",
+        input_video_key: str = "video",
+        input_audio_key: str = "audio",
+        input_conversation_key: str = "conversation",
+        output_key: str = "caption",
+        progress: Progress | None = None,
+    ) -> str:
+        """Caption the storage step's records into its next step's file; returns ``output_key``.
+
+        ``input_image_key`` and ``input_audio_key`` are accepted for DataFlow compatibility
+        and not used: vidcap captions videos.
+        """
+        options = RunOptions(
+            input=str(storage.read_path()),
+            output=str(storage.write_path()),
+            input_video_key=input_video_key,
+            conversation_key=input_conversation_key,
+            output_key=output_key,
+            batch_size=self.batch_size,
+            decode_workers=self.decode_workers,
+            overwrite=not self.resume,
+        )
+        config = RunConfig(
+            run=options,
+            engine=self.vlm_serving.engine_config,
+            generation=self.vlm_serving.generation,
+            sampling=dataclasses.replace(self.sampling),
+        )
+        validate(config)
+        storage.write_path().parent.mkdir(parents=True, exist_ok=True)
+        with self.vlm_serving.create_engine() as engine:
+            self.last_result = run_captioning(
+                config,
+                engine,
+                template=self.prompt_template,
+                progress=progress or make_progress(enabled=self.show_progress),
+            )
+        return output_key

@@ -1,0 +1,328 @@
+"""The run loop: strings the steps together for one shard of one input file.
+
+Order of work, and why:
+1. check every record and the output folder before loading the model (a bad line at
+   record 90,000 should cost seconds, not a GPU hour);
+2. find what the output already holds (resume) and open it for appending;
+3. start the engine;
+4. decode in worker processes ahead of the engine (bounded look-ahead), generate batch by
+   batch, and append each finished batch in input order, flushed to disk;
+5. between batches, honour a stop request (SIGTERM/SIGINT): write what is done and return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vidcap.config import RunConfig
+from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
+from vidcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECORDS_FAILED, RecordError, one_line
+from vidcap.io.merge import summary_path
+from vidcap.io.records import InputRecord, iter_records
+from vidcap.io.resume import load_done
+from vidcap.io.writer import open_writer
+from vidcap.pipeline.assemble import output_record
+from vidcap.pipeline.captions import caption_value
+from vidcap.pipeline.check import bound, check_records, record_id, resolve_video_path, video_paths
+from vidcap.pipeline.decode import DecodeTask, decode_record
+from vidcap.pipeline.shard import Shard, resolve_shard
+from vidcap.pipeline.stats import RunStats
+from vidcap.pipeline.summary import write_summary
+from vidcap.progress import NullProgress, Progress
+from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
+from vidcap.video.pool import OrderedPool, default_workers
+
+
+@dataclass
+class RunResult:
+    """How a run ended; ``exit_code`` follows the documented CLI exit codes."""
+
+    output: Path
+    summary: Path
+    stats: RunStats
+    records_in_shard: int
+    complete: bool
+    interrupted: bool
+    elapsed_s: float
+    summary_data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok, 1 some records failed, 75 interrupted (rerun to resume)."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_RECORDS_FAILED if self.stats.error else EXIT_OK
+
+
+@dataclass
+class _Pending:
+    """A record on its way through the pool, with what the main process decided about it."""
+
+    record: InputRecord
+    prompt: str | None = None
+    system_prompt: str | None = None
+    error: str | None = None
+    skipped: bool = False
+
+
+def default_output_path(input_path: Path) -> Path:
+    """``data.jsonl`` -> ``data.captions.jsonl`` beside it (same format as the input)."""
+    return input_path.with_name(f"{input_path.stem}.captions{input_path.suffix}")
+
+
+def run_captioning(
+    config: RunConfig,
+    engine: CaptionEngine,
+    *,
+    template: DiyVideoPrompt | str | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunResult:
+    """Caption one shard of ``config.run.input`` into ``config.run.output``; see the module doc."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    opts = config.run
+    progress = progress or NullProgress()
+    template = as_prompt_template(template if template is not None else opts.prompt)
+    input_path = Path(opts.input)
+    output_path = Path(opts.output) if opts.output else default_output_path(input_path)
+
+    facts = check_records(input_path, opts)
+    shard = resolve_shard(opts.shard_index, opts.num_shards, facts.records)
+    done = None if opts.overwrite else load_done(output_path, id_key=opts.id_key)
+    writer = open_writer(output_path, resume=not opts.overwrite)
+    stats = RunStats()
+    interrupted = False
+    try:
+        engine.start(max_videos_per_prompt=facts.max_videos_per_record)
+        geometry = engine.vision_geometry()
+        config = dataclasses.replace(
+            config,
+            sampling=dataclasses.replace(
+                config.sampling,
+                image_factor=geometry.image_factor,
+                temporal_patch_size=geometry.temporal_patch_size,
+            ),
+        )
+        todo, skipped_done = _records_to_do(input_path, config, shard, done)
+        stats.resumed = skipped_done
+        progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")
+        pending: deque[_Pending] = deque()
+        workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
+        lookahead = max(2 * opts.batch_size, 2 * max(workers, 1))
+        with OrderedPool(
+            decode_record,
+            workers=workers,
+            max_pending=lookahead,
+            timeout_s=opts.decode_timeout,
+            error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
+        ) as pool:
+            tasks = _tasks(todo, config, template, input_path.parent, pending)
+            batch: list[tuple[_Pending, Any]] = []
+            wait_started = time.monotonic()
+            for outcome in pool.imap(tasks):
+                stats.decode_wait_s += time.monotonic() - wait_started
+                batch.append((pending.popleft(), outcome))
+                if len(batch) >= opts.batch_size:
+                    _finish_batch(batch, config, engine, writer, stats, progress)
+                    batch = []
+                    if should_stop():
+                        interrupted = True
+                        break
+                wait_started = time.monotonic()
+            if batch and not interrupted:
+                _finish_batch(batch, config, engine, writer, stats, progress)
+        interrupted = interrupted or should_stop()
+    except BaseException:
+        if should_stop():  # the engine died from the same signal that asked us to stop
+            interrupted = True
+        else:
+            writer.close(complete=False)
+            _summary(config, output_path, input_path, shard, stats, started, started_at, complete=False)
+            raise
+    finally:
+        progress.stop()
+    complete = not interrupted
+    writer.close(complete=complete)
+    elapsed = time.monotonic() - started
+    data = _summary(config, output_path, input_path, shard, stats, started, started_at, complete=complete)
+    return RunResult(
+        output=output_path,
+        summary=summary_path(output_path),
+        stats=stats,
+        records_in_shard=len(shard.range),
+        complete=complete,
+        interrupted=interrupted,
+        elapsed_s=elapsed,
+        summary_data=data,
+    )
+
+
+def _records_to_do(
+    input_path: Path, config: RunConfig, shard: Shard, done: Any
+) -> tuple[Iterator[InputRecord], int]:
+    """The shard's records not yet in the output, and how many were skipped as done."""
+    opts = config.run
+    start, stop = shard.range.start, shard.range.stop
+    if done is None:
+        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start, stop=stop), 0
+    if opts.id_key is None:
+        # Output is written in input order, so position-keyed resume skips a prefix.
+        skip = min(done.count, stop - start)
+        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start + skip, stop=stop), skip
+
+    # Two streaming passes (count, then filter) rather than holding the shard in memory.
+    def shard_records() -> Iterator[InputRecord]:
+        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start, stop=stop)
+
+    already = sum(1 for r in shard_records() if record_id(r, opts) in done.ids)
+    return (r for r in shard_records() if record_id(r, opts) not in done.ids), already
+
+
+def _tasks(
+    records: Iterator[InputRecord],
+    config: RunConfig,
+    template: DiyVideoPrompt,
+    base: Path,
+    pending: deque[_Pending],
+) -> Iterator[DecodeTask]:
+    """Decide prompt, paths and skips in the main process; one decode task per record."""
+    opts = config.run
+    for record in records:
+        entry = _Pending(record)
+        paths = tuple(resolve_video_path(p, base) for p in video_paths(record.data, opts.input_video_key))
+        entry.skipped = not paths  # null or [] video: nothing to caption, whatever the prompt
+        try:
+            if paths:
+                entry.prompt = resolve_prompt(record.data, template, opts.conversation_key)
+                entry.system_prompt = opts.system_prompt or conversation_system_prompt(
+                    record.data.get(opts.conversation_key)
+                )
+        except RecordError as exc:
+            entry.error = one_line(exc)
+        pending.append(entry)
+        yield DecodeTask(
+            index=record.index,
+            paths=paths if entry.error is None else (),
+            options=config.sampling,
+            video_start=bound(record.data, "video_start"),
+            video_end=bound(record.data, "video_end"),
+            threads=opts.decode_threads,
+        )
+
+
+def _finish_batch(
+    batch: list[tuple[_Pending, Any]],
+    config: RunConfig,
+    engine: CaptionEngine,
+    writer: Any,
+    stats: RunStats,
+    progress: Progress,
+) -> None:
+    """Length-check, generate, assemble and write one batch, in input order."""
+    opts = config.run
+    results: dict[int, dict[str, Any]] = {}
+    requests: dict[str, tuple[_Pending, CaptionRequest]] = {}
+    videos = 0
+    for entry, outcome in batch:
+        data, index = entry.record.data, entry.record.index
+        error = entry.error or outcome.error
+        if entry.skipped and error is None:
+            results[index] = output_record(data, opts, status="skipped", prompt=entry.prompt)
+            stats.skipped += 1
+            continue
+        if error is None:
+            request = CaptionRequest(
+                request_id=str(index),
+                prompt=entry.prompt or "",
+                system_prompt=entry.system_prompt,
+                videos=[
+                    VideoInput(v.frames, v.plan.processor_metadata(), v.plan.video_tokens)
+                    for v in outcome.result
+                ],
+            )
+            videos += len(request.videos)
+            stats.videos += len(request.videos)
+            stats.frames += sum(v.plan.nframes for v in outcome.result)
+            error = _length_problem(engine, request, config)
+            if error is None:
+                requests[request.request_id] = (entry, request)
+                continue
+        results[index] = output_record(data, opts, status="error", error=error, prompt=entry.prompt)
+        stats.count_error(error)
+
+    generate_started = time.monotonic()
+    outputs = engine.generate([request for _, request in requests.values()]) if requests else []
+    stats.generate_s += time.monotonic() - generate_started
+    for output in outputs:
+        entry, _ = requests[output.request_id]
+        data, index = entry.record.data, entry.record.index
+        stats.prompt_tokens += output.prompt_tokens
+        stats.generated_tokens += output.generated_tokens
+        value = (
+            caption_value(output.texts, config.generation, raw_key=f"{opts.output_key}_raw")
+            if output.error is None and output.texts is not None
+            else None
+        )
+        error = output.error or (value.error if value else "the engine returned no text")
+        if error is None and value is not None:
+            results[index] = output_record(
+                data, opts, status="ok", caption=value.caption, prompt=entry.prompt
+            )
+            stats.ok += 1
+        else:
+            extra = value.extra if value else None
+            results[index] = output_record(
+                data, opts, status="error", error=error, prompt=entry.prompt, extra=extra
+            )
+            stats.count_error(error)
+
+    write_started = time.monotonic()
+    writer.write_batch([results[entry.record.index] for entry, _ in batch])
+    stats.write_s += time.monotonic() - write_started
+    progress.advance(len(batch), videos=videos, errors=stats.error)
+
+
+def _length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunConfig) -> str | None:
+    """Refuse, before generation, a prompt the engine cannot take (so it cannot abort a batch)."""
+    limit = engine.max_model_len
+    if limit is None:
+        return None
+    tokens = engine.count_prompt_tokens(request)
+    if tokens < limit:
+        return None
+    return (
+        f"prompt too long: {tokens} tokens ({request.video_tokens} visual) but the model takes "
+        f"{limit} (--max-model-len); lower --fps, --max-frames or --max-pixels, or raise --max-model-len"
+    )
+
+
+def _summary(
+    config: RunConfig,
+    output_path: Path,
+    input_path: Path,
+    shard: Shard,
+    stats: RunStats,
+    started: float,
+    started_at: str,
+    *,
+    complete: bool,
+) -> dict[str, Any]:
+    return write_summary(
+        summary_path(output_path),
+        config=config,
+        input_path=input_path,
+        output_path=output_path,
+        shard=shard,
+        stats=stats,
+        elapsed_s=time.monotonic() - started,
+        started_at=started_at,
+        complete=complete,
+    )

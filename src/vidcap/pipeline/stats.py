@@ -1,0 +1,53 @@
+"""Per-run counters, kept by each step and added up across batches (and shards, with ``+``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RunStats:
+    """What a run did. Times are wall-clock seconds spent in each step by the main process,
+    except ``decode_s``, which adds up the time worker processes spent decoding."""
+
+    ok: int = 0
+    error: int = 0
+    skipped: int = 0
+    resumed: int = 0  # records found already done in the output and not redone
+    videos: int = 0
+    frames: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    decode_wait_s: float = 0.0  # time the main loop waited for decoded videos
+    generate_s: float = 0.0
+    write_s: float = 0.0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def processed(self) -> int:
+        """Records this run wrote (not counting resumed ones)."""
+        return self.ok + self.error + self.skipped
+
+    def count_error(self, message: str) -> None:
+        """Count an error record under a short kind: the message up to its first colon."""
+        self.error += 1
+        kind = message.split(":", 1)[0][:60]
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+    def __add__(self, other: RunStats) -> RunStats:
+        merged = RunStats()
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                combined = dict(mine)
+                for key, value in theirs.items():
+                    combined[key] = combined.get(key, 0) + value
+                setattr(merged, f.name, combined)
+            else:
+                setattr(merged, f.name, mine + theirs)
+        return merged
+
+    def as_dict(self) -> dict:
+        """A JSON-ready dict of every counter."""
+        return dataclasses.asdict(self)

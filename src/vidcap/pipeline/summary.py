@@ -1,0 +1,65 @@
+"""The run summary written beside the output (``out.jsonl.summary.json``).
+
+It says what the run did (counts by status, time, throughput, tokens) and what ``vidcap
+merge`` needs to join shards safely (which shard, how many records it holds, complete or not).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vidcap import __version__
+from vidcap.io._files import atomic_write
+from vidcap.io.jsonio import dumps_pretty
+
+if TYPE_CHECKING:
+    from vidcap.config import RunConfig
+    from vidcap.pipeline.shard import Shard
+    from vidcap.pipeline.stats import RunStats
+
+
+def build_summary(
+    *,
+    config: RunConfig,
+    input_path: Path,
+    output_path: Path,
+    shard: Shard,
+    stats: RunStats,
+    elapsed_s: float,
+    started_at: str,
+    complete: bool,
+) -> dict[str, Any]:
+    """The summary as a dict (see module doc)."""
+    elapsed = max(elapsed_s, 1e-9)
+    return {
+        "vidcap_version": __version__,
+        "input": str(input_path.resolve()),
+        "output": str(output_path.resolve()),
+        "shard": {"index": shard.index, "count": shard.count},
+        "records_in_shard": len(shard.range),
+        "records_written": stats.resumed + stats.processed,
+        "complete": complete,
+        "interrupted": not complete,
+        "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
+        "resumed": stats.resumed,
+        "model": config.engine.model,
+        "backend": config.engine.backend,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed_s, 3),
+        "videos_per_s": round(stats.videos / elapsed, 4),
+        "records_per_s": round(stats.processed / elapsed, 4),
+        "prompt_tokens": stats.prompt_tokens,
+        "generated_tokens": stats.generated_tokens,
+        "generated_tokens_per_s": round(stats.generated_tokens / max(stats.generate_s, 1e-9), 2),
+        "stats": stats.as_dict(),
+    }
+
+
+def write_summary(path: Path, **kwargs: Any) -> dict[str, Any]:
+    """Build the summary and write it atomically to ``path``; returns it."""
+    data = build_summary(**kwargs)
+    atomic_write(path, [dumps_pretty(data) + b"\n"])
+    return data

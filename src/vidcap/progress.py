@@ -1,0 +1,161 @@
+"""Progress on stderr: a Rich bar on a terminal, plain timestamped lines in logs.
+
+stdout stays free for results; cron and SLURM logs get lines like
+``2026-11-25 10:04:11 vidcap: 120/500 records (24%), 1.9 videos/s, ETA 0:03:20, 2 errors``
+every ``interval_s`` seconds instead of terminal control codes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timedelta
+from typing import Protocol, TextIO
+
+
+class Progress(Protocol):
+    """What the runner reports to."""
+
+    def start(self, total: int, *, done: int = 0, description: str = "") -> None:
+        """Begin; ``done`` records are already finished (resumed)."""
+
+    def advance(self, records: int, *, videos: int, errors: int) -> None:
+        """``records`` more records are written, holding ``videos`` videos; ``errors`` so far."""
+
+    def stop(self) -> None:
+        """End the display (idempotent)."""
+
+
+def make_progress(
+    stream: TextIO | None = None, *, enabled: bool = True, interval_s: float = 10.0
+) -> Progress:
+    """A Rich bar when ``stream`` is a terminal, plain lines otherwise, nothing if not enabled."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return NullProgress()
+    if stream.isatty():
+        return RichProgress(stream)
+    return LineProgress(stream, interval_s=interval_s)
+
+
+class NullProgress:
+    """Shows nothing (``--quiet``, library use)."""
+
+    def start(self, total: int, *, done: int = 0, description: str = "") -> None:
+        """Nothing to show."""
+
+    def advance(self, records: int, *, videos: int, errors: int) -> None:
+        """Nothing to show."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+class _Rate:
+    """Records and videos per second since start, and the ETA."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.total = self.done = self.videos = self.errors = 0
+        self.done_at_start = 0
+
+    def eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        new = self.done - self.done_at_start
+        if new <= 0 or elapsed <= 0:
+            return "?"
+        return str(timedelta(seconds=round((self.total - self.done) * elapsed / new)))
+
+    def videos_per_s(self) -> float:
+        return self.videos / max(time.monotonic() - self.started, 1e-9)
+
+
+class LineProgress:
+    """Plain, timestamped lines at most every ``interval_s`` seconds, and one at the end."""
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 10.0) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self.rate = _Rate()
+        self._last = 0.0
+        self._stopped = False
+
+    def start(self, total: int, *, done: int = 0, description: str = "") -> None:
+        """Print the starting line."""
+        self.rate = _Rate()
+        self.rate.total, self.rate.done, self.rate.done_at_start = total, done, done
+        self._last = time.monotonic()
+        resumed = f", {done} already done" if done else ""
+        self._print(f"{description or 'captioning'}: {total} records{resumed}")
+
+    def advance(self, records: int, *, videos: int, errors: int) -> None:
+        """Count and print a line if the interval has passed."""
+        r = self.rate
+        r.done, r.videos, r.errors = r.done + records, r.videos + videos, errors
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._print(self._status())
+
+    def stop(self) -> None:
+        """Print the final status line once."""
+        if not self._stopped:
+            self._stopped = True
+            self._print(self._status())
+
+    def _status(self) -> str:
+        r = self.rate
+        percent = 100 * r.done // max(r.total, 1)
+        return (
+            f"{r.done}/{r.total} records ({percent}%), {r.videos_per_s():.2f} videos/s, "
+            f"ETA {r.eta()}, {r.errors} errors"
+        )
+
+    def _print(self, message: str) -> None:
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp} vidcap: {message}", file=self.stream, flush=True)
+
+
+class RichProgress:
+    """A Rich progress bar: records done/total, videos/s, errors, ETA."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichBar
+
+        self.rate = _Rate()
+        self._bar = RichBar(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]} videos/s"),
+            TextColumn("[red]{task.fields[errors]} errors"),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            transient=False,
+        )
+        self._task = None
+        self._stopped = False
+
+    def start(self, total: int, *, done: int = 0, description: str = "") -> None:
+        """Show the bar."""
+        self.rate = _Rate()
+        self.rate.total, self.rate.done, self.rate.done_at_start = total, done, done
+        self._bar.start()
+        self._task = self._bar.add_task(
+            description or "captioning", total=total, completed=done, speed="0.00", errors=0
+        )
+
+    def advance(self, records: int, *, videos: int, errors: int) -> None:
+        """Move the bar."""
+        r = self.rate
+        r.done, r.videos, r.errors = r.done + records, r.videos + videos, errors
+        if self._task is not None:
+            self._bar.update(self._task, advance=records, speed=f"{r.videos_per_s():.2f}", errors=errors)
+
+    def stop(self) -> None:
+        """Leave the final bar on screen."""
+        if not self._stopped:
+            self._stopped = True
+            self._bar.stop()

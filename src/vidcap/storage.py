@@ -1,0 +1,90 @@
+"""``FileStorage``: DataFlow's step-based file storage, without pandas in the record path.
+
+Step 0 reads ``first_entry_file_name`` (JSON array or JSONL, by extension). Each operator
+writes the next step's file, ``{cache_path}/{file_name_prefix}_step{N}.{cache_type}``, which
+the next ``step()`` reads. With the quick start's arguments, captions land in
+``./cache/video_caption_step1.json``, with a run summary beside it
+(``video_caption_step1.json.summary.json``).
+
+Records never pass through a DataFrame: ids like ``"007"``, big integers, nested values and
+key order reach the output unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from vidcap.errors import VidcapError
+
+CacheType = Literal["json", "jsonl"]
+
+
+class FileStorage:
+    """Where an operator reads its records and writes its results, step by step."""
+
+    def __init__(
+        self,
+        first_entry_file_name: str,
+        cache_path: str = "./cache",
+        file_name_prefix: str = "vidcap_cache_step",
+        cache_type: CacheType = "jsonl",
+    ) -> None:
+        if cache_type not in ("json", "jsonl"):
+            raise VidcapError(f"cache_type must be 'json' or 'jsonl', got {cache_type!r}")
+        self.first_entry_file_name = first_entry_file_name
+        self.cache_path = cache_path
+        self.file_name_prefix = file_name_prefix
+        self.cache_type = cache_type
+        self.operator_step = -1
+
+    def step(self) -> FileStorage:
+        """Advance to the next operator step; returns a copy bound to that step."""
+        self.operator_step += 1
+        return copy.copy(self)
+
+    def reset(self) -> FileStorage:
+        """Back to before the first step."""
+        self.operator_step = -1
+        return self
+
+    def _step_path(self, step: int) -> Path:
+        if step < 0:
+            raise VidcapError("call storage.step() before reading or writing")
+        if step == 0:
+            return Path(self.first_entry_file_name)
+        return Path(self.cache_path) / f"{self.file_name_prefix}_step{step}.{self.cache_type}"
+
+    def read_path(self) -> Path:
+        """The file this step reads."""
+        return self._step_path(self.operator_step)
+
+    def write_path(self) -> Path:
+        """The file this step writes (the next step's input)."""
+        return self._step_path(self.operator_step + 1)
+
+    def read(self, output_type: Literal["dict", "dataframe"] = "dict") -> Any:
+        """This step's records: a list of dicts, or a pandas DataFrame if asked (pandas needed)."""
+        from vidcap.io.records import iter_records
+
+        records = [r.data for r in iter_records(self.read_path())]
+        if output_type == "dict":
+            return records
+        if output_type == "dataframe":
+            import pandas as pd
+
+            return pd.DataFrame(records)
+        raise VidcapError(f"output_type must be 'dict' or 'dataframe', got {output_type!r}")
+
+    def write(self, data: Any) -> str:
+        """Write records (list of dicts, or a DataFrame) as this step's output; returns the path."""
+        from vidcap.io.writer import open_writer
+
+        records = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
+        path = self.write_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = open_writer(path, resume=False)
+        writer.write_batch(records)
+        writer.close(complete=True)
+        return str(path)

@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny random-weight Qwen2.5-VL, generated clips, one real vLLM engine.
+
+The engine is the real vLLM (the CPU build here), started once per test session because
+start-up takes about 25 s. Its captions are noise (random weights): tests check plumbing,
+shapes, counts and statuses, never caption quality.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vidcap.clips import make_clip
+from vidcap.config import EngineConfig
+from vidcap.engines.base import GenerationOptions
+from vidcap.io.jsonio import dumps
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Engine settings that suit a 1 MB model on a 2-core CPU.
+TINY_ENGINE = {"max_model_len": 4096, "gpu_memory_utilization": 0.1, "enforce_eager": True}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template)."""
+    from vidcap.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small real clips: different sizes, frame rates, codecs and containers."""
+    folder = tmp_path_factory.mktemp("clips")
+    make_clip(folder / "a.mp4", seconds=2.0, fps=10, width=160, height=120)
+    make_clip(folder / "b.mp4", seconds=3.0, fps=24, width=176, height=144)
+    make_clip(folder / "c.avi", seconds=2.0, fps=25, width=128, height=96, codec="mpeg4")
+    make_clip(folder / "tall.mkv", seconds=1.5, fps=12, width=96, height=160)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_model: Path):
+    """One started vLLM engine on the tiny model, shared by the in-process tests."""
+    from vidcap.engines.vllm_engine import VllmEngine
+
+    engine = VllmEngine(
+        EngineConfig(model=str(tiny_model), **TINY_ENGINE),
+        GenerationOptions(max_tokens=12, temperature=0.7, seed=0),
+    )
+    engine.start(max_videos_per_prompt=2)
+    yield engine
+    engine.close()
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """Write records as JSON Lines with vidcap's faithful encoder."""
+    path.write_bytes(b"".join(dumps(r) + b"\n" for r in records))
+    return path
