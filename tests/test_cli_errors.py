@@ -149,3 +149,8 @@ def test_invalid_json_schema_file(dataset: Path, tiny_model: Path, tmp_path: Pat
     schema.write_text('{"type": "objekt"}')
     result = vidcap("run", "--input", str(dataset), "--model", str(tiny_model), "--json-schema", str(schema))
     assert_one_line_error(result, "s.json", "not a valid JSON Schema")
+
+
+def test_max_pixels_below_default_min_pixels(dataset: Path, tiny_model: Path) -> None:
+    result = vidcap("run", "--input", str(dataset), "--model", str(tiny_model), "--max-pixels", "50176")
+    assert_one_line_error(result, "--max-pixels 50176 is below --min-pixels 100352", "default for this model")

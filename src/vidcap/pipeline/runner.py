@@ -37,6 +37,7 @@ from vidcap.pipeline.stats import RunStats
 from vidcap.pipeline.summary import write_summary
 from vidcap.progress import NullProgress, Progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
+from vidcap.video.plan import check_sampling
 from vidcap.video.pool import OrderedPool, default_workers
 
 
@@ -95,6 +96,17 @@ def run_captioning(
     output_path = Path(opts.output) if opts.output else default_output_path(input_path)
 
     facts = check_records(input_path, opts)
+    # The model's patch geometry (from its config, no engine needed) decides the pixel defaults.
+    geometry = engine.vision_geometry()
+    config = dataclasses.replace(
+        config,
+        sampling=dataclasses.replace(
+            config.sampling,
+            image_factor=geometry.image_factor,
+            temporal_patch_size=geometry.temporal_patch_size,
+        ),
+    )
+    check_sampling(config.sampling)
     shard = resolve_shard(opts.shard_index, opts.num_shards, facts.records)
     done = None if opts.overwrite else load_done(output_path, id_key=opts.id_key)
     writer = open_writer(output_path, resume=not opts.overwrite)
@@ -102,15 +114,6 @@ def run_captioning(
     interrupted = False
     try:
         engine.start(max_videos_per_prompt=facts.max_videos_per_record)
-        geometry = engine.vision_geometry()
-        config = dataclasses.replace(
-            config,
-            sampling=dataclasses.replace(
-                config.sampling,
-                image_factor=geometry.image_factor,
-                temporal_patch_size=geometry.temporal_patch_size,
-            ),
-        )
         todo, skipped_done = _records_to_do(input_path, config, shard, done)
         stats.resumed = skipped_done
         progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")

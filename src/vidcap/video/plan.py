@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from vidcap.errors import RecordError
+from vidcap.errors import RecordError, VidcapError
 from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 
 # The reference's constants (qwen_vl_utils/vision_process.py, 0.0.14).
@@ -38,6 +38,32 @@ MODEL_SEQ_LEN = int(float(os.environ.get("MODEL_SEQ_LEN", 128000)))
 MAX_PLAUSIBLE_FPS = 1000.0
 # Used only when a stream gives a frame count but neither frame rate nor duration.
 ASSUMED_FPS = 30.0
+
+
+def check_sampling(options: SamplingOptions) -> None:
+    """Reject pixel bounds that no video can satisfy, naming the flags (a VidcapError).
+
+    Called once per run, when the model's patch factor is known: the defaults scale with it.
+    """
+    factor = options.image_factor
+    min_pixels = options.min_pixels if options.min_pixels is not None else VIDEO_MIN_TOKEN_NUM * factor**2
+    for value, flag in (
+        (options.min_pixels, "--min-pixels"),
+        (options.max_pixels, "--max-pixels"),
+        (options.total_pixels, "--total-pixels"),
+    ):
+        if value is not None and value <= 0:
+            raise VidcapError(f"{flag} must be > 0, got {value}")
+    if options.max_pixels is not None and options.max_pixels < min_pixels:
+        given = (
+            ""
+            if options.min_pixels is not None
+            else f" (its default for this model: {VIDEO_MIN_TOKEN_NUM} x {factor}^2)"
+        )
+        raise VidcapError(
+            f"--max-pixels {options.max_pixels} is below --min-pixels {min_pixels}{given}; "
+            "raise --max-pixels or lower --min-pixels"
+        )
 
 
 def _round_by_factor(number: float, factor: int) -> int:

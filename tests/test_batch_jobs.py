@@ -1,0 +1,169 @@
+"""Batch jobs you can trust: kill at any moment, rerun, every record exactly once.
+
+The interrupted runs are real ``vidcap`` processes (the real engine) killed with SIGKILL or
+SIGTERM mid-run; reruns are the same command. Other shards run in-process on the shared
+engine to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_ENGINE, write_jsonl
+from vidcap.cli.merge import merge_command
+from vidcap.config import build_config
+from vidcap.io.jsonio import loads
+from vidcap.io.records import iter_records
+from vidcap.pipeline.runner import run_captioning
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDS = 96
+
+
+@pytest.fixture()
+def job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
+    """A dataset of RECORDS records over a few real clips, and a tiny-model config file."""
+    clips = ["a.mp4", "b.mp4", "c.avi", "tall.mkv"]
+    records = [
+        {"id": f"{i:04d}", "video": str(clip_dir / clips[i % len(clips)]), "n": i} for i in range(RECORDS)
+    ]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        f'model = "{tiny_model}"\nmax_model_len = {TINY_ENGINE["max_model_len"]}\n'
+        f"gpu_memory_utilization = {TINY_ENGINE['gpu_memory_utilization']}\nenforce_eager = true\n"
+        "max_tokens = 8\nbatch_size = 4\ndecode_workers = 1\n"
+        "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
+    )
+    return {"data": data, "config": config, "ids": [r["id"] for r in records], "tmp": tmp_path}
+
+
+def output_ids(path: Path) -> list[str]:
+    return [r.data["id"] for r in iter_records(path)]
+
+
+def wait_for_lines(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"vidcap ended before writing {lines} lines: {proc.returncode}\n{proc.stderr.read()}")
+        time.sleep(0.05)
+    pytest.fail(f"no {lines} lines in {path} after {timeout} s")
+
+
+def start_vidcap(args: list[str], **kwargs) -> subprocess.Popen:
+    """A vidcap process in its own process group (like a job step), stderr captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcap", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
+    out = job["tmp"] / "out.jsonl"
+    args = ["run", "-i", str(job["data"]), "-o", str(out), "-c", str(job["config"]), "--quiet"]
+    proc = start_vidcap(args)
+    wait_for_lines(out, 8, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process, engine, decode workers
+    proc.wait(timeout=60)
+    written = output_ids(out)
+    assert 8 <= len(written) < RECORDS, "the kill came too late to test anything"
+    assert written == job["ids"][: len(written)]
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert output_ids(out) == job["ids"]
+    summary = loads((job["tmp"] / "out.jsonl.summary.json").read_bytes())
+    assert summary["complete"] is True
+    assert summary["resumed"] >= len(written) - 1  # a torn last line, if any, was redone
+    assert summary["resumed"] + sum(summary["status_counts"].values()) == RECORDS
+
+
+def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
+    out = job["tmp"] / "out.json"  # JSON array output: journaled, written atomically
+    args = ["run", "-i", str(job["data"]), "-o", str(out), "-c", str(job["config"]), "--id-key", "id", "-q"]
+    proc = start_vidcap(args)
+    journal = out.with_name(out.name + ".partial.jsonl")
+    wait_for_lines(journal, 8, proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM pre-emption does: every process of the step
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 75, stderr
+    assert "Traceback" not in stderr
+    done = loads(out.read_bytes())
+    assert isinstance(done, list) and 0 < len(done) < RECORDS
+    assert [r["id"] for r in done] == job["ids"][: len(done)]
+    summary = loads((job["tmp"] / "out.json.summary.json").read_bytes())
+    assert summary["complete"] is False and summary["interrupted"] is True
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert [r["id"] for r in loads(out.read_bytes())] == job["ids"]
+    assert not journal.exists()
+
+
+def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
+    """Shard 1 of 3 runs through the SLURM script and is pre-empted (SIGTERM), then requeued;
+    shards 0 and 2 run in-process; merge gives every record exactly once, in input order."""
+    shard_dir = job["tmp"] / "captions"
+    env = {
+        **os.environ,
+        "SLURM_ARRAY_TASK_ID": "1",
+        "SLURM_ARRAY_TASK_COUNT": "3",
+        "INPUT": str(job["data"]),
+        "OUTDIR": str(shard_dir),
+        "CONFIG": str(job["config"]),
+        "VIDCAP": str(Path(sys.executable).with_name("vidcap")),
+    }
+    script = [str(REPO / "scripts" / "slurm_array.sbatch"), "--quiet"]
+    proc = subprocess.Popen(["bash", *script], env=env, cwd=job["tmp"], text=True, stderr=subprocess.PIPE)
+    shard1 = shard_dir / "shard-1.jsonl"
+    wait_for_lines(shard1, 4, proc)
+    proc.send_signal(signal.SIGTERM)  # SLURM signals the batch shell; the script forwards it
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 75, stderr
+    assert 0 < len(output_ids(shard1)) < 32
+
+    for index in (0, 2):
+        config = build_config(
+            {},
+            {
+                "input": str(job["data"]),
+                "output": str(shard_dir / f"shard-{index}.jsonl"),
+                "model": "tiny",
+                "shard_index": index,
+                "num_shards": 3,
+                "batch_size": 8,
+                "decode_workers": 1,
+            },
+        )
+        assert run_captioning(config, vllm_engine).exit_code == 0
+
+    merged = job["tmp"] / "merged.jsonl"
+    with pytest.raises(Exception, match="incomplete"):  # shard 1 is not finished: merge refuses
+        merge_command([shard_dir / f"shard-{i}.jsonl" for i in range(3)], merged)
+    assert not merged.exists()
+
+    requeued = subprocess.run(
+        ["bash", *script], env=env, cwd=job["tmp"], capture_output=True, text=True, timeout=600
+    )
+    assert requeued.returncode == 0, requeued.stderr
+    merge_command([shard_dir / f"shard-{i}.jsonl" for i in (2, 0, 1)], merged)  # any order given
+    assert output_ids(merged) == job["ids"]
+    assert [r.data["n"] for r in iter_records(merged)] == list(range(RECORDS))
