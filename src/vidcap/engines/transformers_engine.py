@@ -1,0 +1,259 @@
+"""The transformers engine: ``model.generate`` on the HF model, for machines without vLLM.
+
+It sees exactly what the vLLM engine sees: the same chat-template prompt, the same planned
+frames (no resampling: ``do_sample_frames=False`` with the plan's metadata; no resizing: the
+size bounds of ``fixed_size_kwargs``), so prompt lengths match ``count_prompt_tokens`` and the
+vLLM backend token for token. It is slower (no continuous batching, no paged KV cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+from typing import Any
+
+from vidcap.config import EngineConfig
+from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
+from vidcap.engines.chat import fixed_size_kwargs, render_prompt, text_token_count
+from vidcap.engines.loading import load_processor, model_load_error
+from vidcap.errors import VidcapError, one_line
+from vidcap.model_info import VisionGeometry, vision_geometry
+
+log = logging.getLogger(__name__)
+
+# vLLM's names for dtypes that torch spells differently.
+_DTYPE_ALIASES = {"half": "float16", "float": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class TransformersEngine(CaptionEngine):
+    """Caption with ``AutoModelForImageTextToText.generate``, one padded batch per ``generate`` call.
+
+    Options: ``device`` ("auto" = cuda when available, else cpu; or "cpu", "cuda", "cuda:1"...),
+    ``dtype`` ("auto" = the checkpoint's), ``max_model_len`` (default: the model's max
+    position embeddings); ``engine_kwargs`` go to ``from_pretrained`` (e.g.
+    ``attn_implementation = "sdpa"``).
+
+    Sampling follows the vLLM engine's ``SamplingParams``: temperature, top_p, no top-k and no
+    repetition penalty, whatever the checkpoint's ``generation_config.json`` suggests; greedy when
+    temperature is 0. With a seed, ``torch.manual_seed(seed)`` runs before every batch, so the
+    same inputs in the same batches give the same captions run after run (unlike vLLM's
+    per-request seeds, the result depends on how records are batched).
+
+    Structured captions (``json_schema``): transformers has no constrained decoding here, so the
+    model generates freely and the runner parses and validates its text; a caption that is not
+    valid JSON for the schema gets an error status (use the vLLM or openai backend to constrain).
+
+    If a batch fails (a bad input, out of memory), its requests are retried one by one so one
+    bad request fails only itself.
+    """
+
+    name = "transformers"
+
+    def __init__(self, config: EngineConfig, generation: GenerationOptions) -> None:
+        self.config = config
+        self.generation = generation
+        self._model: Any = None
+        self._processor: Any = None
+        self._device: Any = None
+        self._eos_ids: set[int] = set()
+        self._pad_id: int | None = None
+        self._warned_schema = False
+
+    def start(self, *, max_videos_per_prompt: int) -> None:
+        """Load the processor and the model onto the device (a no-op when already loaded)."""
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        cfg = self.config
+        self._device = torch.device(_resolve_device(cfg.device))
+        try:
+            self._processor = load_processor(cfg)
+            model = AutoModelForImageTextToText.from_pretrained(
+                cfg.model,
+                cache_dir=cfg.cache_dir,
+                trust_remote_code=cfg.trust_remote_code,
+                dtype=_torch_dtype(cfg.dtype),
+                **cfg.engine_kwargs,
+            )
+            self._model = model.to(self._device).eval()
+        except Exception as exc:  # hub/config/OOM failures become one line
+            raise model_load_error(cfg.model, exc) from exc
+        tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        # Decoder-only generation continues from the last position: pad on the left.
+        tokenizer.padding_side = "left"
+        self._eos_ids, self._pad_id = _stop_tokens(self._model, tokenizer)
+        self.max_model_len = cfg.max_model_len or _max_positions(self._model.config)
+
+    def vision_geometry(self) -> VisionGeometry:
+        """Read from the model's config."""
+        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
+
+    def count_prompt_tokens(self, request: CaptionRequest) -> int:
+        """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
+        text = render_prompt(self._processor, request)
+        return text_token_count(self._processor, text) - len(request.videos) + request.video_tokens
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """Generate for all requests in one padded batch; on failure, one request at a time."""
+        if self._model is None:
+            raise VidcapError("the transformers engine is not started: call start() first")
+        if not requests:
+            return []
+        if self.generation.json_schema is not None and not self._warned_schema:
+            self._warned_schema = True
+            log.warning("transformers backend: json_schema is not enforced while decoding, only validated")
+        try:
+            return self._generate_batch(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [CaptionOutput(requests[0].request_id, error=one_line(exc))]
+            log.info("batch of %d failed (%s); retrying one by one", len(requests), one_line(exc))
+        outputs = []
+        for request in requests:
+            self._free_cache()
+            try:
+                outputs.extend(self._generate_batch([request]))
+            except Exception as exc:  # this request alone is bad: it alone fails
+                outputs.append(CaptionOutput(request.request_id, error=one_line(exc)))
+        return outputs
+
+    def _generate_batch(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        import torch
+
+        g = self.generation
+        inputs = self._inputs(requests).to(self._device)
+        sample = g.temperature > 0
+        # Greedy decoding gives n identical captions: decode once and copy (vLLM does the same
+        # work n times); transformers refuses num_return_sequences > 1 without sampling.
+        rows = g.num_captions if sample else 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": g.max_tokens,
+            "do_sample": sample,
+            "num_return_sequences": rows,
+            "repetition_penalty": 1.0,  # vLLM's default, whatever the checkpoint's config says
+            "eos_token_id": sorted(self._eos_ids) or None,
+            "pad_token_id": self._pad_id,
+        }
+        if sample:
+            # top_k 0 = off, as in vLLM (checkpoints such as Qwen2.5-VL's set top_k 1).
+            kwargs.update(temperature=g.temperature, top_p=g.top_p, top_k=0)
+        if g.seed is not None:
+            torch.manual_seed(g.seed)
+        with torch.inference_mode():
+            sequences = self._model.generate(**inputs, **kwargs)
+        prompt_width = inputs["input_ids"].shape[1]
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()  # unpadded lengths
+        new_tokens = sequences[:, prompt_width:].tolist()
+        outputs = []
+        for i, request in enumerate(requests):
+            texts, generated = [], 0
+            for row in new_tokens[i * rows : (i + 1) * rows]:
+                text, count = self._decode(row)
+                texts.append(text)
+                generated += count
+            copies = g.num_captions // rows
+            outputs.append(
+                CaptionOutput(
+                    request.request_id,
+                    texts=texts * copies,
+                    prompt_tokens=int(prompt_lengths[i]),
+                    generated_tokens=generated * copies,
+                )
+            )
+        return outputs
+
+    def _inputs(self, requests: list[CaptionRequest]) -> Any:
+        """The processor's tensors for a batch: prompts, frames at their planned size, metadata."""
+        texts = [render_prompt(self._processor, r) for r in requests]
+        videos = [v for r in requests for v in r.videos]
+        kwargs: dict[str, Any] = {}
+        if videos:
+            # One call processes the whole batch: size bounds spanning every video's planned area
+            # still leave each (already a multiple of the patch factor) unchanged.
+            everything = CaptionRequest(request_id="batch", prompt="", videos=videos)
+            kwargs = {
+                "videos": [v.frames for v in videos],
+                "video_metadata": [_hf_metadata(v.metadata) for v in videos],
+                "do_sample_frames": False,  # the frames are the plan's: never resample them
+                **fixed_size_kwargs(everything),
+            }
+        return self._processor(text=texts, padding=True, return_tensors="pt", **kwargs)
+
+    def _decode(self, row: list[int]) -> tuple[str, int]:
+        """Text and token count of one generated row, up to and including its first stop token."""
+        count = len(row)
+        for position, token in enumerate(row):
+            if token in self._eos_ids:
+                count = position + 1  # vLLM counts the stop token as generated too
+                break
+        tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        return tokenizer.decode(row[:count], skip_special_tokens=True), count
+
+    def _free_cache(self) -> None:
+        gc.collect()
+        if self._device is not None and self._device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Drop the model and free its memory."""
+        self._model = None
+        self._free_cache()
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VidcapError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def _torch_dtype(dtype: str) -> Any:
+    if dtype == "auto":
+        return "auto"
+    import torch
+
+    name = _DTYPE_ALIASES.get(dtype, dtype)
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise VidcapError(f"--dtype {dtype}: not a torch dtype (try auto, bfloat16, float16, float32)")
+    return value
+
+
+def _hf_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The plan's metadata less the keys ``transformers.video_utils.VideoMetadata`` does not take
+    (``do_sample_frames`` is a processor argument there, not metadata)."""
+    from transformers.video_utils import VideoMetadata
+
+    known = {f.name for f in dataclasses.fields(VideoMetadata)}
+    return {k: v for k, v in metadata.items() if k in known}
+
+
+def _stop_tokens(model: Any, tokenizer: Any) -> tuple[set[int], int | None]:
+    """The ids that end a caption (the generation config's, as vLLM reads them) and the pad id."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos_ids = {int(t) for t in (eos if isinstance(eos, list | tuple) else [eos]) if t is not None}
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = tokenizer.pad_token_id
+    if pad is None and eos_ids:
+        pad = min(eos_ids)
+    return eos_ids, pad
+
+
+def _max_positions(config: Any) -> int | None:
+    """The model's context length: the text model's max position embeddings."""
+    for part in (getattr(config, "text_config", None), config):
+        value = getattr(part, "max_position_embeddings", None) if part is not None else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -1,0 +1,404 @@
+"""The transformers and openai backends, end to end, on the tiny random-weight model.
+
+The openai backend runs against a real vLLM OpenAI-compatible server (the CPU build), started
+once for the session; its error paths (rate limits, refusals, concurrency) run against a small
+fake server on 127.0.0.1. Captions are noise (random weights): these tests check what reaches
+the model and the output (prompt lengths, record shape, statuses), never caption quality.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from tests.backend_servers import VllmServer, fake_server, free_port, launch_vllm_server
+from tests.conftest import write_jsonl
+from vidcap.clips import synthetic_frame
+from vidcap.config import EngineConfig, RunConfig, build_config
+from vidcap.engines.base import CaptionEngine, CaptionRequest, GenerationOptions, VideoInput
+from vidcap.engines.openai_engine import OpenAIEngine
+from vidcap.engines.transformers_engine import TransformersEngine
+from vidcap.errors import VidcapError
+from vidcap.io.records import iter_records
+from vidcap.pipeline.runner import run_captioning
+from vidcap.video.load import load_video
+from vidcap.video.types import SamplingOptions
+
+GENERATION = GenerationOptions(max_tokens=12, temperature=0.7, seed=0)
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "action": {"type": "string", "enum": ["walk", "run", "sit"]},
+        "count": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["action", "count"],
+    "additionalProperties": False,
+}
+# Plans of different frame counts, rates and sizes, as in test_run_engine.
+PLANS = [
+    ("a.mp4", SamplingOptions()),
+    ("b.mp4", SamplingOptions(fps=None, nframes=6)),
+    ("tall.mkv", SamplingOptions(max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)),
+    ("c.avi", SamplingOptions(fps=4.0, min_pixels=300 * 28 * 28, max_pixels=400 * 28 * 28)),
+]
+
+
+def config_for(input_path: Path, output: Path, **values: Any) -> RunConfig:
+    base = {"input": str(input_path), "output": str(output), "model": "tiny", "decode_workers": 1}
+    return build_config({}, {**base, "batch_size": 3, **values})
+
+
+def read_output(path: Path) -> list[dict]:
+    return [r.data for r in iter_records(path)]
+
+
+def request_for(
+    clip: Path, options: SamplingOptions, request_id: str, prompt: str = "Describe."
+) -> CaptionRequest:
+    loaded = load_video(str(clip), options)
+    video = VideoInput(loaded.frames, loaded.plan.processor_metadata(), loaded.plan.video_tokens)
+    return CaptionRequest(request_id=request_id, prompt=prompt, videos=[video])
+
+
+def synthetic_video(nframes: int, width: int = 56, height: int = 56) -> VideoInput:
+    """A planned video without a file: frames 0, 2, 4... of a 10 fps clip."""
+    frames = np.stack([synthetic_frame(2 * i, width, height) for i in range(nframes)])
+    metadata = {
+        "fps": 10.0,
+        "total_num_frames": 2 * nframes,
+        "frames_indices": [2 * i for i in range(nframes)],
+        "do_sample_frames": False,
+        "duration": 2 * nframes / 10.0,
+        "video_backend": "pyav",
+    }
+    tokens = (nframes + 1) // 2 * (height // 28) * (width // 28)
+    return VideoInput(frames, metadata, tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM server on the tiny model; it boots in the background until first used."""
+    server = launch_vllm_server(tiny_model, tmp_path_factory.mktemp("vllm-server") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def openai_engine(server: VllmServer, tiny_model: Path | None, **generation: Any) -> OpenAIEngine:
+    options = {"processor": str(tiny_model)} if tiny_model else {}
+    config = EngineConfig(model="tiny", backend="openai", api_base=server.url, engine_kwargs=options)
+    engine = OpenAIEngine(config, dataclasses.replace(GENERATION, **generation))
+    engine.start(max_videos_per_prompt=2)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_model: Path) -> Iterator[TransformersEngine]:
+    engine = TransformersEngine(EngineConfig(model=str(tiny_model), backend="transformers"), GENERATION)
+    engine.start(max_videos_per_prompt=2)
+    yield engine
+    engine.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# both backends against the reference (vLLM in process)
+
+
+def _shape(rows: list[dict]) -> list[tuple]:
+    return [(list(r), r["status"], r["error"] is None, type(r["caption"]).__name__) for r in rows]
+
+
+@pytest.mark.engine
+def test_every_backend_writes_the_same_records(
+    vllm_server, vllm_engine, hf_engine, tiny_model: Path, clip_dir: Path, tmp_path: Path
+) -> None:
+    """Same keys in the same order, same statuses, for vLLM, transformers and openai.
+
+    ``vllm_server`` comes first: it boots while the in-process engine starts."""
+    records = [
+        {"id": "1", "video": str(clip_dir / "a.mp4"), "conversation": [{"from": "human", "value": ""}]},
+        {"id": "2", "video": [str(clip_dir / "c.avi"), str(clip_dir / "tall.mkv")], "meta": {"k": [1]}},
+        {"id": "3", "video": str(tmp_path / "missing.mp4")},
+        {"id": "4", "video": []},
+        {
+            "id": "5",
+            "video": str(clip_dir / "b.mp4"),
+            "conversation": [{"from": "human", "value": "What moves?"}],
+        },
+    ]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    api = openai_engine(vllm_server, tiny_model)
+    shapes = {}
+    with vllm_server.explained():
+        for name, engine in [("vllm", vllm_engine), ("transformers", hf_engine), ("openai", api)]:
+            out = tmp_path / f"{name}.jsonl"
+            result = run_captioning(config_for(data, out), engine)
+            rows = read_output(out)
+            shapes[name] = _shape(rows)
+            assert [r["status"] for r in rows] == ["ok", "ok", "error", "skipped", "ok"], name
+            assert result.stats.prompt_tokens > 0 and result.stats.generated_tokens > 0, name
+    api.close()
+    assert shapes["transformers"] == shapes["vllm"]
+    assert shapes["openai"] == shapes["vllm"]
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers backend
+
+
+@pytest.mark.engine
+def test_transformers_prompt_tokens_match_the_count(hf_engine, tiny_model: Path, clip_dir: Path) -> None:
+    """The frames keep their planned size: the model's prompt length equals our count."""
+    requests = [request_for(clip_dir / name, options, name) for name, options in PLANS]
+    requests.append(
+        CaptionRequest(
+            "two", "Compare.", [synthetic_video(4), synthetic_video(6, 84, 56)], system_prompt="Brief."
+        )
+    )
+    outputs = hf_engine.generate(requests)  # one padded batch
+    for request, output in zip(requests, outputs, strict=True):
+        assert output.request_id == request.request_id
+        assert output.error is None, output.error
+        assert output.prompt_tokens == hf_engine.count_prompt_tokens(request), request.request_id
+        assert 1 <= output.generated_tokens <= GENERATION.max_tokens
+    text_config = json.loads((tiny_model / "config.json").read_text())["text_config"]
+    assert hf_engine.max_model_len == text_config["max_position_embeddings"]
+
+
+@pytest.mark.engine
+def test_transformers_seed_repeats_a_run(hf_engine, clip_dir: Path, tmp_path: Path) -> None:
+    records = [{"video": str(clip_dir / name)} for name in ("a.mp4", "b.mp4", "c.avi", "tall.mkv")]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    runs = []
+    for out in (tmp_path / "one.jsonl", tmp_path / "two.jsonl"):
+        run_captioning(config_for(data, out, batch_size=2), hf_engine)
+        runs.append([r["caption"] for r in read_output(out)])
+    assert runs[0] == runs[1]
+    assert all(isinstance(c, str) and c.strip() for c in runs[0])
+
+
+@pytest.mark.engine
+def test_transformers_bad_request_fails_alone(hf_engine) -> None:
+    good = CaptionRequest("good", "Describe.", [synthetic_video(4)])
+    empty = synthetic_video(4)
+    empty.frames = empty.frames[:0]  # no frames at all: the processor cannot make a video of it
+    bad = CaptionRequest("bad", "Describe.", [empty])
+    other = CaptionRequest("other", "What moves?", [synthetic_video(6, 84, 56)])
+    outputs = hf_engine.generate([good, bad, other])
+    assert [o.request_id for o in outputs] == ["good", "bad", "other"]
+    assert outputs[1].error and outputs[1].texts is None and "\n" not in outputs[1].error
+    for output in (outputs[0], outputs[2]):
+        assert output.error is None and output.texts and output.prompt_tokens > 0
+
+
+@pytest.mark.engine
+def test_transformers_greedy_copies_for_several_captions(hf_engine) -> None:
+    request = CaptionRequest("g", "Describe.", [synthetic_video(4)])
+    saved = hf_engine.generation
+    hf_engine.generation = GenerationOptions(max_tokens=6, temperature=0.0, num_captions=2)
+    try:
+        (output,) = hf_engine.generate([request])
+    finally:
+        hf_engine.generation = saved
+    assert output.texts is not None and len(output.texts) == 2 and output.texts[0] == output.texts[1]
+    assert output.generated_tokens > 0 and output.generated_tokens % 2 == 0  # both copies count
+
+
+# ---------------------------------------------------------------------------------------------
+# openai backend against the real vLLM server
+
+
+@pytest.mark.engine
+def test_openai_prompt_tokens_match_the_count(vllm_server, tiny_model: Path, clip_dir: Path) -> None:
+    """The server sees the planned frames (rate, indices, size): its prompt length is our count."""
+    requests = [request_for(clip_dir / name, options, name) for name, options in PLANS]
+    requests += [
+        CaptionRequest(
+            "two", "Compare.", [synthetic_video(4), synthetic_video(6, 84, 56)], system_prompt="Brief."
+        ),
+        CaptionRequest("40 frames", "Describe.", [synthetic_video(40)]),  # past vLLM's default 32
+    ]
+    with vllm_server.explained():
+        engine = openai_engine(vllm_server, tiny_model, num_captions=2)
+        assert engine.max_model_len == 4096  # read from the server's model card
+        outputs = engine.generate(requests)
+        for request, output in zip(requests, outputs, strict=True):
+            assert output.error is None, output.error
+            assert output.prompt_tokens == engine.count_prompt_tokens(request), request.request_id
+            assert output.texts is not None and len(output.texts) == 2
+        images = OpenAIEngine(
+            dataclasses.replace(
+                engine.config, engine_kwargs={"processor": str(tiny_model), "video_as": "images"}
+            ),
+            GENERATION,
+        )
+        images.start(max_videos_per_prompt=2)
+        for request, output in zip(requests[-2:], images.generate(requests[-2:]), strict=True):
+            assert output.error is None, output.error
+            assert output.prompt_tokens == images.count_prompt_tokens(request), request.request_id
+        # No processor: a rough count, the visual tokens plus a text estimate.
+        rough = openai_engine(vllm_server, None)
+        for request in requests:
+            assert request.video_tokens < rough.count_prompt_tokens(request) < request.video_tokens + 200
+    for e in (engine, images, rough):
+        e.close()
+
+
+@pytest.mark.engine
+def test_openai_structured_captions(vllm_server, tiny_model: Path, clip_dir: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / n)} for n in ("a.mp4", "b.mp4")])
+    out = tmp_path / "out.jsonl"
+    config = config_for(data, out)
+    config = dataclasses.replace(
+        config, generation=dataclasses.replace(config.generation, json_schema=SCHEMA)
+    )
+    with vllm_server.explained():
+        engine = openai_engine(vllm_server, tiny_model, json_schema=SCHEMA, max_tokens=48)
+        run_captioning(config, engine)
+        engine.close()
+        rows = read_output(out)
+        assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    for row in rows:
+        assert isinstance(row["caption"], dict)
+        jsonschema.validate(row["caption"], SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# error paths against a fake OpenAI-compatible server
+
+
+def fake_engine(url: str, **config: Any) -> CaptionEngine:
+    generation = config.pop("generation", GENERATION)
+    engine = OpenAIEngine(EngineConfig(model="fake", backend="openai", api_base=url, **config), generation)
+    engine.start(max_videos_per_prompt=1)
+    return engine
+
+
+def test_rate_limits_are_retried_with_backoff() -> None:
+    with fake_server() as server:
+        engine = fake_engine(server.url, max_retries=5, concurrency=4)
+        assert engine.max_model_len == 1234
+        requests = [CaptionRequest(p, p, [synthetic_video(4)]) for p in ("flaky-1", "flaky-2", "ok")]
+        outputs = engine.generate(requests)
+        assert [o.texts for o in outputs] == [
+            ["caption 0 of flaky-1"],
+            ["caption 0 of flaky-2"],
+            ["caption 0 of ok"],
+        ]
+        assert outputs[0].prompt_tokens == 11 and outputs[0].generated_tokens == 3
+        for prompt in ("flaky-1", "flaky-2"):
+            arrivals = server.arrivals[prompt]
+            assert len(arrivals) == 3  # 429, 429, ok
+            first, second = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
+            # the client's backoff: 0.5 s then 1 s, each less up to 25% jitter, plus our 0.05 s delay
+            assert 0.375 <= first < 2.0 and 0.75 <= second < 3.0, (first, second)
+        assert len(server.arrivals["ok"]) == 1
+
+        # Out of retries: that record alone fails, with the status in its error.
+        engine = fake_engine(server.url, max_retries=1)
+        busy, ok = engine.generate([CaptionRequest("b", "busy", []), CaptionRequest("o", "ok-2", [])])
+        assert busy.texts is None and "429" in busy.error and "rate limited" in busy.error
+        assert ok.texts == ["caption 0 of ok-2"]
+        assert len(server.arrivals["busy"]) == 2
+        engine.close()
+
+
+def test_concurrency_limit_and_request_body() -> None:
+    with fake_server(delay=0.3) as server:
+        generation = GenerationOptions(max_tokens=7, num_captions=2, seed=3, json_schema=SCHEMA)
+        engine = fake_engine(server.url, concurrency=3, generation=generation)
+        requests = [CaptionRequest(f"r{i}", f"ok-{i}", [synthetic_video(4, 84, 56)]) for i in range(9)]
+        outputs = engine.generate(requests)
+        engine.close()
+    assert [o.request_id for o in outputs] == [r.request_id for r in requests]
+    assert all(o.texts and len(o.texts) == 2 for o in outputs)
+    assert server.max_in_flight == 3 and server.total == 9
+    body = server.bodies[0]
+    assert (body["n"], body["seed"], body["max_tokens"]) == (2, 3, 7)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "caption", "schema": SCHEMA},
+    }
+    assert body["media_io_kwargs"] == {
+        "video": {
+            "num_frames": 4,
+            "do_sample_frames": False,
+            "fps": 10.0,
+            "frames_indices": [0, 2, 4, 6],
+            "total_num_frames": 8,
+            "duration": 0.8,
+        }
+    }
+    assert body["mm_processor_kwargs"] == {"size": {"shortest_edge": 84 * 56, "longest_edge": 84 * 56}}
+    video, text = body["messages"][-1]["content"]
+    assert text == {"type": "text", "text": body["messages"][-1]["content"][-1]["text"]}
+    url = video["video_url"]["url"]
+    assert video["type"] == "video_url" and url.startswith("data:video/jpeg;base64,")
+    assert _jpeg_sizes(url.removeprefix("data:video/jpeg;base64,").split(",")) == [(84, 56)] * 4
+
+
+def _jpeg_sizes(frames_b64: list[str]) -> list[tuple[int, int]]:
+    import base64
+
+    import av
+
+    sizes = []
+    for b64 in frames_b64:
+        decoder = av.CodecContext.create("mjpeg", "r")
+        (frame,) = decoder.decode(av.Packet(base64.b64decode(b64)))
+        sizes.append((frame.width, frame.height))
+    return sizes
+
+
+def test_refusals_of_the_server() -> None:
+    """A refused video-metadata option stops the run with the fix; a bad record fails alone."""
+    with fake_server() as server:
+        engine = fake_engine(server.url)
+        with pytest.raises(VidcapError, match="--trust-request-mm-kwargs") as caught:
+            engine.generate(
+                [CaptionRequest("a", "ok", [synthetic_video(4)]), CaptionRequest("b", "refuse", [])]
+            )
+        assert "\n" not in str(caught.value) and "send_video_metadata = false" in str(caught.value)
+        bad, ok = engine.generate([CaptionRequest("a", "bad", []), CaptionRequest("b", "ok", [])])
+        assert bad.error == "server refused the request (400): This model's maximum context length is 1234"
+        assert ok.error is None
+        images = fake_engine(server.url, engine_kwargs={"video_as": "images", "send_video_metadata": True})
+        images.generate([CaptionRequest("a", "ok-images", [synthetic_video(3)])])
+        body = server.bodies[-1]
+        assert "media_io_kwargs" not in body  # no video is sent, so no video kwargs
+        kinds = [part["type"] for part in body["messages"][-1]["content"]]
+        assert kinds == ["image_url"] * 3 + ["text"]
+
+
+def test_unreachable_server_or_unknown_model_is_one_line() -> None:
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(VidcapError, match=f"cannot reach the server at http://127.0.0.1:{port}/v1"):
+        fake_engine(f"http://127.0.0.1:{port}/v1", max_retries=1)
+    assert time.monotonic() - start < 10
+    with fake_server() as server:
+        config = EngineConfig(model="other", backend="openai", api_base=server.url)
+        with pytest.raises(VidcapError) as caught:
+            OpenAIEngine(config, GENERATION).start(max_videos_per_prompt=1)
+        assert str(caught.value) == f"model 'other' is not served at {server.url}; served: fake"
+        with pytest.raises(VidcapError, match="end in /v1"):
+            fake_engine(server.url.removesuffix("/v1"))
+    with pytest.raises(VidcapError, match="unknown engine_kwargs for --backend openai: video"):
+        OpenAIEngine(
+            EngineConfig(model="m", backend="openai", api_base="x", engine_kwargs={"video": 1}), GENERATION
+        )
+    for error in (caught.value,):
+        assert "\n" not in str(error)
