@@ -154,3 +154,12 @@ def test_invalid_json_schema_file(dataset: Path, tiny_model: Path, tmp_path: Pat
 def test_max_pixels_below_default_min_pixels(dataset: Path, tiny_model: Path) -> None:
     result = vidcap("run", "--input", str(dataset), "--model", str(tiny_model), "--max-pixels", "50176")
     assert_one_line_error(result, "--max-pixels 50176 is below --min-pixels 100352", "default for this model")
+
+
+def test_flags_replace_alternatives_from_the_config_file() -> None:
+    from vidcap.config import build_config
+
+    config = build_config({"fps": 1.0, "prompt": "file"}, {"nframes": 8, "prompt_file": "p.txt"})
+    assert (config.sampling.fps, config.sampling.nframes) == (None, 8)
+    assert (config.run.prompt, config.run.prompt_file) == (None, "p.txt")
+    assert build_config({"fps": 1.0}, {"max_frames": 9}).sampling.fps == 1.0  # others merge as usual

@@ -124,10 +124,20 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+# Alternatives for one setting: a flag for either replaces the config file's value for both
+# (a file's `fps` does not clash with `--nframes` on the command line).
+ALTERNATIVES = (("prompt", "prompt_file"), ("fps", "nframes"))
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
     """Merge file values and flags (flags win; a flag left as None is 'not given')."""
+    flags = {k: v for k, v in flag_values.items() if v is not None}
     merged = dict(file_values)
-    merged.update({k: v for k, v in flag_values.items() if v is not None})
+    for group in ALTERNATIVES:
+        if any(key in flags for key in group):
+            for key in group:
+                merged.pop(key, None)
+    merged.update(flags)
     _check_keys(merged, source="options")
     groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
     for key, value in merged.items():

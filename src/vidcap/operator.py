@@ -55,12 +55,16 @@ class VideoToCaptionGenerator:
         input_audio_key: str = "audio",
         input_conversation_key: str = "conversation",
         output_key: str = "caption",
+        status_key: str = "status",
+        error_key: str = "error",
         progress: Progress | None = None,
     ) -> str:
         """Caption the storage step's records into its next step's file; returns ``output_key``.
 
         ``input_image_key`` and ``input_audio_key`` are accepted for DataFlow compatibility
-        and not used: vidcap captions videos.
+        and not used: vidcap captions videos. When chaining caption steps, give each step its
+        own ``output_key``, ``status_key`` and ``error_key``: a record that already has one of
+        these fields is refused before any work.
         """
         options = RunOptions(
             input=str(storage.read_path()),
@@ -68,6 +72,8 @@ class VideoToCaptionGenerator:
             input_video_key=input_video_key,
             conversation_key=input_conversation_key,
             output_key=output_key,
+            status_key=status_key,
+            error_key=error_key,
             batch_size=self.batch_size,
             decode_workers=self.decode_workers,
             overwrite=not self.resume,

@@ -100,7 +100,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
             "num_key_value_heads": 1,
             "head_dim": 64,
             "vocab_size": vocab_size,
-            "max_position_embeddings": 32768,
+            "max_position_embeddings": 128000,  # as Qwen2.5-VL-7B: the quick start asks for 51200
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 1000000.0,

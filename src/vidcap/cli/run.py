@@ -285,8 +285,10 @@ def finish_config(config: RunConfig) -> RunConfig:
         raise VidcapError(f"input file not found: {run.input}")
     if engine.backend != "openai":
         check_model_exists(engine.model)
+    if run.prompt is not None and not run.prompt.strip():
+        raise VidcapError("--prompt is empty")
     if run.prompt_file:
-        if run.prompt:
+        if run.prompt is not None:
             raise VidcapError("--prompt and --prompt-file are exclusive; give one")
         try:
             run = dataclasses.replace(run, prompt=Path(run.prompt_file).read_text(encoding="utf-8").strip())

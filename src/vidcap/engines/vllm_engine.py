@@ -27,7 +27,6 @@ class VllmEngine(CaptionEngine):
         self.generation = generation
         self._llm: Any = None
         self._processor: Any = None
-        self._params: Any = None
         self._max_videos = 0
 
     def start(self, *, max_videos_per_prompt: int) -> None:
@@ -39,7 +38,7 @@ class VllmEngine(CaptionEngine):
             self.close()  # the data needs more videos per prompt than the engine reserved
         self._max_videos = max(1, max_videos_per_prompt)
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
 
         cfg = self.config
         kwargs: dict[str, Any] = {
@@ -53,6 +52,10 @@ class VllmEngine(CaptionEngine):
             "dtype": cfg.dtype,
             # Images are never sent: reserving no memory for them leaves more for the KV cache.
             "limit_mm_per_prompt": {"video": self._max_videos, "image": 0},
+            # Compact JSON for --json-schema: with free whitespace, guided decoding can loop on
+            # spaces and newlines until max_tokens and never close the object. The backends read
+            # this engine-wide setting, not the per-request one.
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
             **cfg.engine_kwargs,
         }
         if self.generation.seed is not None:
@@ -63,7 +66,6 @@ class VllmEngine(CaptionEngine):
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
-        self._params = SamplingParams(**_sampling_kwargs(self.generation))
 
     def vision_geometry(self) -> VisionGeometry:
         """Read from the model's config."""
@@ -76,6 +78,9 @@ class VllmEngine(CaptionEngine):
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Queue every request (a request vLLM rejects gets its own error), then run them all."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(**_sampling_kwargs(self.generation))
         outputs: dict[str, CaptionOutput] = {}
         pending: dict[str, str] = {}  # vLLM request id -> our request id
         for request in requests:
@@ -85,7 +90,7 @@ class VllmEngine(CaptionEngine):
                 "mm_processor_kwargs": fixed_size_kwargs(request),
             }
             try:
-                (engine_id,) = self._llm.enqueue([prompt], self._params, use_tqdm=False)
+                (engine_id,) = self._llm.enqueue([prompt], params, use_tqdm=False)
             except Exception as exc:  # one request's failure must not cost the batch
                 outputs[request.request_id] = CaptionOutput(request.request_id, error=one_line(exc))
                 continue

@@ -48,13 +48,16 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
         bound = record.get(name)
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
             return f"'{name}' must be a number of seconds, got {bound!r}"
-    for name, flag in (
-        (opts.output_key, "--output-key"),
-        (opts.status_key, "--status-key"),
-        (opts.error_key, "--error-key"),
+    for name, option in (
+        (opts.output_key, "output_key"),
+        (opts.status_key, "status_key"),
+        (opts.error_key, "error_key"),
     ):
         if name in record:
-            return f"record already has a '{name}' field; choose another name with {flag}"
+            flag = "--" + option.replace("_", "-")
+            return (
+                f"record already has a '{name}' field; choose another name with {flag} ({option}= in Python)"
+            )
     if opts.id_key is not None and (
         record.get(opts.id_key) is None or isinstance(record[opts.id_key], dict | list)
     ):
