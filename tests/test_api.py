@@ -107,7 +107,7 @@ def test_operator_steps_and_diy_prompt(
 
     # A second operator reads step 1 and writes step 2, keeping the first caption.
     again = VideoToCaptionGenerator(vlm_serving=serving, prompt_template="Summarise.", show_progress=False)
-    with pytest.raises(VidcapError, match="already has a 'status' field.*status_key="):
+    with pytest.raises(VidcapError, match=r"already has a 'status' field.*status_key="):
         again.run(storage=storage.step(), output_key="summary")  # step 1 wrote 'status'
     storage.reset().step()
     again.run(
