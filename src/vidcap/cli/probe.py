@@ -1,0 +1,253 @@
+"""``vidcap probe``: each video's metadata and frame plan, and totals to size a job.
+
+Arguments are video files, folders (searched recursively for video extensions) or datasets
+(``.json``/``.jsonl``/``.ndjson``, whose records' ``video`` field, a path or a list of
+paths, is relative to the dataset's folder). Nothing is decoded beyond each video's first
+frame, so a dataset of thousands of videos probes in seconds.
+
+With ``--json`` stdout is pure JSON Lines, one object per video (``error`` set for a video
+that cannot be read), and the totals go to stderr as one JSON object, so that
+``vidcap probe data.jsonl --json > plan.jsonl`` keeps a clean file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, EXIT_USAGE, RecordError, VidcapError
+from vidcap.video.types import SamplingOptions
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts"}
+    | {".ogv", ".flv", ".wmv", ".3gp", ".3g2", ".mxf", ".vob"}
+)
+DATASET_EXTENSIONS = frozenset((".json", ".jsonl", ".ndjson"))
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One video to probe: the path to show, the path to open, and where it came from."""
+
+    shown: str
+    path: str
+    dataset: str | None = None
+    record: int | None = None
+
+
+def _dataset_records(dataset: Path) -> Iterator[tuple[int, dict]]:
+    """(index, record) for each record of a dataset, with the project's reader if present."""
+    try:
+        from vidcap.io.records import iter_records
+    except ImportError:  # the real reader is optional here: a plain one does for probing
+        iter_records = None
+    if iter_records is not None:
+        for record in iter_records(dataset):
+            yield record.index, record.data
+        return
+    text = dataset.read_text(encoding="utf-8")
+    if dataset.suffix == ".json":
+        data = json.loads(text)
+        records = data if isinstance(data, list) else [data]
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for number, record in enumerate(r for r in records if isinstance(r, dict)):
+        yield number, record
+
+
+def _dataset_items(dataset: Path) -> Iterator[_Item]:
+    folder = dataset.parent
+    for number, record in _dataset_records(dataset):
+        videos = record.get("video")
+        for video in videos if isinstance(videos, list) else [videos]:
+            if not isinstance(video, str) or not video:
+                continue
+            local = video.removeprefix("file://")
+            path = str(folder / local) if not Path(local).is_absolute() else local
+            yield _Item(shown=path, path=path, dataset=str(dataset), record=number)
+
+
+def expand_paths(paths: list[str]) -> Iterator[_Item]:
+    """Videos named by the arguments: files as given, folders searched, datasets read."""
+    for argument in paths:
+        path = Path(argument)
+        if path.is_dir():
+            for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS):
+                if found.is_file():
+                    yield _Item(shown=str(found), path=str(found))
+        elif path.suffix.lower() in DATASET_EXTENSIONS and path.is_file():
+            yield from _dataset_items(path)
+        else:
+            yield _Item(shown=argument, path=argument)
+
+
+def _with_model_geometry(options: SamplingOptions, model: str | None) -> SamplingOptions:
+    """``options`` with the model's patch factor (patch size x spatial merge) when a model is named."""
+    if not model:
+        return options
+    from vidcap.model_info import vision_geometry  # raises VidcapError with one line
+
+    geometry = vision_geometry(model)
+    return dataclasses.replace(
+        options, image_factor=geometry.image_factor, temporal_patch_size=geometry.temporal_patch_size
+    )
+
+
+def probe_one(item: _Item, options: SamplingOptions) -> dict[str, Any]:
+    """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read."""
+    import av
+
+    from vidcap.video.plan import plan_frames
+    from vidcap.video.probe import libav_message, probe_video
+
+    row: dict[str, Any] = {"path": item.shown}
+    if item.dataset is not None:
+        row["dataset"], row["record"] = item.dataset, item.record
+    try:
+        info = probe_video(item.path)
+        row.update(
+            container=info.container,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+            rotation=info.rotation,
+            fps=None if info.fps is None else round(info.fps, 4),
+            duration=None if info.duration is None else round(info.duration, 4),
+            total_frames=info.total_frames,
+            pix_fmt=info.pix_fmt,
+            bit_depth=info.bit_depth,
+        )
+        plan = plan_frames(info, options)
+    except RecordError as exc:
+        row["error"] = str(exc)
+        return row
+    except ValueError as exc:  # a frame the planner cannot size (e.g. aspect ratio over 200)
+        row["error"] = f"cannot plan frames for {item.shown}: {exc}"
+        return row
+    except (av.FFmpegError, OSError) as exc:  # whatever else libav trips on: still one row
+        row["error"] = f"cannot read video: {item.shown}: {libav_message(exc)}"
+        return row
+    row.update(
+        nframes=plan.nframes,
+        frame_indices=list(plan.frame_indices),
+        timestamps=[round(t, 4) for t in plan.timestamps],
+        resized_width=plan.resized_width,
+        resized_height=plan.resized_height,
+        video_tokens=plan.video_tokens,
+    )
+    notes = [*info.notes, *plan.notes]
+    if notes:
+        row["notes"] = notes
+    return row
+
+
+class _Totals:
+    """Running sums for the closing summary."""
+
+    def __init__(self) -> None:
+        self.videos = self.errors = self.tokens = 0
+        self.seconds = 0.0
+        self.largest: tuple[int, str] = (0, "")
+
+    def add(self, row: dict[str, Any]) -> None:
+        if "error" in row:
+            self.errors += 1
+            return
+        self.videos += 1
+        self.seconds += row.get("duration") or 0.0
+        self.tokens += row["video_tokens"]
+        if row["video_tokens"] > self.largest[0]:
+            self.largest = (row["video_tokens"], row["path"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "videos": self.videos,
+            "errors": self.errors,
+            "hours": round(self.seconds / 3600, 4),
+            "visual_tokens": self.tokens,
+            "largest_video_tokens": self.largest[0],
+            "largest_video": self.largest[1] or None,
+        }
+
+
+def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # piped to a file: don't fold paths into slivers
+    table = Table()
+    table.add_column("path", overflow="fold", ratio=3)
+    for column in ("container", "codec", "size", "fps", "seconds", "frames", "plan", "resized", "tokens"):
+        table.add_column(column, justify="left" if column in ("container", "codec") else "right")
+    for row in rows:
+        if "error" in row:
+            continue
+        size = f"{row['width']}x{row['height']}" + (f" r{row['rotation']}" if row["rotation"] else "")
+        table.add_row(
+            row["path"],
+            row["container"].split(",")[0],
+            row["codec"],
+            size,
+            "?" if row["fps"] is None else f"{row['fps']:g}",
+            "?" if row["duration"] is None else f"{row['duration']:.2f}",
+            "?" if row["total_frames"] is None else str(row["total_frames"]),
+            str(row["nframes"]),
+            f"{row['resized_width']}x{row['resized_height']}",
+            f"{row['video_tokens']:,}",
+        )
+    if table.row_count:
+        console.print(table)
+    for row in rows:
+        if "error" in row:
+            console.print(f"[red]error[/red] {escape(row['error'])}", highlight=False)
+    if totals is not None:
+        t = totals.as_dict()
+        console.print(
+            f"{t['videos']} videos, {t['errors']} unreadable, {t['hours']:.3f} hours, "
+            f"{t['visual_tokens']:,} visual tokens; largest prompt: "
+            f"{t['largest_video_tokens']:,} video tokens ({t['largest_video']})",
+            highlight=False,
+        )
+
+
+def probe_command(paths: list[str], json_lines: bool, options: SamplingOptions, model: str | None) -> int:
+    """Probe every video named by ``paths`` and print metadata and plans; return the exit code.
+
+    0 when every video was read, 1 when some could not be (each has an ``error``), 2 for a
+    usage problem (no videos found, a model whose config cannot be read, a bad dataset).
+    """
+    try:
+        options = _with_model_geometry(options, model)
+        items = expand_paths(paths)
+        totals = _Totals()
+        rows: list[dict[str, Any]] = []
+        several = len(paths) > 1
+        for count, item in enumerate(items, start=1):
+            several = several or item.dataset is not None or count > 1
+            row = probe_one(item, options)
+            totals.add(row)
+            if json_lines:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            else:
+                rows.append(row)
+    except VidcapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if totals.videos + totals.errors == 0:
+        print(f"error: no videos found in {' '.join(paths)}", file=sys.stderr)
+        return EXIT_USAGE
+    if json_lines:
+        if several:
+            print(json.dumps({"totals": totals.as_dict()}, ensure_ascii=False), file=sys.stderr)
+    else:
+        _print_table(rows, totals if several else None)
+    return EXIT_RECORDS_FAILED if totals.errors else EXIT_OK

@@ -1,0 +1,286 @@
+"""Read a video's metadata with PyAV, without decoding more than its first frame.
+
+``probe_video`` gives the :class:`VideoInfo` the frame planner needs. Its ``total_frames``
+follows decord's ``len(VideoReader(path))`` on ordinary files, because the frame plan must
+match qwen-vl-utils' (which counts with decord): the container's frame count where it keeps
+one (mp4, mov, avi), else the number of video packets found by demuxing the whole file (mkv,
+webm, mpeg-ps/ts, ogg), which is what decord itself counts.
+
+``scan_packets`` is that demux pass, kept as a :class:`PacketIndex` (each frame's
+presentation timestamp and the keyframes) so that the decoder can seek to a keyframe and
+still know exactly which frame index each decoded frame is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from bisect import bisect_right
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.container
+import av.stream
+import av.video.stream
+
+from vidcap.errors import RecordError
+from vidcap.video.types import VideoInfo
+
+# Frame rates above this are taken for a container's timebase, not a real rate.
+_MAX_SANE_FPS = 1000.0
+# Packets fed to the decoder while looking for the first frame (rotation, pixel format).
+_FIRST_FRAME_PACKETS = 64
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """Where each frame of a video stream sits, from one demux pass (no decoding).
+
+    ``pts[i]`` is the presentation timestamp (in ``time_base`` units) of frame ``i``, frames
+    numbered in presentation order as decord numbers them; ``keyframes`` are the frame
+    indices of keyframe packets, ascending. ``reliable`` is False when a packet had no pts
+    or two shared one: the pts cannot then name frames, and the decoder counts frames.
+    """
+
+    time_base: Fraction
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    reliable: bool
+    packets: int  # video packets demuxed: decord's frame count
+
+    def __len__(self) -> int:
+        return self.packets
+
+    def keyframe_at_or_before(self, frame: int) -> int | None:
+        """Index of the last keyframe at or before ``frame``, or None."""
+        pos = bisect_right(self.keyframes, frame) - 1
+        return self.keyframes[pos] if pos >= 0 else None
+
+
+def open_container(path: str) -> av.container.InputContainer:
+    """Open ``path`` for reading, turning every failure into a one-line RecordError."""
+    if not os.path.exists(path):
+        raise RecordError(f"video not found: {path}")
+    if os.path.isdir(path):
+        raise RecordError(f"not a video file (a directory): {path}")
+    try:
+        return av.open(path, mode="r")
+    except av.FFmpegError as exc:
+        raise RecordError(f"cannot open video: {path}: {libav_message(exc)}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"cannot open video: {path}: {exc}") from None
+
+
+def video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
+    """The stream decord would read: libav's best video stream, cover art excluded."""
+    # An attached picture (the cover of an mp3 or m4a) is a one-frame "video" stream;
+    # captioning it as a video would be wrong, so such a file counts as audio only.
+    candidates = [
+        s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
+    ]
+    if not candidates:
+        raise RecordError(f"no video stream in {path} (audio only?)")
+    try:
+        best = container.streams.best("video")
+    except av.FFmpegError:
+        best = None
+    return best if best in candidates else candidates[0]
+
+
+def libav_message(exc: BaseException) -> str:
+    """libav's own words for an error ("Invalid data found when processing input")."""
+    message = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(message).split())
+
+
+def scan_packets(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[PacketIndex, av.VideoFrame | None, list[str]]:
+    """Demux ``stream`` to its end, decoding only until a first frame appears.
+
+    Returns the packet index, that first frame (None if none decoded within the first
+    packets) and notes. Leaves the container at its end: reopen or seek before decoding.
+    """
+    notes: list[str] = []
+    pts_list: list[int] = []
+    keys: list[int] = []  # pts of keyframe packets
+    reliable = True
+    packets = 0
+    first: av.VideoFrame | None = None
+    codec = stream.codec_context
+    codec.thread_count = 1  # one frame: threads would only add start-up cost
+    fed = 0
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:  # the empty packet PyAV yields at the end, for flushing
+                continue
+            packets += 1
+            if packet.pts is None:
+                reliable = False
+            else:
+                pts_list.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+            if first is None and fed < _FIRST_FRAME_PACKETS:
+                fed += 1
+                try:
+                    frames = codec.decode(packet)
+                except av.FFmpegError:
+                    frames = []  # a bad first packet is the decoder's business, not the probe's
+                if frames:
+                    first = frames[0]
+    except av.FFmpegError as exc:
+        notes.append(f"demuxing stopped early: {libav_message(exc)}")
+    if not reliable:
+        notes.append("some packets have no timestamp; frames are numbered by decode order")
+    elif len(set(pts_list)) != len(pts_list):
+        reliable = False
+        notes.append("packet timestamps repeat; frames are numbered by decode order")
+    if not reliable:
+        return PacketIndex(stream.time_base or Fraction(1), (), (), False, packets), first, notes
+    pts_sorted = sorted(pts_list)
+    position = {pts: i for i, pts in enumerate(pts_sorted)}
+    keys.sort()
+    index = PacketIndex(
+        time_base=stream.time_base or Fraction(1),
+        pts=tuple(pts_sorted),
+        keyframes=tuple(position[pts] for pts in keys),
+        reliable=True,
+        packets=packets,
+    )
+    return index, first, notes
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream):
+    """Decode just the first frame (for the display matrix and the real pixel format)."""
+    codec = stream.codec_context
+    codec.thread_count = 1
+    try:
+        for fed, packet in enumerate(container.demux(stream)):
+            if fed >= _FIRST_FRAME_PACKETS:
+                break
+            try:
+                frames = codec.decode(packet)
+            except av.FFmpegError:
+                continue
+            if frames:
+                return frames[0]
+    except av.FFmpegError:
+        pass
+    return None
+
+
+def _sane_rate(rate: Fraction | None) -> float | None:
+    if rate is None or rate.denominator == 0:
+        return None
+    value = float(rate)
+    if not math.isfinite(value) or value <= 0 or value > _MAX_SANE_FPS:
+        return None
+    return value
+
+
+def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None, notes: list[str]) -> int:
+    """Degrees clockwise to turn frames for display, as decord reads it.
+
+    A ``rotate`` tag (old muxers; clockwise) wins; else the display matrix, which libav
+    attaches to decoded frames (``frame.rotation`` is counter-clockwise).
+    """
+    degrees = 0.0
+    tag = stream.metadata.get("rotate")
+    if tag and tag.strip() not in ("", "0"):
+        try:
+            degrees = float(tag)
+        except ValueError:
+            notes.append(f"ignored unreadable rotate tag {tag!r}")
+    elif frame is not None:
+        degrees = -float(frame.rotation or 0)
+    rounded = round(degrees / 90.0) * 90 % 360
+    off = abs((degrees - rounded + 180) % 360 - 180)  # angular distance to the multiple of 90
+    if off > 0.5:
+        notes.append(f"rotation {degrees:g} degrees rounded to {rounded}")
+    return rounded
+
+
+def _bit_depth(pix_fmt: str) -> int:
+    try:
+        return max(component.bits for component in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.FFmpegError):
+        return 8
+
+
+def probe_with_index(path: str, *, index: bool = True) -> tuple[VideoInfo, PacketIndex | None]:
+    """Probe ``path``; with ``index=True`` also return its :class:`PacketIndex`.
+
+    The index costs one demux pass (reading the file, not decoding it); ``probe_video``
+    skips it when the container knows its frame count.
+    """
+    notes: list[str] = []
+    with open_container(path) as container:
+        stream = video_stream(container, path)
+        codec = stream.codec_context
+        known = stream.frames if stream.frames and stream.frames > 0 else None
+        packet_index: PacketIndex | None = None
+        if index or known is None:
+            packet_index, first, scan_notes = scan_packets(container, stream)
+            notes.extend(scan_notes)
+            counted: int | None = len(packet_index)
+        else:
+            first = _first_frame(container, stream)
+            counted = None
+
+        if known is not None:
+            total_frames: int | None = known
+            if counted is not None and counted != known:
+                notes.append(f"container says {known} frames, demuxing found {counted}; using {known}")
+        elif counted:
+            total_frames = counted
+            notes.append("frame count from demuxing (the container does not store one)")
+        else:
+            total_frames = None
+            notes.append("no frame count: the stream has no packets")
+
+        fps = _sane_rate(stream.average_rate)
+        if fps is None:
+            guessed = _sane_rate(stream.guessed_rate)
+            if guessed is not None:
+                fps = guessed
+                notes.append(f"no average frame rate; using the guessed rate {guessed:g}")
+            else:
+                notes.append("no usable frame rate")
+
+        if stream.duration and stream.time_base:
+            duration: float | None = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        else:
+            duration = None
+
+        pix_fmt = first.format.name if first is not None else (codec.pix_fmt or "")
+        if first is None:
+            notes.append("no frame decoded while probing; rotation assumed from tags only")
+        info = VideoInfo(
+            path=path,
+            container=container.format.name,
+            codec=codec.codec.canonical_name,  # "av1", not the decoder's name "libdav1d"
+            width=int(codec.width or (first.width if first is not None else 0)),
+            height=int(codec.height or (first.height if first is not None else 0)),
+            rotation=_rotation(stream, first, notes),
+            fps=fps,
+            duration=duration,
+            total_frames=total_frames,
+            pix_fmt=pix_fmt,
+            bit_depth=_bit_depth(pix_fmt) if pix_fmt else 8,
+            notes=tuple(notes),
+        )
+    return info, packet_index
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Describe the first (best) video stream of ``path``.
+
+    Raises RecordError, with one line naming the path, for a missing file, a directory, a
+    file libav cannot open, or one without a video stream. Decodes at most the first frame.
+    """
+    info, _ = probe_with_index(path, index=False)
+    return info
