@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidcap.model_info import VisionGeometry
+from vidcap.model_info import VisionGeometry, vision_geometry
+
+if TYPE_CHECKING:
+    from vidcap.config import EngineConfig
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class CaptionEngine(ABC):
     """
 
     name: str = "engine"
+    config: EngineConfig
     #: The longest prompt + generation the engine accepts; known after ``start``.
     max_model_len: int | None = None
 
@@ -89,8 +93,8 @@ class CaptionEngine(ABC):
         """Generate captions for a batch; the outputs are matched to requests by ``request_id``."""
 
     def vision_geometry(self) -> VisionGeometry:
-        """The model's patch geometry, which the frame plan must match (default: Qwen2.5-VL's)."""
-        return VisionGeometry()
+        """The model's patch geometry, which the frame plan must match (from its config)."""
+        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines free memory on exit
         """Release the model and its worker processes."""

@@ -36,6 +36,13 @@ def text_token_count(processor: Any, prompt_text: str) -> int:
     return len(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
 
 
+def prompt_token_count(processor: Any, request: CaptionRequest) -> int:
+    """The prompt length the engine will see: text tokens, each video placeholder token
+    replaced by that video's planned visual tokens (exact for Qwen2/2.5-VL)."""
+    text = render_prompt(processor, request)
+    return text_token_count(processor, text) - len(request.videos) + request.video_tokens
+
+
 def fixed_size_kwargs(request: CaptionRequest) -> dict[str, Any]:
     """Processor kwargs that make the HF video processor keep the planned frame size.
 

@@ -20,7 +20,7 @@ from typing import Any
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import build_messages as build_chat_messages
-from vidcap.engines.chat import render_prompt, text_token_count
+from vidcap.engines.chat import prompt_token_count, text_token_count
 from vidcap.engines.openai_payload import DEFAULT_JPEG_QSCALE, build_messages, mm_extra_body
 from vidcap.errors import VidcapError, one_line
 from vidcap.model_info import VisionGeometry, vision_geometry
@@ -169,8 +169,7 @@ class OpenAIEngine(CaptionEngine):
             return self._count_as_images(request)
         if self._processor is None:
             return request.video_tokens + _text_estimate(request)
-        rendered = render_prompt(self._processor, request)
-        return text_token_count(self._processor, rendered) - len(request.videos) + request.video_tokens
+        return prompt_token_count(self._processor, request)
 
     def _count_as_images(self, request: CaptionRequest) -> int:
         """One image per frame: its own placeholder, and (H/f) x (W/f) tokens, f the patch factor."""

@@ -15,10 +15,9 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, render_prompt, text_token_count
+from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import VidcapError, one_line
-from vidcap.model_info import VisionGeometry, vision_geometry
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +86,9 @@ class TransformersEngine(CaptionEngine):
         self._eos_ids, self._pad_id = _stop_tokens(self._model, tokenizer)
         self.max_model_len = cfg.max_model_len or _max_positions(self._model.config)
 
-    def vision_geometry(self) -> VisionGeometry:
-        """Read from the model's config."""
-        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
-
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        text = render_prompt(self._processor, request)
-        return text_token_count(self._processor, text) - len(request.videos) + request.video_tokens
+        return prompt_token_count(self._processor, request)
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Generate for all requests in one padded batch; on failure, one request at a time."""

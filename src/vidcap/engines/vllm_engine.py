@@ -7,10 +7,9 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, render_prompt, text_token_count
+from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import one_line
-from vidcap.model_info import VisionGeometry, vision_geometry
 
 
 class VllmEngine(CaptionEngine):
@@ -67,14 +66,9 @@ class VllmEngine(CaptionEngine):
             raise model_load_error(cfg.model, exc) from exc
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
 
-    def vision_geometry(self) -> VisionGeometry:
-        """Read from the model's config."""
-        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
-
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        text = render_prompt(self._processor, request)
-        return text_token_count(self._processor, text) - len(request.videos) + request.video_tokens
+        return prompt_token_count(self._processor, request)
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Queue every request (a request vLLM rejects gets its own error), then run them all."""
