@@ -187,3 +187,15 @@ def test_field_names_are_configurable(opts_field: str, vllm_engine, clip_dir: Pa
     (row,) = read_output(out)
     assert "custom_name" in row
     assert getattr(RunOptions(), opts_field) not in row
+
+
+def test_seeded_batch_larger_than_one_engine_step(vllm_engine, clip_dir: Path, tmp_path: Path) -> None:
+    """Regression: on vLLM's CPU build, seeded requests whose prefill was split killed the engine."""
+    assert vllm_engine.generation.seed is not None
+    clips = ["a.mp4", "b.mp4", "c.avi", "tall.mkv"]
+    records = [{"id": i, "video": str(clip_dir / clips[i % 4])} for i in range(40)]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    out = tmp_path / "out.jsonl"
+    result = run_captioning(config_for(data, out, batch_size=40, fps=4.0), vllm_engine)
+    assert result.stats.prompt_tokens > 16384  # well past one engine step's token budget
+    assert [r["status"] for r in read_output(out)] == ["ok"] * 40

@@ -59,6 +59,13 @@ class VllmEngine(CaptionEngine):
         }
         if self.generation.seed is not None:
             kwargs["seed"] = self.generation.seed
+            from vllm.platforms import current_platform
+
+            if current_platform.is_cpu():
+                # vLLM's CPU build rewinds a seeded request's generator after a partial
+                # (chunked) prefill, and torch's CPU generator has no offset: the engine dies
+                # ("CPU Generator does not use offset") once a batch outgrows one step.
+                kwargs.setdefault("enable_chunked_prefill", False)
         try:
             self._processor = load_processor(cfg)
             self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
