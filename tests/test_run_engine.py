@@ -199,3 +199,54 @@ def test_seeded_batch_larger_than_one_engine_step(vllm_engine, clip_dir: Path, t
     result = run_captioning(config_for(data, out, batch_size=40, fps=4.0), vllm_engine)
     assert result.stats.prompt_tokens > 16384  # well past one engine step's token budget
     assert [r["status"] for r in read_output(out)] == ["ok"] * 40
+
+
+def test_hung_decode_times_out_and_the_run_goes_on(vllm_engine, clip_dir: Path, tmp_path: Path) -> None:
+    """A named pipe posing as a video blocks the decoder's open() forever: killed at the timeout."""
+    import os
+
+    fifo = tmp_path / "stuck.mp4"
+    os.mkfifo(fifo)
+    records = [
+        {"id": "a", "video": str(clip_dir / "a.mp4")},
+        {"id": "stuck", "video": str(fifo)},
+        {"id": "b", "video": str(clip_dir / "b.mp4")},
+    ]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    out = tmp_path / "out.jsonl"
+    run_captioning(config_for(data, out, decode_timeout=3.0), vllm_engine)
+    rows = {r["id"]: r for r in read_output(out)}
+    assert rows["stuck"]["status"] == "error" and "timed out after 3 s" in rows["stuck"]["error"]
+    assert rows["a"]["status"] == rows["b"]["status"] == "ok"
+
+
+def test_bad_lines_skipped_are_reported(vllm_engine, clip_dir: Path, tmp_path: Path, caplog) -> None:
+    data = tmp_path / "data.jsonl"
+    video = clip_dir / "a.mp4"
+    lines = [
+        f'{{"id": "1", "video": "{video}"}}',
+        '{"id": "2", "video": ',
+        "[1, 2]",
+        f'{{"id": "3", "video": "{video}"}}',
+    ]
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level("WARNING", logger="vidcap"):
+        result = run_captioning(config_for(data, out, on_bad_line="skip"), vllm_engine)
+    assert [r["id"] for r in read_output(out)] == ["1", "3"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"{data}:2:" in w and "skipped" in w for w in warnings), warnings
+    assert any(f"{data}:3:" in w for w in warnings), warnings
+    assert result.summary_data["bad_lines_skipped"] == 2
+
+
+def test_system_prompt_reaches_the_model(vllm_engine, clip_dir: Path) -> None:
+    loaded = load_video(str(clip_dir / "a.mp4"), SamplingOptions())
+    video = VideoInput(loaded.frames, loaded.plan.processor_metadata(), loaded.plan.video_tokens)
+    plain = CaptionRequest(request_id="p", prompt="Describe.", videos=[video])
+    system = CaptionRequest(
+        request_id="s", prompt="Describe.", videos=[video], system_prompt="You caption videos tersely."
+    )
+    outputs = {o.request_id: o for o in vllm_engine.generate([plain, system])}
+    assert outputs["s"].prompt_tokens == vllm_engine.count_prompt_tokens(system)
+    assert outputs["s"].prompt_tokens != outputs["p"].prompt_tokens  # the default system turn was replaced

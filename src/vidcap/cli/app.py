@@ -46,11 +46,25 @@ def _root(
     """Caption videos with vision-language models, in batch, resumably."""
 
 
+def _log_to_stderr() -> None:
+    """vidcap's own warnings as ``vidcap: warning: ...`` lines on stderr (engine logs untouched)."""
+    import logging
+
+    logger = logging.getLogger("vidcap")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("vidcap: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main() -> None:
     """Entry point: user errors print ``Error: ...`` on stderr and exit 2; bugs keep their traceback.
 
     Set ``VIDCAP_DEBUG=1`` to see the traceback of user errors too.
     """
+    _log_to_stderr()
     try:
         app(standalone_mode=True)
     except VidcapError as exc:

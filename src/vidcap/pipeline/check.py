@@ -9,16 +9,19 @@ from typing import Any
 from vidcap.config import RunOptions
 from vidcap.errors import VidcapError
 from vidcap.io._files import detect_format
-from vidcap.io.records import InputRecord, iter_records
+from vidcap.io.records import BadLine, InputRecord, iter_records, scan_input
 from vidcap.io.resume import check_unique_ids
 
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """What the check pass learned: how many records, and the most videos in one record."""
+    """What the check pass learned: how many records, the most videos in one record, and
+    the lines skipped as bad (``--on-bad-line skip``; the first ones with their messages)."""
 
     records: int
     max_videos_per_record: int
+    bad_count: int = 0
+    bad_lines: tuple[BadLine, ...] = ()
 
 
 def video_paths(record: dict, key: str) -> list[str]:
@@ -70,6 +73,7 @@ def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
 
     Raises VidcapError naming ``file:line`` (``file: element N`` for a JSON array).
     """
+    scan = scan_input(input_path, on_bad_line=opts.on_bad_line)  # a bad line stops here unless skipped
     is_array = detect_format(input_path, "input") == "json"
     count = 0
     most_videos = 0
@@ -84,7 +88,7 @@ def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
         raise VidcapError(f"{input_path}: no records to caption")
     if opts.id_key is not None:
         check_unique_ids(input_path, opts.id_key, opts.on_bad_line)
-    return DatasetFacts(records=count, max_videos_per_record=most_videos)
+    return DatasetFacts(count, most_videos, bad_count=scan.bad_count, bad_lines=scan.bad_lines)
 
 
 def record_id(record: InputRecord, opts: RunOptions) -> str:

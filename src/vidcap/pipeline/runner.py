@@ -13,6 +13,7 @@ Order of work, and why:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ from vidcap.progress import NullProgress, Progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
 from vidcap.video.plan import check_sampling
 from vidcap.video.pool import OrderedPool, default_workers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,6 +99,10 @@ def run_captioning(
     output_path = Path(opts.output) if opts.output else default_output_path(input_path)
 
     facts = check_records(input_path, opts)
+    for bad in facts.bad_lines:
+        log.warning("%s (skipped: --on-bad-line skip)", bad.message)
+    if facts.bad_count > len(facts.bad_lines):
+        log.warning("... and %d more bad lines skipped", facts.bad_count - len(facts.bad_lines))
     # The model's patch geometry (from its config, no engine needed) decides the pixel defaults.
     geometry = engine.vision_geometry()
     config = dataclasses.replace(
@@ -110,7 +117,7 @@ def run_captioning(
     shard = resolve_shard(opts.shard_index, opts.num_shards, facts.records)
     done = None if opts.overwrite else load_done(output_path, id_key=opts.id_key)
     writer = open_writer(output_path, resume=not opts.overwrite)
-    stats = RunStats()
+    stats = RunStats(bad_lines=facts.bad_count)
     interrupted = False
     try:
         engine.start(max_videos_per_prompt=facts.max_videos_per_record)

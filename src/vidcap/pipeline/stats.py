@@ -15,6 +15,7 @@ class RunStats:
     error: int = 0
     skipped: int = 0
     resumed: int = 0  # records found already done in the output and not redone
+    bad_lines: int = 0  # input lines that are not records, skipped with --on-bad-line skip
     videos: int = 0
     frames: int = 0
     prompt_tokens: int = 0

@@ -44,6 +44,7 @@ def build_summary(
         "interrupted": not complete,
         "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
         "resumed": stats.resumed,
+        "bad_lines_skipped": stats.bad_lines,
         "model": config.engine.model,
         "backend": config.engine.backend,
         "started_at": started_at,

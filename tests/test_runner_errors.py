@@ -1,0 +1,96 @@
+"""Error paths of the run loop, with a fake engine (unit tests; the real engine is tested elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+from vidcap.config import EngineConfig, build_config
+from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
+from vidcap.io.jsonio import loads
+from vidcap.io.records import iter_records
+from vidcap.pipeline.runner import run_captioning
+
+
+class FakeEngine(CaptionEngine):
+    """Answers out of order, fails requests whose prompt says 'fail', dies on batch ``die_on``."""
+
+    name = "fake"
+
+    def __init__(self, model: Path, die_on: int | None = None) -> None:
+        self.config = EngineConfig(model=str(model))
+        self.die_on = die_on
+        self.batches = 0
+
+    def start(self, *, max_videos_per_prompt: int) -> None:
+        self.max_model_len = 100_000
+
+    def count_prompt_tokens(self, request: CaptionRequest) -> int:
+        return request.video_tokens + 10
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        self.batches += 1
+        if self.batches == self.die_on:
+            raise RuntimeError("engine core died")
+        outputs = [
+            CaptionOutput(r.request_id, error="engine rejected the request")
+            if "fail" in r.prompt
+            else CaptionOutput(r.request_id, texts=[f"caption for {r.request_id}"], prompt_tokens=5)
+            for r in requests
+        ]
+        return outputs[::-1]  # out of order: the runner must match by request id
+
+
+def dataset(tmp_path: Path, clip_dir: Path, n: int, failing: set[int] = frozenset()) -> Path:
+    records = [
+        {
+            "id": i,
+            "video": str(clip_dir / "a.mp4"),
+            "conversation": [{"from": "human", "value": "please fail" if i in failing else ""}],
+        }
+        for i in range(n)
+    ]
+    return write_jsonl(tmp_path / "data.jsonl", records)
+
+
+def config(data: Path, out: Path, **extra):
+    values = {"input": str(data), "output": str(out), "model": "fake", "batch_size": 3, "decode_workers": 0}
+    return build_config({}, {**values, **extra})
+
+
+def test_engine_error_on_one_request_fails_only_that_record(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data = dataset(tmp_path, clip_dir, 7, failing={4})
+    out = tmp_path / "out.jsonl"
+    result = run_captioning(config(data, out), FakeEngine(tiny_model))
+    rows = [r.data for r in iter_records(out)]
+    assert [r["id"] for r in rows] == list(range(7))
+    for row in rows:
+        if row["id"] == 4:
+            assert (row["status"], row["caption"], row["error"]) == (
+                "error",
+                None,
+                "engine rejected the request",
+            )
+        else:
+            assert row["status"] == "ok" and row["caption"] == f"caption for {row['id']}"  # matched by id
+    assert result.exit_code == 1
+    assert result.stats.errors_by_kind == {"engine rejected the request": 1}
+
+
+def test_engine_dying_mid_run_keeps_what_was_written(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data = dataset(tmp_path, clip_dir, 9)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError, match="engine core died"):
+        run_captioning(config(data, out), FakeEngine(tiny_model, die_on=2))
+    assert [r.data["id"] for r in iter_records(out)] == [0, 1, 2]  # the first batch, intact
+    summary = loads(out.with_name("out.jsonl.summary.json").read_bytes())
+    assert summary["complete"] is False and summary["records_written"] == 3
+
+    run_captioning(config(data, out), FakeEngine(tiny_model))  # the same command resumes
+    assert [r.data["id"] for r in iter_records(out)] == list(range(9))
