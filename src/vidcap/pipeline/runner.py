@@ -149,7 +149,7 @@ def run_captioning(
                 wait_started = time.monotonic()
             if batch and not interrupted:
                 _finish_batch(batch, config, engine, writer, stats, progress)
-        interrupted = interrupted or should_stop()
+        # A stop asked during the last batch is moot: every record is written, the run is complete.
     except BaseException:
         if should_stop():  # the engine died from the same signal that asked us to stop
             interrupted = True
