@@ -460,13 +460,14 @@ def test_frame_counts_the_reference_rejects_are_clamped(options, used):
 def test_config_errors_are_value_errors():
     info = make_info(200, 25.0)
     for options in (
-        SamplingOptions(nframes=8),  # fps keeps its default of 2.0
+        SamplingOptions(fps=2.0, nframes=8),  # both given
         SamplingOptions(fps=0.0),
         SamplingOptions(fps=None, nframes=0),
         SamplingOptions(min_pixels=200_000, max_pixels=100_000),
     ):
         with pytest.raises(ValueError):
             plan_frames(info, options)
+    assert plan_frames(info, SamplingOptions(nframes=8)).nframes == 8  # nframes alone replaces fps 2.0
 
 
 def test_extreme_aspect_ratio_is_a_record_error():
@@ -481,3 +482,16 @@ def test_video_token_count():
     plan = plan_frames(make_info(300, 30.0, 1280, 720), SamplingOptions())
     assert plan.video_tokens == plan.nframes // 2 * (plan.resized_height // 28) * (plan.resized_width // 28)
     assert plan.timestamps == tuple(i / 30.0 for i in plan.frame_indices)
+
+
+def test_bogus_duration_does_not_override_a_plausible_frame_rate() -> None:
+    """An MPEG-1 elementary stream (Debian's gem-doc alea.mpg) reports 25 fps, 162 frames and
+    0.02 s: the duration is what is broken, so the plan is the reference's (fps x frames)."""
+    info = VideoInfo(
+        path="alea.mpg", container="mpegvideo", codec="mpeg1video", width=320, height=240,
+        rotation=0, fps=25.0, duration=0.02, total_frames=162,
+    )  # fmt: skip
+    plan = plan_frames(info, SamplingOptions())
+    assert plan.nframes == 12 and plan.video_fps == 25.0
+    assert plan.frame_indices == tuple(frame_indices(0, 161, 12))
+    assert any("trusted the frame rate" in note for note in plan.notes)

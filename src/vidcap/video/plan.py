@@ -208,7 +208,13 @@ def _resolve_rate(info: VideoInfo) -> tuple[float, int, list[str]]:
         # for how durations are measured; 1.5x apart is two different videos, not jitter.
         expected = fps * duration
         if total > expected * 1.5 + 2 or total < expected / 1.5 - 2:
-            fps_ok = False
+            if _usable(total / duration) and total / duration <= MAX_PLAUSIBLE_FPS:
+                fps_ok = False
+            else:  # the duration is what is broken (e.g. an MPEG elementary stream): keep the rate
+                notes.append(
+                    f"Duration {_secs(duration)} s disagrees with {total} frames at {fps:g} fps; "
+                    "trusted the frame rate and frame count, as the reference does."
+                )
     if not fps_ok:
         what = "missing" if fps is None or fps == 0 else "implausible"
         if has_duration and total is not None:
