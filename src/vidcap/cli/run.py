@@ -323,7 +323,7 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
 
     config = finish_config(config)
     if not verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # --verbose shows its warnings too
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     global _stop_requested
