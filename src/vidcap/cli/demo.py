@@ -35,7 +35,7 @@ def demo_command(
         "vidcap-demo"
     ),
     backend: Annotated[
-        str | None, typer.Option(help="vllm or transformers [default: vllm if installed].")
+        str | None, typer.Option(help="vllm or transformers (default: vllm if installed).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:

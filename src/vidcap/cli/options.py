@@ -19,7 +19,7 @@ MODEL = "Model and engine"
 Fps = Annotated[
     float | None,
     typer.Option(
-        "--fps", help="Frames sampled per second of video [default: 2.0].", rich_help_panel=SAMPLING
+        "--fps", help="Frames sampled per second of video (default: 2.0).", rich_help_panel=SAMPLING
     ),
 ]
 Nframes = Annotated[
@@ -32,29 +32,29 @@ Nframes = Annotated[
 ]
 MinFrames = Annotated[
     int | None,
-    typer.Option("--min-frames", help="At least this many frames [default: 4].", rich_help_panel=SAMPLING),
+    typer.Option("--min-frames", help="At least this many frames (default: 4).", rich_help_panel=SAMPLING),
 ]
 MaxFrames = Annotated[
     int | None,
-    typer.Option("--max-frames", help="At most this many frames [default: 768].", rich_help_panel=SAMPLING),
+    typer.Option("--max-frames", help="At most this many frames (default: 768).", rich_help_panel=SAMPLING),
 ]
 MinPixels = Annotated[
     int | None,
     typer.Option(
-        "--min-pixels", help="Minimum pixels per frame [default: 128 x factor^2].", rich_help_panel=SAMPLING
+        "--min-pixels", help="Minimum pixels per frame (default: 128 x factor^2).", rich_help_panel=SAMPLING
     ),
 ]
 MaxPixels = Annotated[
     int | None,
     typer.Option(
-        "--max-pixels", help="Maximum pixels per frame [default: 768 x factor^2].", rich_help_panel=SAMPLING
+        "--max-pixels", help="Maximum pixels per frame (default: 768 x factor^2).", rich_help_panel=SAMPLING
     ),
 ]
 TotalPixels = Annotated[
     int | None,
     typer.Option(
         "--total-pixels",
-        help="Pixel budget for all frames of a video [default: 128000 x factor^2 x 0.9].",
+        help="Pixel budget for all frames of a video (default: 128000 x factor^2 x 0.9).",
         rich_help_panel=SAMPLING,
     ),
 ]

@@ -59,7 +59,7 @@ def run_command(
         typer.Option(
             "--output",
             "-o",
-            help="Output .jsonl or .json [default: INPUT.captions.EXT].",
+            help="Output .jsonl or .json (default: INPUT.captions.EXT).",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -69,7 +69,7 @@ def run_command(
         str | None,
         typer.Option(
             help="Prompt template; {field} is filled from each record, {{ }} are literal braces. "
-            "[default: 'Please describe the video in detail.']",
+            "(default: 'Please describe the video in detail.')",
             rich_help_panel=PROMPT,
         ),
     ] = None,
@@ -81,52 +81,52 @@ def run_command(
     ] = None,
     input_video_key: Annotated[
         str | None,
-        typer.Option(help="Field holding the video path(s) [default: video].", rich_help_panel=JOB),
+        typer.Option(help="Field holding the video path(s) (default: video).", rich_help_panel=JOB),
     ] = None,
     conversation_key: Annotated[
         str | None,
-        typer.Option(help="Field holding the conversation [default: conversation].", rich_help_panel=JOB),
+        typer.Option(help="Field holding the conversation (default: conversation).", rich_help_panel=JOB),
     ] = None,
     output_key: Annotated[
         str | None,
-        typer.Option(help="Field the caption is written to [default: caption].", rich_help_panel=JOB),
+        typer.Option(help="Field the caption is written to (default: caption).", rich_help_panel=JOB),
     ] = None,
     status_key: Annotated[
-        str | None, typer.Option(help="Field for ok/error/skipped [default: status].", rich_help_panel=JOB)
+        str | None, typer.Option(help="Field for ok/error/skipped (default: status).", rich_help_panel=JOB)
     ] = None,
     error_key: Annotated[
-        str | None, typer.Option(help="Field for the error message [default: error].", rich_help_panel=JOB)
+        str | None, typer.Option(help="Field for the error message (default: error).", rich_help_panel=JOB)
     ] = None,
     id_key: Annotated[
         str | None,
         typer.Option(
-            help="Unique record id field for resume [default: input position].", rich_help_panel=BATCH
+            help="Unique record id field for resume (default: input position).", rich_help_panel=BATCH
         ),
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="vllm, transformers or openai [default: vllm].", rich_help_panel=MODEL),
+        typer.Option(help="vllm, transformers or openai (default: vllm).", rich_help_panel=MODEL),
     ] = None,
     cache_dir: Annotated[
         str | None,
-        typer.Option(help="Where hub models are downloaded [default: HF cache].", rich_help_panel=MODEL),
+        typer.Option(help="Where hub models are downloaded (default: HF cache).", rich_help_panel=MODEL),
     ] = None,
     tensor_parallel_size: Annotated[
-        int | None, typer.Option(help="GPUs to shard the model over [default: 1].", rich_help_panel=MODEL)
+        int | None, typer.Option(help="GPUs to shard the model over (default: 1).", rich_help_panel=MODEL)
     ] = None,
     gpu_memory_utilization: Annotated[
         float | None,
-        typer.Option(help="Fraction of GPU memory vLLM may use [default: 0.9].", rich_help_panel=MODEL),
+        typer.Option(help="Fraction of GPU memory vLLM may use (default: 0.9).", rich_help_panel=MODEL),
     ] = None,
     max_model_len: Annotated[
         int | None,
         typer.Option(
-            help="Longest prompt + caption in tokens [default: the model's]; longer prompts fail per record.",
+            help="Longest prompt + caption in tokens (default: the model's); longer prompts fail per record.",
             rich_help_panel=MODEL,
         ),
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option(help="Model dtype [default: auto].", rich_help_panel=MODEL)
+        str | None, typer.Option(help="Model dtype (default: auto).", rich_help_panel=MODEL)
     ] = None,
     enforce_eager: Annotated[
         bool | None,
@@ -137,19 +137,19 @@ def run_command(
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(help="transformers backend: cpu, cuda, auto [default: auto].", rich_help_panel=MODEL),
+        typer.Option(help="transformers backend: cpu, cuda, auto (default: auto).", rich_help_panel=MODEL),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="Sampling temperature [default: 0.7].", rich_help_panel=MODEL)
+        float | None, typer.Option(help="Sampling temperature (default: 0.7).", rich_help_panel=MODEL)
     ] = None,
-    top_p: Annotated[float | None, typer.Option(help="Top-p [default: 0.9].", rich_help_panel=MODEL)] = None,
+    top_p: Annotated[float | None, typer.Option(help="Top-p (default: 0.9).", rich_help_panel=MODEL)] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="Longest caption in tokens [default: 1024].", rich_help_panel=MODEL)
+        int | None, typer.Option(help="Longest caption in tokens (default: 1024).", rich_help_panel=MODEL)
     ] = None,
     num_captions: Annotated[
         int | None,
         typer.Option(
-            help="Captions per video; more than 1 stores a list [default: 1].", rich_help_panel=MODEL
+            help="Captions per video; more than 1 stores a list (default: 1).", rich_help_panel=MODEL
         ),
     ] = None,
     seed: Annotated[
@@ -172,7 +172,7 @@ def run_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Records per generation batch and per flushed write [default: 32].", rich_help_panel=BATCH
+            help="Records per generation batch and per flushed write (default: 32).", rich_help_panel=BATCH
         ),
     ] = None,
     overwrite: Annotated[
@@ -183,30 +183,30 @@ def run_command(
     ] = None,
     shard_index: Annotated[
         int | None,
-        typer.Option(help="This shard's index [default: SLURM_ARRAY_TASK_ID or 0].", rich_help_panel=BATCH),
+        typer.Option(help="This shard's index (default: SLURM_ARRAY_TASK_ID or 0).", rich_help_panel=BATCH),
     ] = None,
     num_shards: Annotated[
         int | None,
-        typer.Option(help="Number of shards [default: SLURM_ARRAY_TASK_COUNT or 1].", rich_help_panel=BATCH),
+        typer.Option(help="Number of shards (default: SLURM_ARRAY_TASK_COUNT or 1).", rich_help_panel=BATCH),
     ] = None,
     on_bad_line: Annotated[
         str | None,
         typer.Option(
-            help="error (stop before any work) or skip (report and skip) [default: error].",
+            help="error (stop before any work) or skip (report and skip) (default: error).",
             rich_help_panel=JOB,
         ),
     ] = None,
     decode_workers: Annotated[
         int | None,
         typer.Option(
-            help="Decode processes [default: from the CPU count]; 0 decodes in-process.",
+            help="Decode processes (default: from the CPU count); 0 decodes in-process.",
             rich_help_panel=BATCH,
         ),
     ] = None,
     decode_timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds before a hung decode is killed; that record fails [default: 300].",
+            help="Seconds before a hung decode is killed; that record fails (default: 300).",
             rich_help_panel=BATCH,
         ),
     ] = None,
@@ -216,11 +216,11 @@ def run_command(
     api_key_env: Annotated[
         str | None,
         typer.Option(
-            help="Environment variable holding the API key [default: OPENAI_API_KEY].", rich_help_panel=SERVER
+            help="Environment variable holding the API key (default: OPENAI_API_KEY).", rich_help_panel=SERVER
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Requests in flight at once [default: 8].", rich_help_panel=SERVER)
+        int | None, typer.Option(help="Requests in flight at once (default: 8).", rich_help_panel=SERVER)
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's own logs.")] = False,
