@@ -121,7 +121,7 @@ def baseline_main(model: str, data: str) -> None:
             }
         ]
         prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        _, videos, kwargs = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
+        _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
         video, metadata = videos[0]
         metadata = {**metadata, "frames_indices": list(metadata["frames_indices"]), "do_sample_frames": False}
         inputs.append({"prompt": prompt, "multi_modal_data": {"video": (video, metadata)}})
@@ -167,7 +167,8 @@ def main() -> None:
 
     scaling = {}
     for n in (8, 64):
-        wall, rss, code = peak_tree_rss(vidcap_cmd(model, make_dataset(work / "clips", n), work / "s.jsonl"), env)
+        cmd = vidcap_cmd(model, make_dataset(work / "clips", n), work / "s.jsonl")
+        wall, rss, code = peak_tree_rss(cmd, env)
         if code != 0:
             sys.exit(f"vidcap on {n} records failed")
         scaling[n] = rss
@@ -183,7 +184,7 @@ def main() -> None:
     print(f"| vidcap run (pipelined) | {vw:.1f} | {vr:.0f} |")
     print(f"| decode everything, then generate (qwen-vl-utils + LLM.generate) | {bw:.1f} | {br:.0f} |")
     print(f"| **ratio baseline / vidcap** | **{bw / vw:.2f}x** | **{br / vr:.2f}x** |")
-    print(f"\nMemory scaling: peak RSS with 8 records {scaling[8]:.0f} MiB, with 64 records {scaling[64]:.0f} MiB:")
+    print(f"\nMemory scaling: peak RSS with 8 records {scaling[8]:.0f} MiB, with 64 {scaling[64]:.0f} MiB:")
     print(f"64/8 = **{scaling[64] / scaling[8]:.3f}x** (target <= 1.25x)")
 
 

@@ -167,3 +167,7 @@ def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
     merge_command([shard_dir / f"shard-{i}.jsonl" for i in (2, 0, 1)], merged)  # any order given
     assert output_ids(merged) == job["ids"]
     assert [r.data["n"] for r in iter_records(merged)] == list(range(RECORDS))
+    summary = loads((job["tmp"] / "merged.jsonl.summary.json").read_bytes())
+    assert summary["status_counts"] == {"ok": RECORDS, "error": 0, "skipped": 0}  # all runs, not the last
+    assert summary["records_per_shard"] == [32, 32, 32]
+    assert summary["shards_last_runs"]["prompt_tokens"] > 0

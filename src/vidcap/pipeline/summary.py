@@ -43,6 +43,7 @@ def build_summary(
         "complete": complete,
         "interrupted": not complete,
         "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
+        "status_key": config.run.status_key,
         "resumed": stats.resumed,
         "bad_lines_skipped": stats.bad_lines,
         "model": config.engine.model,
