@@ -126,7 +126,9 @@ def run_captioning(
         progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")
         pending: deque[_Pending] = deque()
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
-        lookahead = max(2 * opts.batch_size, 2 * max(workers, 1))
+        # One batch decoding ahead while the engine works on the current one is all the overlap
+        # there is to have; more only holds more frames in memory.
+        lookahead = opts.batch_size + 2 * max(workers, 1)
         with OrderedPool(
             decode_record,
             workers=workers,
