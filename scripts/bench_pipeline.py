@@ -105,6 +105,9 @@ def baseline_main(model: str, data: str) -> None:
         gpu_memory_utilization=ENGINE["gpu_memory_utilization"],
         enforce_eager=True,
         limit_mm_per_prompt={"video": 1, "image": 0},
+        # As vidcap does for seeded runs on vLLM's CPU build (its engine dies on chunked,
+        # seeded prefills): both sides run the same engine settings.
+        enable_chunked_prefill=False,
     )
     processor = AutoProcessor.from_pretrained(model)
     folder = Path(data).parent
