@@ -94,3 +94,20 @@ def test_engine_dying_mid_run_keeps_what_was_written(
 
     run_captioning(config(data, out), FakeEngine(tiny_model))  # the same command resumes
     assert [r.data["id"] for r in iter_records(out)] == list(range(9))
+
+
+def test_video_whose_packets_decode_to_nothing(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> None:
+    """A valid container whose video payload is zeroed: packets demux, no frame decodes."""
+    data = bytearray((clip_dir / "a.mp4").read_bytes())
+    box = data.find(b"mdat")
+    size = int.from_bytes(data[box - 4 : box], "big")
+    data[box + 4 : box - 4 + size] = bytes(size - 8)  # keep the box, zero every packet
+    zeroed = tmp_path / "zeroed.mp4"
+    zeroed.write_bytes(bytes(data))
+    records = [{"id": 0, "video": str(zeroed)}, {"id": 1, "video": str(clip_dir / "a.mp4")}]
+    out = tmp_path / "out.jsonl"
+    run_captioning(config(write_jsonl(tmp_path / "d.jsonl", records), out), FakeEngine(tiny_model))
+    rows = [r.data for r in iter_records(out)]
+    assert rows[0]["status"] == "error" and rows[0]["caption"] is None
+    assert "zeroed.mp4" in rows[0]["error"] and "corrupt video" in rows[0]["error"]
+    assert rows[1]["status"] == "ok"
