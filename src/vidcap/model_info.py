@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidcap.errors import VidcapError
-
 
 @dataclass(frozen=True)
 class VisionGeometry:
@@ -37,17 +35,16 @@ def vision_geometry(model: str | None, *, cache_dir: str | None = None) -> Visio
     if not model:
         return VisionGeometry()
     folder = Path(model).expanduser()
+    # Imported here: vidcap.engines imports this module.
+    from vidcap.engines.loading import check_model_exists, model_load_error
+
     if folder.is_dir():
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            raise VidcapError(f"not a model folder (no config.json): {model}")
-        return _from_config_dict(json.loads(config_file.read_text())) or VisionGeometry()
+        check_model_exists(model)
+        return _from_config_dict(json.loads((folder / "config.json").read_text())) or VisionGeometry()
     try:
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model, cache_dir=cache_dir).to_dict()
     except Exception as exc:  # hub unreachable or no such model: one line, what to try
-        raise VidcapError(
-            f"cannot read the config of model {model!r}: {str(exc).strip().splitlines()[-1][:200]}"
-        ) from None
+        raise model_load_error(model, exc) from None
     return _from_config_dict(config) or VisionGeometry()
