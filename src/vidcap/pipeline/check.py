@@ -73,7 +73,9 @@ def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
 
     Raises VidcapError naming ``file:line`` (``file: element N`` for a JSON array).
     """
-    scan = scan_input(input_path, on_bad_line=opts.on_bad_line)  # a bad line stops here unless skipped
+    # With "error", the pass below stops at the first bad line itself; only "skip" needs the
+    # scan, for its report of what was skipped (a second full parse of the input otherwise).
+    scan = scan_input(input_path, on_bad_line="skip") if opts.on_bad_line == "skip" else None
     is_array = detect_format(input_path, "input") == "json"
     count = 0
     most_videos = 0
@@ -84,10 +86,12 @@ def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
             raise VidcapError(f"{where}: {problem}")
         count += 1
         most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
-    if count == 0:
-        raise VidcapError(f"{input_path}: no records to caption")
+    if count == 0:  # (with "skip", the scan has said so already, naming the bad lines)
+        raise VidcapError(f"{input_path}: input is empty: no records found")
     if opts.id_key is not None:
         check_unique_ids(input_path, opts.id_key, opts.on_bad_line)
+    if scan is None:
+        return DatasetFacts(count, most_videos)
     return DatasetFacts(count, most_videos, bad_count=scan.bad_count, bad_lines=scan.bad_lines)
 
 
