@@ -8,6 +8,8 @@ shapes, counts and statuses, never caption quality.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,14 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     """Write records as JSON Lines with vidcap's faithful encoder."""
     path.write_bytes(b"".join(dumps(r) + b"\n" for r in records))
     return path
+
+
+def run_vidcap(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run the real ``vidcap`` command (``python -m vidcap``) and capture its output as text.
+
+    The default timeout suits commands that stop before the engine starts; runs that load
+    the model pass a longer one.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.conftest import run_vidcap, write_jsonl
 from vidcap import DiyVideoPrompt, FileStorage, LocalModelVLMServing_vllm, VideoToCaptionGenerator
 from vidcap.config import build_config, load_config_file
 from vidcap.errors import VidcapError
@@ -180,54 +180,13 @@ def test_cli_run_with_config_file_and_flag_override(tmp_path: Path, tiny_model: 
     )
     (tmp_path / "prompt.txt").write_text("Describe the clip {id}.\n")
     out = tmp_path / "out.jsonl"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vidcap",
-            "run",
-            "-i",
-            str(data),
-            "-o",
-            str(out),
-            "-c",
-            str(config),
-            "--max-tokens",
-            "6",
-            "--prompt-file",
-            str(tmp_path / "prompt.txt"),
-            "--prompt",
-            "",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    # both given on the command line: refused before any work
+    common = ["run", "-i", str(data), "-o", str(out), "-c", str(config), "--max-tokens", "6"]
+    prompt_file = ["--prompt-file", str(tmp_path / "prompt.txt")]
+    result = run_vidcap(*common, *prompt_file, "--prompt", "", timeout=600)
+    # an empty --prompt on the command line is refused before any work
     assert result.returncode == 2 and "--prompt is empty" in result.stderr, result.stderr
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vidcap",
-            "run",
-            "-i",
-            str(data),
-            "-o",
-            str(out),
-            "-c",
-            str(config),
-            "--max-tokens",
-            "6",
-            "--prompt-file",
-            str(tmp_path / "prompt.txt"),
-            "--nframes",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # the flags replace the file's prompt (and its fps, had it one): no clash
+    # the flags replace the file's prompt (and its fps, had it one): no clash
+    result = run_vidcap(*common, *prompt_file, "--nframes", "4", timeout=600)
     assert result.returncode == 0, result.stderr
     rows = [r.data for r in iter_records(out)]
     assert [r["id"] for r in rows] == ["a", "b"] and all(r["status"] == "ok" for r in rows)

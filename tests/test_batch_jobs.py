@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, write_jsonl
+from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
 from vidcap.cli.merge import merge_command
 from vidcap.config import build_config
 from vidcap.io.jsonio import loads
@@ -83,9 +83,7 @@ def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
     assert 8 <= len(written) < RECORDS, "the kill came too late to test anything"
     assert written == job["ids"][: len(written)]
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=600
-    )
+    rerun = run_vidcap(*args, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert output_ids(out) == job["ids"]
     summary = loads((job["tmp"] / "out.jsonl.summary.json").read_bytes())
@@ -110,9 +108,7 @@ def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
     summary = loads((job["tmp"] / "out.json.summary.json").read_bytes())
     assert summary["complete"] is False and summary["interrupted"] is True
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=600
-    )
+    rerun = run_vidcap(*args, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert [r["id"] for r in loads(out.read_bytes())] == job["ids"]
     assert not journal.exists()

@@ -7,18 +7,12 @@ every check happens before the model is loaded.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_vidcap as vidcap
 from tests.conftest import write_jsonl
-
-VIDCAP = [sys.executable, "-m", "vidcap"]
-
-
-def vidcap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*VIDCAP, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str, code: int = 2) -> None:
