@@ -211,9 +211,11 @@ def test_dead_workers_give_error_outcomes_and_are_replaced() -> None:
     assert len({outcomes[0].result, outcomes[2].result, outcomes[4].result}) == 3
 
 
-def test_workers_ignore_sigint(pool: OrderedPool) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_workers_ignore_the_jobs_stop_signals(pool: OrderedPool, stop_signal: signal.Signals) -> None:
+    """Ctrl-C and SLURM pre-emption reach every process; the parent decides when workers stop."""
     [first] = pool.imap([("pid", None)])
-    os.kill(first.result, signal.SIGINT)
+    os.kill(first.result, stop_signal)
     time.sleep(0.2)
     assert [o.result for o in pool.imap([("pid", None)] * 4)].count(first.result) >= 1
     assert psutil.Process(first.result).is_running()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from typing import Any
 
 from vidcap.config import EngineConfig
@@ -10,6 +13,9 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, Ge
 from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import one_line
+from vidcap.procs import stop_signals_blocked
+
+_TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
 
 
 class VllmEngine(CaptionEngine):
@@ -68,7 +74,9 @@ class VllmEngine(CaptionEngine):
                 kwargs.setdefault("enable_chunked_prefill", False)
         try:
             self._processor = load_processor(cfg)
-            self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+            # The engine's processes ignore the job's stop signals: the run stops them (close).
+            with stop_signals_blocked():
+                self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
@@ -114,13 +122,48 @@ class VllmEngine(CaptionEngine):
         return [outputs[r.request_id] for r in requests]
 
     def close(self) -> None:
-        """Shut the engine's worker processes down."""
+        """Shut the engine's processes down."""
         llm, self._llm = self._llm, None
         if llm is not None:
-            shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
+            engine = getattr(llm, "llm_engine", None)
+            _stop_engine_core(engine)
+            shutdown = getattr(engine, "shutdown", None)
             if callable(shutdown):
                 shutdown()
             del llm
+
+
+def _stop_engine_core(engine: Any) -> None:
+    """Stop the engine-core processes, which block SIGTERM, vLLM's way of stopping them.
+
+    The engine core first tears down its workers and shared memory (they exit cleanly), then
+    is killed: without this, vLLM's shutdown waits 5 s for the blocked SIGTERM, kills them all
+    and leaves the resource tracker to warn about leaked shared memory. An in-process engine
+    core, or a vLLM whose internals differ, is left to vLLM's own shutdown.
+    """
+    client = getattr(engine, "engine_core", None)
+    manager = getattr(getattr(client, "resources", None), "engine_manager", None)
+    procs = [p for p in getattr(manager, "processes", None) or [] if getattr(p, "pid", None)]
+    if not procs:
+        return
+
+    def teardown() -> None:
+        with contextlib.suppress(Exception):  # a dead engine core has nothing left to tear down
+            client.call_utility("shutdown")
+
+    # Not with requests still running (a second Ctrl-C abandoned them): the engine core would
+    # step on with its workers gone. Then the kill alone ends it; its workers exit on their own.
+    busy = getattr(engine, "has_unfinished_requests", lambda: True)
+    if not busy():
+        # In a thread: an engine core that does not answer must not hang the end of the run.
+        thread = threading.Thread(target=teardown, name="vidcap-engine-teardown", daemon=True)
+        thread.start()
+        thread.join(timeout=_TEARDOWN_S)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        proc.join(_TEARDOWN_S)
 
 
 def _sampling_kwargs(generation: GenerationOptions) -> dict[str, Any]:

@@ -85,8 +85,10 @@ def _exit_reason(code: int | None) -> str:
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any], error_types: tuple, parent_pid: int) -> None:
-    # SIGINT from a terminal reaches the whole process group; the parent decides when to stop.
+    # Ctrl-C and SLURM pre-emption signal every process of the job; the parent decides when to
+    # stop (see vidcap.procs) and ends workers itself: idle ones by message, busy ones by SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # No orphans, even when the parent is SIGKILLed (OOM): Linux kills us when the thread that
     # spawned us (the pool's dispatcher) ends. Stuck workers would otherwise live on.
     with contextlib.suppress(OSError, AttributeError):
