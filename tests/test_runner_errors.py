@@ -111,3 +111,26 @@ def test_video_whose_packets_decode_to_nothing(tmp_path: Path, clip_dir: Path, t
     assert rows[0]["status"] == "error" and rows[0]["caption"] is None
     assert "zeroed.mp4" in rows[0]["error"] and "corrupt video" in rows[0]["error"]
     assert rows[1]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("stop_during_batch", "written", "complete"),
+    [
+        (0, 0, False),  # asked while the model loaded: nothing is captioned
+        (2, 6, False),  # the second batch is finished and written, the third never begun
+        (3, 7, True),  # asked during the last batch: every record is written, the run is complete
+    ],
+)
+def test_a_stop_finishes_the_batch_in_flight_and_begins_no_other(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, stop_during_batch: int, written: int, complete: bool
+) -> None:
+    data = dataset(tmp_path, clip_dir, 7)  # batches of 3: 3 + 3 + 1
+    out = tmp_path / "out.jsonl"
+    engine = FakeEngine(tiny_model)
+    result = run_captioning(
+        config(data, out), engine, should_stop=lambda: engine.batches >= stop_during_batch
+    )
+    assert [r.data["id"] for r in iter_records(out)] == list(range(written))
+    assert engine.batches == stop_during_batch
+    assert (result.complete, result.interrupted) == (complete, not complete)
+    assert result.exit_code == (0 if complete else 75)

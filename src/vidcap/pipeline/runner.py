@@ -141,16 +141,19 @@ def run_captioning(
             wait_started = time.monotonic()
             for outcome in pool.imap(tasks):
                 stats.decode_wait_s += time.monotonic() - wait_started
+                # Between two batches, or before the first (a stop asked while the model loaded).
+                if should_stop():
+                    interrupted = True
+                    break
                 batch.append((pending.popleft(), outcome))
                 if len(batch) >= opts.batch_size:
                     _finish_batch(batch, config, engine, writer, stats, progress)
                     batch = []
-                    if should_stop():
-                        interrupted = True
-                        break
                 wait_started = time.monotonic()
             if batch and not interrupted:
-                _finish_batch(batch, config, engine, writer, stats, progress)
+                interrupted = should_stop()
+                if not interrupted:
+                    _finish_batch(batch, config, engine, writer, stats, progress)
         # A stop asked during the last batch is moot: every record is written, the run is complete.
     except BaseException:
         if should_stop():  # the engine died from the same signal that asked us to stop
