@@ -26,6 +26,7 @@ from vidcap.cli.options import (
 )
 from vidcap.config import RunConfig, build_config, load_config_file
 from vidcap.errors import VidcapError
+from vidcap.procs import STOP_SIGNALS
 
 EPILOG = (
     "Examples:\n\n"
@@ -328,7 +329,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     global _stop_requested
     _stop_requested = False
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The signals the helper processes ignore (vidcap.procs): this process alone acts on them.
+    previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
     try:
         with create_engine(config.engine, config.generation) as engine:
             result = run_captioning(
