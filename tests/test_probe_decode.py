@@ -7,6 +7,7 @@ counts and orientation, since the frame plan must match qwen-vl-utils' (decord b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -262,12 +263,20 @@ def test_variable_frame_rate(clips, ext: str) -> None:
     path = str(_vfr_clip(clips.folder / f"vfr.{ext}", gaps))
     info, index = probe_with_index(path)
     assert info.total_frames == len(gaps)
+    assert not index.regular and any("constant rate" in note for note in info.notes)
     decord = pytest.importorskip("decord")
     assert info.total_frames == len(decord.VideoReader(path))
+    # Slot i of the plan is the frame on screen at the middle of [i / fps, (i + 1) / fps).
+    starts = np.cumsum([0, *gaps[:-1]]) / 1000
     wanted = (*range(0, len(gaps), 3), len(gaps) - 1)
+    expected = [int(np.searchsorted(starts, (i + 0.5) / info.fps, side="right")) - 1 for i in wanted]
+    assert expected != list(wanted)  # the check means something: time and order disagree here
+    plan = dataclasses.replace(_plan(wanted), video_fps=info.fps)
     for allow_seek in (True, False):
-        frames = decode_frames(path, _plan(wanted), index=index, allow_seek=allow_seek)
-        assert _indices(frames) == list(wanted)
+        report = DecodeReport()
+        frames = decode_frames(path, plan, index=index, allow_seek=allow_seek, report=report)
+        assert _indices(frames) == expected
+        assert any("presentation time" in note for note in report.notes)
 
 
 # -- decoding: seeking, skipping, fallbacks ---------------------------------------------------
@@ -397,9 +406,16 @@ def test_truncated_mkv_decodes_what_is_there(clips, tmp_path: Path) -> None:
     assert 0 < loaded.info.total_frames < 10
     # The cut keeps whole packets in decode order, so with B-frames the surviving frames are
     # not simply the first ones: compare with a plain decode of everything in the cut file.
+    # B-frames lost with the cut leave gaps in time, so planned slots are matched by time: the
+    # survivor on screen at the middle of each slot of 1 / video_fps.
     with av.open(str(cut)) as container:
-        survivors = [frame_index_of(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
-    assert _indices(loaded.frames) == [survivors[i] for i in loaded.plan.frame_indices]
+        decoded = [(f.time, frame_index_of(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)]
+    starts = [time - decoded[0][0] for time, _ in decoded]
+    fps = loaded.plan.video_fps
+    on_screen = [
+        int(np.searchsorted(starts, (i + 0.5) / fps, side="right")) - 1 for i in loaded.plan.frame_indices
+    ]
+    assert _indices(loaded.frames) == [decoded[i][1] for i in on_screen]
 
 
 def test_error_corrupt_packets(clips, tmp_path: Path) -> None:

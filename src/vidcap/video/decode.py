@@ -28,6 +28,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import av
@@ -284,28 +285,36 @@ def decode_frames(
     report = report if report is not None else DecodeReport()
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90, got {rotation}")
-    wanted: dict[int, list[int]] = {}
-    for slot, frame in enumerate(plan.frame_indices):
-        if frame < 0:
-            raise ValueError(f"negative frame index {frame} in plan")
-        wanted.setdefault(frame, []).append(slot)
+    if any(frame < 0 for frame in plan.frame_indices):
+        raise ValueError(f"negative frame index {min(plan.frame_indices)} in plan")
     out = np.empty((len(plan.frame_indices), plan.resized_height, plan.resized_width, 3), np.uint8)
-    if not wanted:
+    if not plan.frame_indices:
         return out
 
     if index is None:
         with open_container(path) as container:
             index, _, scan_notes = scan_packets(container, video_stream(container, path))
         report.notes.extend(scan_notes)
-    if index.reliable and index.packets and max(wanted) >= index.packets:
+    # The plan names time slots; the decoder numbers frames in presentation order.
+    frames = index.frames_at(plan.frame_indices, plan.video_fps)
+    wanted: dict[int, list[int]] = {}
+    for slot, frame in enumerate(frames):
+        wanted.setdefault(frame, []).append(slot)
+    if frames != list(plan.frame_indices):
+        held = sum(1 for a, b in pairwise(frames) if a == b)
+        note = "frames chosen by presentation time (timestamps do not follow the frame count)"
+        if held:
+            note += f"; {held} sampled instant(s) show the frame still on screen from the one before"
+        report.notes.append(note)
+    if index.reliable and index.frames and max(wanted) >= index.frames:
         # Frames past the end do not exist: ask for the real last frame instead, so the
         # decoder does not skip it and clamping has it converted.
-        last = index.packets - 1
+        last = index.frames - 1
         beyond = sorted(f for f in wanted if f > last)
         for frame in beyond:
             wanted.setdefault(last, []).extend(wanted.pop(frame))
         report.notes.append(
-            f"plan asks for frames up to {beyond[-1]} but the stream has {index.packets}; "
+            f"plan asks for frames up to {beyond[-1]} but the stream has {index.frames}; "
             f"{len(beyond)} planned frame(s) repeat the last frame ({last})"
         )
 
@@ -313,7 +322,7 @@ def decode_frames(
         return _Pass(path, wanted, out, rotation % 360, threads, resize, report)
 
     decoder = attempt()
-    if index.reliable:
+    if index.reliable and not index.decode_through:
         try:
             try:
                 decoder.indexed(index, allow_seek)

@@ -9,6 +9,13 @@ webm, mpeg-ps/ts, ogg), which is what decord itself counts.
 ``scan_packets`` is that demux pass, kept as a :class:`PacketIndex` (each frame's
 presentation timestamp and the keyframes) so that the decoder can seek to a keyframe and
 still know exactly which frame index each decoded frame is.
+
+One frame numbering serves the plan and the decoder: frame ``i`` of a plan is the time slot
+``[i / fps, (i + 1) / fps)`` from the first frame. Where the timestamps follow a constant
+rate (frame ``n`` starts at ``n`` x a fixed step, within half a step) slot ``i`` is the
+``i``-th frame, as decord and qwen-vl-utils number them. Where they do not (AVI with empty
+or N-VOP slots, variable frame rate), slot ``i`` is the frame on screen at the middle of the
+slot: :meth:`PacketIndex.frames_at` translates.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from vidcap.video.types import VideoInfo
 _MAX_SANE_FPS = 1000.0
 # Packets fed to the decoder while looking for the first frame (rotation, pixel format).
 _FIRST_FRAME_PACKETS = 64
+# MPEG-4 Part 2: a VOP's start code, and a size no "not coded" VOP (an N-VOP: a header
+# saying "show the previous frame again") exceeds; only packets this small are parsed.
+_VOP_START = b"\x00\x00\x01\xb6"
+_SMALL_PACKET = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,9 @@ class PacketIndex:
     numbered in presentation order as decord numbers them; ``keyframes`` are the frame
     indices of keyframe packets, ascending. ``reliable`` is False when a packet had no pts
     or two shared one: the pts cannot then name frames, and the decoder counts frames.
+    ``regular`` says the pts follow a constant step (frame n at n steps, within half a
+    step). ``decode_through`` is why decoded frames cannot be named by their pts (nor
+    seeked to), although the pts still give each frame's time; empty when they can.
     """
 
     time_base: Fraction
@@ -48,9 +62,39 @@ class PacketIndex:
     keyframes: tuple[int, ...]
     reliable: bool
     packets: int  # video packets demuxed: decord's frame count
+    regular: bool = True
+    decode_through: str = ""
 
     def __len__(self) -> int:
         return self.packets
+
+    @property
+    def frames(self) -> int:
+        """Frames the decoder will output: one per listed pts (N-VOPs excluded), else packets."""
+        return len(self.pts) if self.reliable else self.packets
+
+    def times(self) -> list[float]:
+        """Each frame's start, in seconds from the first frame (presentation order)."""
+        first = self.pts[0] if self.pts else 0
+        return [float((pts - first) * self.time_base) for pts in self.pts]
+
+    def slot_count(self, fps: float) -> int:
+        """Slots of ``1 / fps`` from the first frame's start to the last frame's (inclusive)."""
+        if not self.reliable or not self.pts:
+            return self.packets
+        return round(self.times()[-1] * fps) + 1
+
+    def frames_at(self, slots: list[int] | tuple[int, ...], fps: float) -> list[int]:
+        """The frame (presentation-order index) on screen in each time slot of ``1 / fps``.
+
+        With regular timestamps slot ``i`` is frame ``i``. Otherwise it is the last frame
+        that starts before the middle of the slot: the half-slot margin absorbs timestamps
+        rounded to a coarse time base, so a constant-rate file maps slot ``i`` to frame ``i``.
+        """
+        if self.regular or not self.reliable or not self.pts or not fps > 0:
+            return list(slots)
+        times = self.times()
+        return [max(bisect_right(times, (slot + 0.5) / fps) - 1, 0) for slot in slots]
 
     def keyframe_at_or_before(self, frame: int) -> int | None:
         """Index of the last keyframe at or before ``frame``, or None."""
@@ -107,6 +151,10 @@ def scan_packets(
     keys: list[int] = []  # pts of keyframe packets
     reliable = True
     packets = 0
+    reordered = False  # a packet's pts differs from its dts: the codec reorders frames
+    mpeg4 = stream.codec_context.name == "mpeg4"
+    packed = False  # DivX/Xvid packed B-frames: a P- and a B-VOP in one packet
+    small: list[tuple[int, bytes]] = []  # (pts, data) of small MPEG-4 packets: N-VOPs?
     first: av.VideoFrame | None = None
     codec = stream.codec_context
     codec.thread_count = 1  # one frame: threads would only add start-up cost
@@ -119,7 +167,12 @@ def scan_packets(
             if packet.pts is None:
                 reliable = False
             else:
+                reordered = reordered or (packet.dts is not None and packet.dts != packet.pts)
                 pts_list.append(packet.pts)
+                if mpeg4 and packet.size <= _SMALL_PACKET:
+                    small.append((packet.pts, bytes(packet)))
+                elif mpeg4 and not packed:
+                    packed = bytes(packet).count(_VOP_START) > 1
                 if packet.is_keyframe:
                     keys.append(packet.pts)
             if first is None and fed < _FIRST_FRAME_PACKETS:
@@ -134,22 +187,67 @@ def scan_packets(
         notes.append(f"demuxing stopped early: {libav_message(exc)}")
     if not reliable:
         notes.append("some packets have no timestamp; frames are numbered by decode order")
-    elif len(set(pts_list)) != len(pts_list):
+    through = ""
+    if packed:
+        # Each N-VOP stands for the B-frame packed into the packet before it: a picture.
+        through = "packed B-frames (DivX/Xvid): packets do not name the frames they hold"
+    elif small:
+        # libavcodec outputs no picture for a not-coded VOP: the frame before stays on screen.
+        rate = stream.codec_context.framerate  # the VOL's time resolution, once a frame decoded
+        time_bits = max(int(rate.numerator) - 1, 1).bit_length() if rate else 0
+        empty = {pts for pts, data in small if time_bits and _vop_coded(data, time_bits) is False}
+        if empty:
+            pts_list = [pts for pts in pts_list if pts not in empty]
+            notes.append(f"{len(empty)} not-coded MPEG-4 frame(s) (N-VOPs): the frame before stays on screen")
+    if reordered and "avi" in container.format.name.split(","):
+        # AVI stores decode order only; libavformat guesses presentation times from it,
+        # and a seek restarts the guess.
+        through = through or "AVI with B-frames: presentation times are guessed from decode order"
+    if through:
+        notes.append(f"{through}; decoded from the start, without seeking")
+    if reliable and len(set(pts_list)) != len(pts_list):
         reliable = False
         notes.append("packet timestamps repeat; frames are numbered by decode order")
-    if not reliable:
+    if not reliable or not pts_list:
         return PacketIndex(stream.time_base or Fraction(1), (), (), False, packets), first, notes
     pts_sorted = sorted(pts_list)
     position = {pts: i for i, pts in enumerate(pts_sorted)}
-    keys.sort()
+    keys = sorted(pts for pts in keys if pts in position)
     index = PacketIndex(
         time_base=stream.time_base or Fraction(1),
         pts=tuple(pts_sorted),
         keyframes=tuple(position[pts] for pts in keys),
         reliable=True,
         packets=packets,
+        regular=_regular(pts_sorted),
+        decode_through=through,
     )
     return index, first, notes
+
+
+def _vop_coded(data: bytes, time_bits: int) -> bool | None:
+    """The vop_coded flag of the first MPEG-4 VOP header in ``data`` (None: no VOP there).
+
+    Header bits: vop_coding_type (2), modulo_time_base (ones, then a zero), a marker,
+    vop_time_increment (``time_bits``), a marker, vop_coded.
+    """
+    at = data.find(_VOP_START)
+    if at < 0:
+        return None
+    bits = "".join(f"{byte:08b}" for byte in data[at + 4 : at + 16])
+    pos = 2
+    while pos < len(bits) and bits[pos] == "1":
+        pos += 1
+    pos += 2 + time_bits + 1
+    return bits[pos] == "1" if pos < len(bits) else None
+
+
+def _regular(pts: list[int]) -> bool:
+    """Whether frame n starts at n equal steps from the first, within half a step."""
+    if len(pts) < 3:
+        return True
+    step = Fraction(pts[-1] - pts[0], len(pts) - 1)
+    return all(abs(p - pts[0] - n * step) < step / 2 for n, p in enumerate(pts))
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream):
@@ -212,8 +310,8 @@ def _bit_depth(pix_fmt: str) -> int:
 def probe_with_index(path: str, *, index: bool = True) -> tuple[VideoInfo, PacketIndex | None]:
     """Probe ``path``; with ``index=True`` also return its :class:`PacketIndex`.
 
-    The index costs one demux pass (reading the file, not decoding it); ``probe_video``
-    skips it when the container knows its frame count.
+    The index costs one demux pass (reading the file, not decoding it); without it the
+    frame count is the container's, unchecked.
     """
     notes: list[str] = []
     with open_container(path) as container:
@@ -229,17 +327,6 @@ def probe_with_index(path: str, *, index: bool = True) -> tuple[VideoInfo, Packe
             first = _first_frame(container, stream)
             counted = None
 
-        if known is not None:
-            total_frames: int | None = known
-            if counted is not None and counted != known:
-                notes.append(f"container says {known} frames, demuxing found {counted}; using {known}")
-        elif counted:
-            total_frames = counted
-            notes.append("frame count from demuxing (the container does not store one)")
-        else:
-            total_frames = None
-            notes.append("no frame count: the stream has no packets")
-
         fps = _sane_rate(stream.average_rate)
         if fps is None:
             guessed = _sane_rate(stream.guessed_rate)
@@ -248,6 +335,21 @@ def probe_with_index(path: str, *, index: bool = True) -> tuple[VideoInfo, Packe
                 notes.append(f"no average frame rate; using the guessed rate {guessed:g}")
             else:
                 notes.append("no usable frame rate")
+
+        if known is not None:
+            total_frames: int | None = known
+            if packet_index is not None and packet_index.reliable:
+                total_frames = _frames_to_plan(known, packet_index, fps, notes)
+            elif counted is not None and counted != known:
+                notes.append(f"container says {known} frames, demuxing found {counted}; using {known}")
+        elif counted:
+            total_frames = counted
+            notes.append("frame count from demuxing (the container does not store one)")
+            if packet_index is not None and packet_index.reliable and not packet_index.regular and fps:
+                notes.append(_by_time_note(packet_index, fps))
+        else:
+            total_frames = None
+            notes.append("no frame count: the stream has no packets")
 
         if stream.duration and stream.time_base:
             duration: float | None = float(stream.duration * stream.time_base)
@@ -276,11 +378,47 @@ def probe_with_index(path: str, *, index: bool = True) -> tuple[VideoInfo, Packe
     return info, packet_index
 
 
+def _by_time_note(index: PacketIndex, fps: float) -> str:
+    return (
+        f"timestamps do not follow a constant rate ({index.frames} frames over "
+        f"{index.slot_count(fps)} slots of 1/{fps:g} s): each planned frame is the one on screen "
+        "at its instant"
+    )
+
+
+def _frames_to_plan(known: int, index: PacketIndex, fps: float | None, notes: list[str]) -> int:
+    """The frame count to plan with when the container stores ``known`` and the index is good.
+
+    ``known`` (decord's count) unless the stream holds fewer frames than the container says:
+    then the count the timestamps span, so that no planned frame lies past the video's end.
+    """
+    frames = index.frames
+    if index.regular:
+        if known > frames:
+            notes.append(f"container says {known} frames, the stream holds {frames}; planned over {frames}")
+            return frames
+        if known < frames:
+            notes.append(f"container says {known} frames, demuxing found {frames}; using {known}")
+        return known
+    if not fps:
+        return known
+    notes.append(_by_time_note(index, fps))
+    span = index.slot_count(fps)
+    if known > span:
+        notes.append(
+            f"container says {known} frames, the timestamps end at slot {span - 1}; planned over {span}"
+        )
+        return span
+    return known
+
+
 def probe_video(path: str) -> VideoInfo:
     """Describe the first (best) video stream of ``path``.
 
     Raises RecordError, with one line naming the path, for a missing file, a directory, a
-    file libav cannot open, or one without a video stream. Decodes at most the first frame.
+    file libav cannot open, or one without a video stream. Decodes at most the first frame,
+    and demuxes the whole stream (reading, not decoding), so that the frame count and notes
+    are the ones a run plans with.
     """
-    info, _ = probe_with_index(path, index=False)
+    info, _ = probe_with_index(path, index=True)
     return info
