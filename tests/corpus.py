@@ -33,6 +33,13 @@ class Clip:
     path: Path
     fps: float
     shown: tuple[int, ...]  # painted index on screen in each time slot of 1/fps
+    times: tuple[float, ...] = ()  # each frame's start (s), for clips without a constant rate
+
+    def shown_at(self, fps: float, slots: int) -> tuple[int, ...]:
+        """``shown`` for slots of ``1 / fps``: a variable-rate clip is seen through its average rate."""
+        if not self.times:
+            return self.shown
+        return shown_in_slots(list(self.times), fps, slots)
 
 
 def has_encoder(name: str) -> bool:
@@ -97,7 +104,9 @@ def encode_clip(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return Clip(path, float(fps), shown_in_slots([float(p * time_base) for p in pts_of], fps))
+    times = [float(p * time_base) for p in pts_of]
+    regular = all(p == round(n / (fps * time_base)) for n, p in enumerate(pts_of))
+    return Clip(path, float(fps), shown_in_slots(times, fps), () if regular else tuple(times))
 
 
 def shown_in_slots(times: list[float], fps: float, slots: int | None = None) -> tuple[int, ...]:
