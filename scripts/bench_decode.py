@@ -8,9 +8,11 @@ reported.
 
     .venv/bin/python scripts/bench_decode.py                 # 720p 30 s + 1080p 20 s, 3 repeats
     .venv/bin/python scripts/bench_decode.py --clips 720:10 --repeats 1   # a quick look
+    # vidcap from another source tree beside this one (before/after a change), on AVI/MPEG-4:
+    .venv/bin/python scripts/bench_decode.py --baseline-src /tmp/main/src --codec mpeg4 --ext avi
 
-Clips are synthetic (``vidcap.clips.make_clip``: h264, default libx264 settings, 30 fps) and
-are generated into a temporary folder (``--workdir`` keeps and reuses them).
+Clips are synthetic (``vidcap.clips.make_clip``: by default h264, default libx264 settings,
+30 fps) and are generated into a temporary folder (``--workdir`` keeps and reuses them).
 """
 
 from __future__ import annotations
@@ -118,28 +120,34 @@ def worker(side: str, path: str, warmup: str, threads: int, args: argparse.Names
 def _measure(
     side: str, clip: Path, warmup: Path, threads: int, args: argparse.Namespace, save: Path | None
 ) -> dict:
-    command = [sys.executable, __file__, "--worker", side, str(clip), str(warmup), str(threads)]
+    worker_side = "vidcap" if side == "baseline" else side
+    command = [sys.executable, __file__, "--worker", worker_side, str(clip), str(warmup), str(threads)]
     command += ["--fps", str(args.fps), "--resize", args.resize]
     command += ["--save", str(save)] if save else []
     env = dict(os.environ, FORCE_QWENVL_VIDEO_READER="decord")
+    if side == "baseline":  # the same worker, importing vidcap from the other tree
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.baseline_src, env.get("PYTHONPATH")]))
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{side} worker failed on {clip}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _make_clips(workdir: Path, specs: list[str]) -> list[Path]:
+def _make_clips(workdir: Path, specs: list[str], args: argparse.Namespace) -> list[Path]:
     from vidcap.clips import make_clip
 
     clips = []
+    name = {"libx264": "h264"}.get(args.codec, args.codec)
+    options = {"bf": "2"} if args.codec == "mpeg4" else None  # FFmpeg's mpeg4 defaults to no B-frames
     for spec in specs:
         size, seconds = spec.split(":")
         width, height = SIZES[size]
-        path = workdir / f"h264_{size}p_{seconds}s.mp4"
+        path = workdir / f"{name}_{size}p_{seconds}s.{args.ext}"
         if not path.exists():
             start = time.perf_counter()
-            partial = path.with_suffix(".part.mp4")
-            make_clip(partial, seconds=float(seconds), fps=30, width=width, height=height)
+            partial = path.with_suffix(f".part.{args.ext}")
+            encoder = {"codec": args.codec, "options": options}
+            make_clip(partial, seconds=float(seconds), fps=30, width=width, height=height, **encoder)
             partial.rename(path)
             print(f"made {path.name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         clips.append(path)
@@ -161,6 +169,14 @@ def main() -> None:
     parser.add_argument("--save", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help="keep clips here and reuse them (default: a temp folder)")
     parser.add_argument(
+        "--codec", default="libx264", help="encoder of the synthetic clips (mpeg4: with B-frames)"
+    )
+    parser.add_argument("--ext", default="mp4", help="container of the synthetic clips, by extension")
+    parser.add_argument(
+        "--baseline-src",
+        help="also time vidcap imported from this source folder (e.g. main's src/), side by side",
+    )
+    parser.add_argument(
         "--worker", nargs=4, metavar=("SIDE", "CLIP", "WARMUP", "THREADS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -177,7 +193,7 @@ def main() -> None:
         warmup = workdir / "warmup.mp4"
         if not warmup.exists():
             make_clip(warmup, seconds=1.0, fps=30, width=320, height=240)
-        clips = _make_clips(workdir, args.clips.split(","))
+        clips = _make_clips(workdir, args.clips.split(","), args)
 
         # (clip, label, vidcap threads, reference threads: 0 = its defaults)
         runs = [(clip, "default", args.threads, 0) for clip in clips]
@@ -190,8 +206,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             for clip, label, ours, theirs in runs:
                 sides = [("vidcap", ours), ("qwen-vl-utils", theirs)]
+                if args.baseline_src:
+                    sides.insert(1, ("baseline", ours))
                 for side, threads in sides if repeat % 2 == 0 else sides[::-1]:
-                    which = "vidcap" if side == "vidcap" else "reference"
+                    which = {"vidcap": "vidcap", "baseline": "baseline"}.get(side, "reference")
                     save = (
                         workdir / f"{clip.stem}.{which}.npy" if repeat == 0 and label == "default" else None
                     )
@@ -200,6 +218,12 @@ def main() -> None:
                     print(f"{clip.name} {label} {side}: {result['seconds']:.2f} s", file=sys.stderr)
 
         _report(runs, results, args)
+        if args.baseline_src:
+            print("\nvidcap wall time / baseline wall time (medians; < 1 is faster):")
+            for clip, label, _, _ in runs:
+                mine = statistics.median(r["seconds"] for r in results[(clip.name, label, "vidcap")])
+                base = statistics.median(r["seconds"] for r in results[(clip.name, label, "baseline")])
+                print(f"  {clip.stem} {label}: {mine / base:.3f}")
         print()
         for clip in clips:  # how close the pictures are, not just how fast
             import numpy as np
@@ -230,12 +254,17 @@ def _report(runs: list, results: dict, args: argparse.Namespace) -> None:
         frames = ours[0]["shape"][0]
         ref_wall = statistics.median(r["seconds"] for r in ref)
         ref_cpu = statistics.median(r["cpu"] for r in ref)
-        for side, rows in (("vidcap", ours), ("qwen-vl-utils", ref)):
+        sides = [("vidcap", ours), ("qwen-vl-utils", ref)]
+        if args.baseline_src:
+            base = results[(clip.name, label, "baseline")]
+            assert base[0]["indices"] == ours[0]["indices"], "baseline frame plan differs"
+            sides.insert(1, ("baseline", base))
+        for side, rows in sides:
             wall = statistics.median(r["seconds"] for r in rows)
             cpu = statistics.median(r["cpu"] for r in rows)
             rss = statistics.median(r["rss_mb"] for r in rows)
             grown = statistics.median(r["rss_mb"] - r["base_mb"] for r in rows)
-            ours_side = side == "vidcap"
+            ours_side = side in ("vidcap", "baseline")
             speed = f"**{ref_wall / wall:.2f}x**" if ours_side else "1x"
             cpu_speed = f"{ref_cpu / cpu:.2f}x" if ours_side else "1x"
             print(

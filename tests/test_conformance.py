@@ -99,6 +99,9 @@ CLASSES = {
     # MPEG-1/2 take only the standard frame rates.
     "mpeg2-ts": _cfr("mpeg2video", "ts", {"bf": "2", "g": "12"}, fps=25),
     "mpeg1-mpg": _cfr("mpeg1video", "mpg", {"bf": "2", "g": "12"}, fps=25),
+    # Raw elementary streams: no container timestamps, only libavformat's guesses.
+    "mpeg2-raw-es": _cfr("mpeg2video", "m2v", {"bf": "2", "g": "12"}, fps=25),
+    "h264-raw-es": _cfr("libx264", "h264", {"bf": "3", "g": "12"}),
     "h264-10bit-mp4": _cfr("libx264", "mp4", {"g": "12"}, pix_fmt="yuv420p10le"),
     "hevc-10bit-mkv": _cfr("libx265", "mkv", {"x265-params": "keyint=12:log-level=error"}, "yuv420p10le"),
     "av1-10bit-mkv": _cfr("libsvtav1", "mkv", {"g": "12", "preset": "12"}, pix_fmt="yuv420p10le"),

@@ -1,19 +1,25 @@
 """Decode exactly the planned frames of a video, as RGB at the planned size.
 
-Frame ``i`` is the ``i``-th frame in presentation order, as decord numbers frames (so a plan
-made like qwen-vl-utils' picks the same pictures). Only planned frames are converted to
-RGB; the others are decoded because later frames depend on them, except that non-reference
-frames nobody asked for are not even decoded (``skip_frame``), and a gap that spans a
-keyframe is crossed by seeking to the keyframe before the next planned frame.
+A plan names time slots (slot ``i`` is ``[i / fps, (i + 1) / fps)`` from the first frame);
+:meth:`~vidcap.video.probe.PacketIndex.frames_at` turns them into frames in presentation
+order. For a constant-rate file slot ``i`` is the ``i``-th frame, as decord numbers frames
+(so a plan made like qwen-vl-utils' picks the same pictures); where timestamps and frame
+count disagree it is the frame on screen in the middle of the slot. Only planned frames are
+converted to RGB; the others are decoded because later frames depend on them, except that
+non-reference frames nobody asked for are not even decoded (``skip_frame``), and a gap that
+spans a keyframe is crossed by seeking to the keyframe before the next planned frame.
 
 Two ways of numbering frames, in order of preference:
 
 * *indexed*: a :class:`~vidcap.video.probe.PacketIndex` (every packet's pts, sorted) names
   each decoded frame by its pts. This is what allows seeking and skipping. It is checked as
   it goes (pts known, increasing, the keyframe seeked to shows up) and abandoned for the
-  next mode at the first inconsistency, e.g. an AVI whose packet pts are really dts.
+  next mode at the first inconsistency.
 * *sequential*: decode from the start and count output frames, as decord does when it
-  reads forward. Always correct for ordinary files, never skips anything.
+  reads forward. Never skips anything. Used from the start where the index says packets do
+  not name the frames they hold (``decode_through``): DivX/Xvid packed B-frames, and AVI
+  with B-frames, whose pts libavformat guesses from decode order (a seek restarts the
+  guess, so seeking there once returned neighbouring and stale frames).
 
 Resizing: libswscale converts a frame to RGB at its own size, then scales it with bicubic
 to the planned size. That matches the reference (decord RGB + torchvision bicubic with
@@ -267,6 +273,9 @@ def decode_frames(
     report: DecodeReport | None = None,
 ) -> np.ndarray:
     """Return the frames at ``plan.frame_indices`` as uint8 RGB ``(n, height, width, 3)``.
+
+    The indices are time slots of ``1 / plan.video_fps`` (the frame indices of a
+    constant-rate file); ``index`` says which frame is on screen in each.
 
     ``height``/``width`` are ``plan.resized_height``/``resized_width`` (display orientation);
     frames are turned ``rotation`` degrees clockwise after scaling. Indices may repeat.

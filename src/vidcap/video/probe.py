@@ -211,6 +211,11 @@ def scan_packets(
     if not reliable or not pts_list:
         return PacketIndex(stream.time_base or Fraction(1), (), (), False, packets), first, notes
     pts_sorted = sorted(pts_list)
+    regular = _regular(pts_sorted)
+    if not regular and container.format.flags & av.format.Flags.no_timestamps.value:
+        # A raw elementary stream: libavformat invented these timestamps; order is all there is.
+        regular = True
+        notes.append("the format stores no timestamps (raw stream): frames are taken in order")
     position = {pts: i for i, pts in enumerate(pts_sorted)}
     keys = sorted(pts for pts in keys if pts in position)
     index = PacketIndex(
@@ -219,7 +224,7 @@ def scan_packets(
         keyframes=tuple(position[pts] for pts in keys),
         reliable=True,
         packets=packets,
-        regular=_regular(pts_sorted),
+        regular=regular,
         decode_through=through,
     )
     return index, first, notes
@@ -246,8 +251,9 @@ def _regular(pts: list[int]) -> bool:
     """Whether frame n starts at n equal steps from the first, within half a step."""
     if len(pts) < 3:
         return True
-    step = Fraction(pts[-1] - pts[0], len(pts) - 1)
-    return all(abs(p - pts[0] - n * step) < step / 2 for n, p in enumerate(pts))
+    # |(p - first) - n * span / steps| < span / steps / 2, in integers.
+    first, span, steps = pts[0], pts[-1] - pts[0], len(pts) - 1
+    return all(2 * abs((p - first) * steps - n * span) < span for n, p in enumerate(pts))
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream):

@@ -59,7 +59,9 @@ class FramePlan:
     """Exactly which frames to decode and at what size, plus what the model will see."""
 
     nframes: int
-    frame_indices: tuple[int, ...]  # absolute indices into the stream's decoded frames
+    # Time slots of 1 / video_fps from the first frame: the frame indices of a constant-rate
+    # file; elsewhere slot i is the frame on screen in it (see vidcap.video.probe).
+    frame_indices: tuple[int, ...]
     timestamps: tuple[float, ...]  # seconds, from the start of the stream
     resized_width: int
     resized_height: int
