@@ -180,6 +180,7 @@ def test_timing_notes(corpus) -> None:
     assert any("constant rate" in note for note in info.notes)
     loaded = load_video(str(clip.path), SamplingOptions(nframes=12))
     assert any("presentation time" in note for note in loaded.notes)
+    assert any("constant rate" in note for note in loaded.all_notes)  # the probe's note, carried along
     # The metadata sent with the frames is the plan's: slots at 1/fps, as decoded.
     meta = loaded.plan.processor_metadata()
     assert meta["frames_indices"] == list(loaded.plan.frame_indices)

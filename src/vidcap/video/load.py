@@ -25,6 +25,11 @@ class LoadedVideo:
     frames: np.ndarray
     notes: tuple[str, ...] = field(default=())  # what decoding had to assume or repair
 
+    @property
+    def all_notes(self) -> tuple[str, ...]:
+        """Everything assumed for this video: probing, then planning, then decoding."""
+        return (*self.info.notes, *self.plan.notes, *self.notes)
+
 
 def load_video(
     path: str,
