@@ -243,3 +243,28 @@ def test_seeking_matches_decoding_through(corpus) -> None:
         b = decode_frames(str(clip.path), plan, index=index, allow_seek=False, report=through)
         assert np.array_equal(a, b), name
         assert seeking.seeks > 0, name
+
+
+CONSTANT_RATE = [
+    "mpeg4-avi-bframes",
+    "mpeg4-avi-packed-bframes",
+    "h264-mp4-b-pyramid",
+    "h264-mkv-open-gop",
+    "hevc-mp4",
+    "vp9-webm-altref",
+    "mpeg2-ts",  # (no AV1 here: decord 0.6 cannot open AV1 streams)
+]
+
+
+@pytest.mark.parametrize("name", CONSTANT_RATE)
+def test_constant_rate_plans_equal_the_reference(corpus, monkeypatch, name: str) -> None:
+    """On constant-rate files the plan is qwen-vl-utils 0.0.14 fetch_video's (decord backend)."""
+    pytest.importorskip("decord")
+    ref = pytest.importorskip("qwen_vl_utils.vision_process")
+    monkeypatch.setattr(ref, "get_video_reader_backend", lambda: "decord")
+    clip = corpus(name)
+    for options, ele in ((SamplingOptions(), {}), (SamplingOptions(fps=None, nframes=8), {"nframes": 8})):
+        _, meta = ref.fetch_video({"video": str(clip.path), **ele}, return_video_metadata=True)
+        plan = load_video(str(clip.path), options).plan
+        assert list(plan.frame_indices) == [int(i) for i in meta["frames_indices"]]
+        assert (plan.total_frames, plan.video_fps) == (meta["total_num_frames"], pytest.approx(meta["fps"]))

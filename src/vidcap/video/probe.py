@@ -243,8 +243,10 @@ def _vop_coded(data: bytes, time_bits: int) -> bool | None:
     pos = 2
     while pos < len(bits) and bits[pos] == "1":
         pos += 1
-    pos += 2 + time_bits + 1
-    return bits[pos] == "1" if pos < len(bits) else None
+    marker, pos = pos + 1, pos + 2 + time_bits
+    if pos + 1 >= len(bits) or bits[marker] != "1" or bits[pos] != "1":
+        return None  # not the header this reading expects (e.g. a different time width)
+    return bits[pos + 1] == "1"
 
 
 def _regular(pts: list[int]) -> bool:
