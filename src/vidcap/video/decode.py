@@ -17,9 +17,11 @@ Two ways of numbering frames, in order of preference:
   next mode at the first inconsistency.
 * *sequential*: decode from the start and count output frames, as decord does when it
   reads forward. Never skips anything. Used from the start where the index says packets do
-  not name the frames they hold (``decode_through``): DivX/Xvid packed B-frames, and AVI
-  with B-frames, whose pts libavformat guesses from decode order (a seek restarts the
-  guess, so seeking there once returned neighbouring and stale frames).
+  not name the frames they hold (``decode_through``): DivX/Xvid packed B-frames.
+
+AVI with B-frames is read *indexed* but never seeked (``no_seek``): libavformat guesses its
+pts from decode order, the same guesses in every front-to-back pass, but a seek restarts
+the guess (seeking there once returned neighbouring and stale frames).
 
 Resizing: libswscale converts a frame to RGB at its own size, then scales it with bicubic
 to the planned size. That matches the reference (decord RGB + torchvision bicubic with
@@ -334,7 +336,7 @@ def decode_frames(
     if index.reliable and not index.decode_through:
         try:
             try:
-                decoder.indexed(index, allow_seek)
+                decoder.indexed(index, allow_seek and not index.no_seek)
             except _SeekError as exc:
                 report.notes.append(f"{exc}; decoded without seeking")
                 decoder = attempt()

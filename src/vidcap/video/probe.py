@@ -55,6 +55,7 @@ class PacketIndex:
     ``regular`` says the pts follow a constant step (frame n at n steps, within half a
     step). ``decode_through`` is why decoded frames cannot be named by their pts (nor
     seeked to), although the pts still give each frame's time; empty when they can.
+    ``no_seek`` is why frames can be named by their pts only when read from the start.
     """
 
     time_base: Fraction
@@ -64,6 +65,7 @@ class PacketIndex:
     packets: int  # video packets demuxed: decord's frame count
     regular: bool = True
     decode_through: str = ""
+    no_seek: str = ""
 
     def __len__(self) -> int:
         return self.packets
@@ -199,12 +201,14 @@ def scan_packets(
         if empty:
             pts_list = [pts for pts in pts_list if pts not in empty]
             notes.append(f"{len(empty)} not-coded MPEG-4 frame(s) (N-VOPs): the frame before stays on screen")
-    if reordered and "avi" in container.format.name.split(","):
-        # AVI stores decode order only; libavformat guesses presentation times from it,
-        # and a seek restarts the guess.
-        through = through or "AVI with B-frames: presentation times are guessed from decode order"
+    no_seek = ""
     if through:
         notes.append(f"{through}; decoded from the start, without seeking")
+    elif reordered and "avi" in container.format.name.split(","):
+        # AVI stores decode order only; libavformat guesses presentation times from it in one
+        # pass (the same guesses as here), and a seek restarts the guess.
+        no_seek = "AVI with B-frames: presentation times are guessed from decode order"
+        notes.append(f"{no_seek}; decoded without seeking")
     if reliable and len(set(pts_list)) != len(pts_list):
         reliable = False
         notes.append("packet timestamps repeat; frames are numbered by decode order")
@@ -226,6 +230,7 @@ def scan_packets(
         packets=packets,
         regular=regular,
         decode_through=through,
+        no_seek=no_seek,
     )
     return index, first, notes
 
