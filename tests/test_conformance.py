@@ -29,7 +29,7 @@ from tests.corpus import (
     has_encoder,
     packed_avi,
 )
-from vidcap.clips import frame_index_of
+from vidcap.clips import frame_index_of, synthetic_frame
 from vidcap.video.decode import DecodeReport, decode_frames
 from vidcap.video.load import load_video
 from vidcap.video.probe import probe_video, probe_with_index
@@ -274,3 +274,23 @@ def test_constant_rate_plans_equal_the_reference(corpus, monkeypatch, name: str)
         plan = load_video(str(clip.path), options).plan
         assert list(plan.frame_indices) == [int(i) for i in meta["frames_indices"]]
         assert (plan.total_frames, plan.video_fps) == (meta["total_num_frames"], pytest.approx(meta["fps"]))
+
+
+def test_tiny_coded_frames_are_not_taken_for_n_vops(tmp_path: Path) -> None:
+    """A still picture in MPEG-4 gives P-VOPs of a few bytes: coded frames, unlike N-VOPs."""
+    path = tmp_path / "still.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        still = av.VideoFrame.from_ndarray(synthetic_frame(5, 160, 120), format="rgb24")
+        for _ in range(20):
+            for packet in stream.encode(still):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        sizes = [p.size for p in container.demux(video=0) if p.size]
+    assert min(sizes) < 64  # small enough for the probe to parse as a possible N-VOP
+    info, index = probe_with_index(str(path))
+    assert index.frames == info.total_frames == 20 and index.regular
+    assert not any("N-VOP" in note for note in info.notes)
