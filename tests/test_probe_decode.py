@@ -19,6 +19,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.corpus import has_encoder
 from vidcap.clips import frame_index_of, make_clip, synthetic_frame
 from vidcap.errors import RecordError
 from vidcap.video.decode import DecodeReport, decode_frames
@@ -27,14 +28,6 @@ from vidcap.video.probe import PacketIndex, probe_video, probe_with_index
 from vidcap.video.types import FramePlan, SamplingOptions
 
 W, H = 160, 120
-
-
-def _has_encoder(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-    except Exception:
-        return False
-    return True
 
 
 def _plan(indices: tuple[int, ...], width: int = 112, height: int = 84) -> FramePlan:
@@ -179,7 +172,7 @@ CODECS = [
 
 @pytest.mark.parametrize(("codec", "encoder", "ext", "fps"), CODECS, ids=[c[0] for c in CODECS])
 def test_decode_exact_frames_per_codec(clips, codec: str, encoder: str, ext: str, fps: int) -> None:
-    if not _has_encoder(encoder):
+    if not has_encoder(encoder):
         pytest.skip(f"this PyAV build has no {encoder} encoder")
     path = str(clips(f"{codec}.{ext}", seconds=1.2, fps=fps, codec=encoder))
     info, index = probe_with_index(path)
@@ -197,7 +190,7 @@ def test_decode_exact_frames_per_codec(clips, codec: str, encoder: str, ext: str
 
 
 def test_decode_theora(clips) -> None:
-    if _has_encoder("libtheora"):
+    if has_encoder("libtheora"):
         path = clips("theora.ogv", seconds=1.0, fps=10, codec="libtheora")
     elif shutil.which("ffmpeg") is not None:
         path = clips.folder / "theora.ogv"
