@@ -42,6 +42,9 @@ _FIRST_FRAME_PACKETS = 64
 # saying "show the previous frame again") exceeds; only packets this small are parsed.
 _VOP_START = b"\x00\x00\x01\xb6"
 _SMALL_PACKET = 64
+# Packets looked into for a packed P+B pair: packing is how the encoder was set up, so it
+# shows in the first GOPs; looking at every packet of a long file would copy all of it.
+_PACKED_LOOKS = 300
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def scan_packets(
                 pts_list.append(packet.pts)
                 if mpeg4 and packet.size <= _SMALL_PACKET:
                     small.append((packet.pts, bytes(packet)))
-                elif mpeg4 and not packed:
+                elif mpeg4 and not packed and packets <= _PACKED_LOOKS:
                     packed = bytes(packet).count(_VOP_START) > 1
                 if packet.is_keyframe:
                     keys.append(packet.pts)
