@@ -14,7 +14,7 @@ import traceback
 import typer
 
 from vidcap import __version__
-from vidcap.cli import demo, merge, probe_cli, run
+from vidcap.cli import demo, merge, probe_cli, report, run
 from vidcap.errors import EXIT_INTERNAL, EXIT_USAGE, VidcapError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("run", epilog=run.EPILOG)(run.run_command)
 app.command("probe", epilog=probe_cli.EPILOG)(probe_cli.probe_cli_command)
 app.command("merge", epilog=merge.EPILOG)(merge.merge_command)
 app.command("demo", epilog=demo.EPILOG)(demo.demo_command)
+app.command("report", epilog=report.EPILOG)(report.report_command)
 
 
 def _version(value: bool) -> None:

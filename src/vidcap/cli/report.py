@@ -1,0 +1,129 @@
+"""``vidcap report``: one self-contained HTML page of captions beside the frames they were made from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vidcap.cli.options import (
+    Config,
+    Fps,
+    MaxFrames,
+    MaxPixels,
+    MinFrames,
+    MinPixels,
+    Model,
+    Nframes,
+    TotalPixels,
+    sampling_from,
+    sampling_values,
+)
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vidcap report captions.jsonl                         # -> captions.report.html\n\n"
+    "  vidcap report out/shard-*.jsonl --only error -o errors.html\n\n"
+    "  vidcap report captions.jsonl --sample 200 --seed 1 --config configs/qwen2.5-vl-7b.toml"
+)
+FIELDS = "Record fields (as given to vidcap run)"
+
+
+def default_html_path(output: Path) -> Path:
+    """``captions.jsonl`` -> ``captions.report.html`` beside it."""
+    return output.with_name(f"{output.stem}.report.html")
+
+
+def report_command(
+    outputs: Annotated[
+        list[Path], typer.Argument(help="vidcap output files (.jsonl, .json, .parquet): one, or shards.")
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The HTML file to write (default: OUTPUT.report.html)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only", help="Show only records with this status or flag (error, truncated, ...); repeatable."
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option("--sample", help="Show a random sample of N records (seeded by --seed).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sample.")] = 0,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Show every record (default: a sample of 1,000 when there are more)."),
+    ] = False,
+    frames: Annotated[int, typer.Option("--frames", help="At most this many thumbnails per video.")] = 12,
+    video_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--video-root", help="Folder relative video paths start from (default: the run's input folder)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--decode-workers", help="Decode processes (default: from the CPU count).")
+    ] = None,
+    video_key: Annotated[str, typer.Option("--input-video-key", rich_help_panel=FIELDS)] = "video",
+    output_key: Annotated[str, typer.Option("--output-key", rich_help_panel=FIELDS)] = "caption",
+    status_key: Annotated[
+        str | None, typer.Option("--status-key", help="(default: the run summary's)", rich_help_panel=FIELDS)
+    ] = None,
+    error_key: Annotated[str, typer.Option("--error-key", rich_help_panel=FIELDS)] = "error",
+    id_key: Annotated[str, typer.Option("--id-key", rich_help_panel=FIELDS)] = "id",
+    model: Model = None,
+    config: Config = None,
+    fps: Fps = None,
+    nframes: Nframes = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+) -> None:
+    """Write one HTML page (works offline) with each record's frames, caption, status and flags."""
+    from vidcap.config import load_config_file
+    from vidcap.report.build import ReportOptions, build_report
+    from vidcap.report.fields import ReportFields
+
+    flags = sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
+    sampling = sampling_from(config, flags)
+    given = [k.replace("_", "-") for k, v in flags.items() if v is not None]
+    source = " and ".join(
+        part
+        for part in (f"--config {config}" if config else "", "flags " + ", ".join(given) if given else "")
+        if part
+    ) or "vidcap run's defaults; pass the run's --config or sampling flags if it used others"
+    if model is None and config:
+        model = load_config_file(config).get("model")
+    fields = ReportFields(
+        caption=output_key, status=status_key or "status", error=error_key, video=video_key, id=id_key
+    )
+    options = ReportOptions(
+        outputs=tuple(outputs),
+        html=html or default_html_path(outputs[0]),
+        sampling=sampling,
+        sampling_source=source,
+        model=model,
+        fields=fields,
+        status_key_given=status_key is not None,
+        video_root=video_root,
+        only=tuple(v.strip() for value in only or () for v in value.split(",") if v.strip()),
+        sample=sample,
+        seed=seed,
+        show_all=show_all,
+        frames=frames,
+        workers=workers,
+    )
+    result = build_report(options)
+    missing = f", {len(result.problems)} video(s) not readable" if result.problems else ""
+    size = f"{result.bytes / 2**20:.1f} MB" if result.bytes >= 2**20 else f"{result.bytes / 2**10:.0f} KB"
+    print(
+        f"report: {result.shown:,} of {result.total:,} records{missing} -> {result.html} "
+        f"({size}; open it in a browser, it needs no network)",
+        file=sys.stderr,
+    )
