@@ -20,6 +20,9 @@ REAL_COMMAND = (
     "vidcap run --input {data} --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n"
     "(needs a GPU with vLLM: pip install 'vidcap[vllm]', and network access to the Hugging Face hub once)"
 )
+REPORT_COMMAND = (
+    "Look at the captions beside their frames (one HTML file that works offline):\n  vidcap report {output}"
+)
 
 # (file name, encoder, width, height, seconds, fps): a few containers and codecs.
 _CLIPS = (
@@ -91,4 +94,5 @@ def demo_command(
     for record in iter_records(output):
         print(dumps(record.data).decode())
     print(f"\n{NOISE_WARNING}\nFor real captions:\n  {REAL_COMMAND.format(data=data)}", file=sys.stderr)
+    print(REPORT_COMMAND.format(output=output), file=sys.stderr)
     raise typer.Exit(code)
