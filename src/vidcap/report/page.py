@@ -11,10 +11,12 @@ so a filtered view can be bookmarked or opened directly.
 
 from __future__ import annotations
 
+import json
+import math
 from html import escape
 from typing import Any
 
-from vidcap.io.jsonio import dumps
+import orjson
 
 PAGE_SIZE = 50
 
@@ -219,6 +221,26 @@ _JS = r"""
 """
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def page_json(data: Any) -> bytes:
+    """Strict JSON for the page's ``JSON.parse``: NaN and infinities (which an output may hold,
+    and which vidcap's faithful writer keeps) become null; integers beyond 64 bits stay exact."""
+    try:
+        return orjson.dumps(data)  # writes NaN and infinities as null
+    except TypeError:  # an integer beyond 64 bits, a non-string key: the stdlib takes those
+        return json.dumps(_finite(data), ensure_ascii=False, allow_nan=False, default=str).encode()
+
+
 def _options(values: list[tuple[str, str]]) -> str:
     return "".join(f'<option value="{escape(v)}">{escape(label)}</option>' for v, label in values)
 
@@ -241,7 +263,7 @@ def render_page(
     flagged = sum(1 for r in records if r["all_flags"])
     flag_options = [("", "any or none"), ("(any)", f"flagged ({flagged:,})"), ("(none)", "not flagged")]
     flag_options += [(f, f"{f} ({n:,})") for f, n in flags.items()]
-    data = dumps({"page_size": PAGE_SIZE, "records": records})
+    data = page_json({"page_size": PAGE_SIZE, "records": records})
     # JSON inside <script>: "<" only occurs inside strings, where \u003c means the same.
     data = data.replace(b"<", b"\\u003c")
     head = (
