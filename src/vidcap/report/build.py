@@ -210,13 +210,18 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "" if value is None else str(value)
 
 
+def _short_model(model: Any) -> Any:
+    """A local model folder by its name (the full path is long and says little here)."""
+    return Path(model).name if isinstance(model, str) and Path(model).is_absolute() else model
+
+
 def _busy(summary: dict) -> Any:
     engine = summary.get("engine")  # issue 10's engine statistics, where the run has them
     return engine.get("busy_fraction") if isinstance(engine, dict) else None
 
 
 _SUMMARY_COLUMNS: tuple[tuple[str, Callable[[dict], Any]], ...] = (
-    ("model", lambda s: s.get("model")),
+    ("model", lambda s: _short_model(s.get("model"))),
     ("backend", lambda s: s.get("backend")),
     ("complete", lambda s: s.get("complete")),
     ("records written", lambda s: s.get("records_written", s.get("records"))),

@@ -13,7 +13,7 @@ def _empty(title: str, text: str) -> str:
     return f'<figure class="chart">{caption}<p class="muted">{text}</p></figure>'
 
 
-def bar_chart(title: str, counts: dict[str, int], *, width: int = 360) -> str:
+def bar_chart(title: str, counts: dict[str, int], *, width: int = 300) -> str:
     """Horizontal bars, one per label, with the count at the end; an SVG element as text."""
     if not counts:
         return _empty(title, "none")
@@ -38,7 +38,7 @@ def bar_chart(title: str, counts: dict[str, int], *, width: int = 360) -> str:
     )
 
 
-def histogram(title: str, values: list[int], *, unit: str, bins: int = 20, width: int = 360) -> str:
+def histogram(title: str, values: list[int], *, unit: str, bins: int = 20, width: int = 300) -> str:
     """A histogram of ``values`` in at most ``bins`` equal-width bins, axis labelled in ``unit``."""
     if not values:
         return _empty(title, "no captions")
