@@ -68,13 +68,22 @@ def report_command(
     workers: Annotated[
         int | None, typer.Option("--decode-workers", help="Decode processes (default: from the CPU count).")
     ] = None,
-    video_key: Annotated[str, typer.Option("--input-video-key", rich_help_panel=FIELDS)] = "video",
-    output_key: Annotated[str, typer.Option("--output-key", rich_help_panel=FIELDS)] = "caption",
+    video_key: Annotated[
+        str, typer.Option("--input-video-key", help="The video path(s).", rich_help_panel=FIELDS)
+    ] = "video",
+    output_key: Annotated[
+        str, typer.Option("--output-key", help="The caption.", rich_help_panel=FIELDS)
+    ] = "caption",
     status_key: Annotated[
-        str | None, typer.Option("--status-key", help="(default: the run summary's)", rich_help_panel=FIELDS)
+        str | None,
+        typer.Option("--status-key", help="The status (default: the run summary's).", rich_help_panel=FIELDS),
     ] = None,
-    error_key: Annotated[str, typer.Option("--error-key", rich_help_panel=FIELDS)] = "error",
-    id_key: Annotated[str, typer.Option("--id-key", rich_help_panel=FIELDS)] = "id",
+    error_key: Annotated[
+        str, typer.Option("--error-key", help="The error message.", rich_help_panel=FIELDS)
+    ] = "error",
+    id_key: Annotated[
+        str, typer.Option("--id-key", help="The record id shown (else its position).", rich_help_panel=FIELDS)
+    ] = "id",
     model: Model = None,
     config: Config = None,
     fps: Fps = None,
