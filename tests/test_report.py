@@ -7,8 +7,10 @@ report); the browser test (test_report_browser.py) starts from a real run of the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib.util
 import io
+import json
 import re
 from pathlib import Path
 
@@ -21,12 +23,14 @@ from vidcap.clips import make_clip
 from vidcap.errors import VidcapError
 from vidcap.io.jsonio import dumps, dumps_pretty, loads
 from vidcap.report.build import DEFAULT_LIMIT, ReportOptions, build_report
+from vidcap.report.recorded import Sampling
 from vidcap.report.thumbs import fit, spread
 from vidcap.video.plan import plan_frames
 from vidcap.video.probe import probe_video
 from vidcap.video.types import SamplingOptions
 
 SAMPLING = SamplingOptions(fps=2.0, max_pixels=160 * 28 * 28)
+NAN = float("nan")
 
 
 def page_data(html: Path) -> dict:
@@ -34,7 +38,7 @@ def page_data(html: Path) -> dict:
     text = html.read_text(encoding="utf-8")
     match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)
     assert match, "no embedded report data"
-    return loads(match.group(1))
+    return json.loads(match.group(1), parse_constant=pytest.fail)  # strict, as the browser's JSON.parse
 
 
 def ok(rid: str, video: str, caption: str, **extra) -> dict:
@@ -54,7 +58,8 @@ def outdir(tmp_path: Path) -> Path:
     records = [
         ok("r1", "clips/a.mp4", "a caption with </script><b>markup</b>"),
         {"id": "r2", "video": "clips/gone.mp4", "caption": None, "status": "error", "error": "not found"},
-        ok("r3", "clips/a.mp4", "cut off", info={"finish_reason": "length", "flags": ["truncated"]}),
+        ok("r3", "clips/a.mp4", "cut off",
+           info={"finish_reason": "length", "flags": ["truncated"], "p": NAN}),
         ok("r4", "clips/w.avi", "whole video", windows=windows),
         {"id": "r5", "video": None, "caption": None, "status": "skipped", "error": None},
     ]
@@ -64,8 +69,9 @@ def outdir(tmp_path: Path) -> Path:
 
 def report(outdir: Path, **kwargs) -> tuple[Path, dict]:
     html = outdir / "report.html"
+    sampling = Sampling(SAMPLING, "test")
     outputs = (outdir / "out.jsonl",)
-    options = ReportOptions(outputs=outputs, html=html, sampling=SAMPLING, workers=1, **kwargs)
+    options = ReportOptions(outputs=outputs, html=html, sampling=sampling, workers=1, **kwargs)
     build_report(options)
     return html, page_data(html)
 
@@ -102,7 +108,8 @@ def test_page_shows_every_record_with_the_planned_frames(outdir: Path) -> None:
     # The failed record and its unreadable video are on the page; the report went on.
     assert by_id["r2"]["status"] == "error" and by_id["r2"]["error"] == "not found"
     assert "not found" in by_id["r2"]["strips"][0]["error"]
-    assert by_id["r3"]["flags"] == ["truncated"] and by_id["r3"]["info"] == {"finish_reason": "length"}
+    assert by_id["r3"]["flags"] == ["truncated"]
+    assert by_id["r3"]["info"] == {"finish_reason": "length", "p": None}  # NaN: null for JSON.parse
 
     # Windows: each window's caption with the frames of its own segment.
     windows = by_id["r4"]["windows"]
@@ -168,7 +175,7 @@ def test_summary_fields_and_shards(outdir: Path) -> None:
     (outdir / "s0.jsonl.summary.json").write_bytes(dumps_pretty(summary))
     html = outdir / "r.html"
     shards = (outdir / "s0.jsonl", outdir / "s1.json")
-    build_report(ReportOptions(outputs=shards, html=html, sampling=SAMPLING, workers=1))
+    build_report(ReportOptions(outputs=shards, html=html, sampling=Sampling(SAMPLING, "test"), workers=1))
     data = page_data(html)
     assert [r["id"] for r in data["records"]] == ["r1", "r2", "r3", "r4", "r5"]
     assert [r["status"] for r in data["records"]] == ["ok", "error", "ok", "ok", "skipped"]
@@ -210,3 +217,24 @@ def test_cli_writes_beside_the_output_and_names_missing_videos(outdir: Path) -> 
     assert f"video not shown: {outdir / 'out.jsonl'}:2 (id r2): clips/gone.mp4" in result.stderr
     assert "5 of 5 records, 1 video(s) not readable" in result.stderr
     assert len(page_data(html)["records"]) == 5
+
+
+def test_options_recorded_in_the_summary_are_used(outdir: Path) -> None:
+    """A summary with the run's fingerprint (issue 9: its options, frame sampling included) gives
+    the report the run's frame plan and field names without any flag."""
+    out = outdir / "out.jsonl"
+    records = [loads(line) for line in out.read_bytes().splitlines()]
+    for record in records:
+        record["text"] = record.pop("caption")  # as written by: vidcap run --output-key text
+    write_jsonl(out, records)
+    recorded = SamplingOptions(nframes=6, max_pixels=200_000)
+    fingerprint = {"options": {"output_key": "text", "sampling": dataclasses.asdict(recorded)}}
+    (outdir / "out.jsonl.summary.json").write_bytes(dumps_pretty({"fingerprint": fingerprint}))
+    html = outdir / "r.html"
+    build_report(ReportOptions(outputs=(out,), html=html, workers=1))
+    first = page_data(html)["records"][0]
+    assert first["caption"] == "a caption with </script><b>markup</b>"
+    plan = plan_frames(probe_video(str(outdir / "clips" / "a.mp4")), recorded)
+    assert first["strips"][0]["planned"] == plan.nframes == 6
+    assert [t for t, _ in first["strips"][0]["frames"]] == pytest.approx(list(plan.timestamps))
+    assert "as the run recorded them in its summary" in html.read_text()

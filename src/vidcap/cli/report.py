@@ -69,21 +69,22 @@ def report_command(
         int | None, typer.Option("--decode-workers", help="Decode processes (default: from the CPU count).")
     ] = None,
     video_key: Annotated[
-        str, typer.Option("--input-video-key", help="The video path(s).", rich_help_panel=FIELDS)
-    ] = "video",
+        str | None, typer.Option("--input-video-key", help="The video path(s).", rich_help_panel=FIELDS)
+    ] = None,
     output_key: Annotated[
-        str, typer.Option("--output-key", help="The caption.", rich_help_panel=FIELDS)
-    ] = "caption",
+        str | None, typer.Option("--output-key", help="The caption.", rich_help_panel=FIELDS)
+    ] = None,
     status_key: Annotated[
         str | None,
         typer.Option("--status-key", help="The status (default: the run summary's).", rich_help_panel=FIELDS),
     ] = None,
     error_key: Annotated[
-        str, typer.Option("--error-key", help="The error message.", rich_help_panel=FIELDS)
-    ] = "error",
+        str | None, typer.Option("--error-key", help="The error message.", rich_help_panel=FIELDS)
+    ] = None,
     id_key: Annotated[
-        str, typer.Option("--id-key", help="The record id shown (else its position).", rich_help_panel=FIELDS)
-    ] = "id",
+        str | None,
+        typer.Option("--id-key", help="The record id shown (else its position).", rich_help_panel=FIELDS),
+    ] = None,
     model: Model = None,
     config: Config = None,
     fps: Fps = None,
@@ -97,29 +98,23 @@ def report_command(
     """Write one HTML page (works offline) with each record's frames, caption, status and flags."""
     from vidcap.config import load_config_file
     from vidcap.report.build import ReportOptions, build_report
-    from vidcap.report.fields import ReportFields
+    from vidcap.report.recorded import Sampling
 
     flags = sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
-    sampling = sampling_from(config, flags)
-    given = [k.replace("_", "-") for k, v in flags.items() if v is not None]
-    source = " and ".join(
-        part
-        for part in (f"--config {config}" if config else "", "flags " + ", ".join(given) if given else "")
-        if part
-    ) or "vidcap run's defaults; pass the run's --config or sampling flags if it used others"
+    given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+    sampling = None  # as the run's summary records them, else vidcap run's defaults
+    if config or given:
+        source = " and ".join(p for p in (f"--config {config}" if config else "", ", ".join(given)) if p)
+        sampling = Sampling(sampling_from(config, flags), source)
     if model is None and config:
         model = load_config_file(config).get("model")
-    fields = ReportFields(
-        caption=output_key, status=status_key or "status", error=error_key, video=video_key, id=id_key
-    )
+    names = dict(caption=output_key, status=status_key, error=error_key, video=video_key, id=id_key)
     options = ReportOptions(
         outputs=tuple(outputs),
         html=html or default_html_path(outputs[0]),
         sampling=sampling,
-        sampling_source=source,
         model=model,
-        fields=fields,
-        status_key_given=status_key is not None,
+        field_names={k: v for k, v in names.items() if v is not None},
         video_root=video_root,
         only=tuple(v.strip() for value in only or () for v in value.split(",") if v.strip()),
         sample=sample,

@@ -20,11 +20,10 @@ from vidcap.io._files import atomic_write
 from vidcap.report.charts import bar_chart, histogram
 from vidcap.report.fields import STATUSES, ReportFields
 from vidcap.report.page import PAGE_SIZE, render_page
+from vidcap.report.recorded import Sampling, resolve_fields, resolve_sampling
 from vidcap.report.source import OutputFile, RecordView, iter_views, open_output
 from vidcap.report.thumbs import Strip, StripTask, draw_strip
-from vidcap.video.plan import check_sampling
 from vidcap.video.pool import OrderedPool, default_workers
-from vidcap.video.types import SamplingOptions
 
 DEFAULT_LIMIT = 1000
 """Without ``--sample``/``--all``, a report shows at most this many records (a seeded random sample)."""
@@ -37,11 +36,9 @@ class ReportOptions:
 
     outputs: tuple[Path, ...]
     html: Path
-    sampling: SamplingOptions
-    sampling_source: str = "defaults"
+    sampling: Sampling | None = None  # None: as the run summary records them, else vidcap run's defaults
     model: str | None = None  # for its patch factor; default: the run summary's model, if a local folder
-    fields: ReportFields = field(default_factory=ReportFields)
-    status_key_given: bool = False  # False: take the status key from the run summary when it has one
+    field_names: dict[str, str] = field(default_factory=dict)  # ReportFields attribute -> name, from flags
     video_root: Path | None = None
     only: tuple[str, ...] = ()
     sample: int | None = None
@@ -120,11 +117,13 @@ def _choose(candidates: list[int], opts: ReportOptions) -> tuple[list[int], str]
 
 def _strip_tasks(view: RecordView, opts: ReportOptions) -> Iterator[tuple[str, StripTask]]:
     """(label, task) per strip of a record: each video, or each window of each video."""
+    assert opts.sampling is not None  # resolved by build_report
+    sampling = opts.sampling.options
     pairs = list(zip(view.shown_videos, view.videos, strict=True))
     segments = [(w.start, w.end) for w in view.windows] if view.windows else [(view.start, view.end)]
     for start, end in segments:
         for shown, path in pairs:
-            task = StripTask(path, opts.sampling, start=start, end=end, max_frames=opts.frames)
+            task = StripTask(path, sampling, start=start, end=end, max_frames=opts.frames)
             yield shown, task
 
 
@@ -259,7 +258,8 @@ def _header(
     selection = f"{tally.records:,} records ({statuses}; flags: {flagged})."
     if opts.only:
         selection += f" --only {','.join(opts.only)}: {len(tally.candidates):,} match."
-    options = asdict(opts.sampling)
+    assert opts.sampling is not None  # resolved by build_report
+    options = asdict(opts.sampling.options)
     if options["fps"] is None and options["nframes"] is None:
         options["fps"] = 2.0  # what the plan uses when neither is given
     sampling = ", ".join(f"{k} {v}" for k, v in options.items() if v is not None)
@@ -271,7 +271,7 @@ def _header(
         f"<h1>vidcap report</h1><p>{escape(sources)} · generated {when}</p>"
         f"<p>{escape(selection)} {escape(how)}</p>"
         f'<p class="muted">Frames: the plan <code>vidcap run</code> makes with {escape(sampling)} '
-        f"({escape(opts.sampling_source)}); at most {opts.frames} of each video's planned frames are shown, "
+        f"({escape(opts.sampling.source)}); at most {opts.frames} of each video's planned frames are shown, "
         "evenly spread, with their time in the video.</p>"
         + (f'<ul class="notes-top">{notes_html}</ul>' if notes else "")
         + _summary_table(outputs)
@@ -281,29 +281,6 @@ def _header(
         + histogram("caption length", tally.lengths, unit="words per caption")
         + "</div>"
     )
-
-
-def _with_geometry(opts: ReportOptions, outputs: list[OutputFile]) -> ReportOptions:
-    """``opts`` with the model's patch factor in the sampling options (it sizes the frames).
-
-    An explicit ``--model`` is read as ``vidcap run`` reads it; otherwise the run summary's model
-    is used only when it is a local folder here (a report must not need the network).
-    """
-    from vidcap.model_info import vision_geometry  # raises VidcapError with one line
-
-    model, source = opts.model, "--model"
-    if model is None:
-        recorded = next((o.summary.get("model") for o in outputs if o.summary), None)
-        if isinstance(recorded, str) and (Path(recorded).expanduser() / "config.json").is_file():
-            model, source = recorded, "the run summary's model"
-    if model is None:
-        return opts
-    geometry = vision_geometry(model)
-    sampling = replace(
-        opts.sampling, image_factor=geometry.image_factor, temporal_patch_size=geometry.temporal_patch_size
-    )
-    source = f"{opts.sampling_source}; patch factor from {source}"
-    return replace(opts, sampling=sampling, sampling_source=source)
 
 
 def build_report(opts: ReportOptions) -> ReportResult:
@@ -316,19 +293,12 @@ def build_report(opts: ReportOptions) -> ReportResult:
         raise VidcapError("--frames must be >= 1")
     if opts.sample is not None and opts.sample < 1:
         raise VidcapError("--sample must be >= 1")
-    try:
-        check_sampling(opts.sampling)
-    except ValueError as exc:
-        raise VidcapError(str(exc)) from None
     outputs = [open_output(Path(p), opts.video_root) for p in opts.outputs]
-    fields = opts.fields
-    recorded_key = next((o.summary.get("status_key") for o in outputs if o.summary), None)
-    if not opts.status_key_given and isinstance(recorded_key, str):
-        fields = ReportFields(**{**asdict(fields), "status": recorded_key})
     for output in outputs:
         for note in output.notes:
             _say(note)
-    opts = _with_geometry(opts, outputs)
+    opts = replace(opts, sampling=resolve_sampling(opts.sampling, opts.model, outputs))
+    fields = resolve_fields(opts.field_names, outputs)
 
     tally = _tally(outputs, fields, opts.only)
     if tally.records == 0:

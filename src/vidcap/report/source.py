@@ -101,7 +101,10 @@ def open_output(path: Path, video_root: Path | None) -> OutputFile:
     recorded = summary.get("input") if summary else None
     if isinstance(recorded, str) and Path(recorded).parent.is_dir():
         return OutputFile(path, summary, Path(recorded).parent, tuple(notes))
-    why = f"the run's input folder {Path(recorded).parent} is not here" if recorded else "no run summary"
+    if isinstance(recorded, str):
+        why = f"the run's input folder {Path(recorded).parent} is not here"
+    else:
+        why = "the run summary names no input" if summary else "no run summary"
     notes.append(f"{why}: relative video paths start from the output's folder (--video-root to choose)")
     return OutputFile(path, summary, path.parent, tuple(notes))
 
