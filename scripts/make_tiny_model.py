@@ -1,16 +1,21 @@
 #!/usr/bin/env python
-"""Build the tiny random-weight Qwen2.5-VL checkpoint that the tests and `vidcap demo` use.
+"""Build a tiny random-weight Qwen2.5-VL or Qwen3-VL checkpoint (tests, `vidcap demo`, benchmarks).
 
-Usage: scripts/make_tiny_model.py OUT_DIR
+Usage: scripts/make_tiny_model.py [--family qwen2.5-vl|qwen3-vl] OUT_DIR
 
 About 1 MB, built in seconds, no network. Its captions are noise: it proves the plumbing only.
 """
 
-import sys
+import argparse
 
-from vidcap.tiny_model import build_tiny_model
+from vidcap.tiny_model import FAMILIES, build_tiny_model
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__.strip().splitlines()[2])
-    print(build_tiny_model(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the checkpoint to")
+    parser.add_argument(
+        "--family", choices=FAMILIES, default=FAMILIES[0], help="model family (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    args = parser.parse_args()
+    print(build_tiny_model(args.out_dir, family=args.family, seed=args.seed))

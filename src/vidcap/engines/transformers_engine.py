@@ -8,14 +8,13 @@ vLLM backend token for token. It is slower (no continuous batching, no paged KV 
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
+from vidcap.engines.chat import fixed_size_kwargs, hf_video_metadata, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import VidcapError, one_line
 
@@ -170,7 +169,7 @@ class TransformersEngine(CaptionEngine):
             everything = CaptionRequest(request_id="batch", prompt="", videos=videos)
             kwargs = {
                 "videos": [v.frames for v in videos],
-                "video_metadata": [_hf_metadata(v.metadata) for v in videos],
+                "video_metadata": [hf_video_metadata(v.metadata) for v in videos],
                 "do_sample_frames": False,  # the frames are the plan's: never resample them
                 **fixed_size_kwargs(everything),
             }
@@ -219,15 +218,6 @@ def _torch_dtype(dtype: str) -> Any:
     if not isinstance(value, torch.dtype):
         raise VidcapError(f"--dtype {dtype}: not a torch dtype (try auto, bfloat16, float16, float32)")
     return value
-
-
-def _hf_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The plan's metadata less the keys ``transformers.video_utils.VideoMetadata`` does not take
-    (``do_sample_frames`` is a processor argument there, not metadata)."""
-    from transformers.video_utils import VideoMetadata
-
-    known = {f.name for f in dataclasses.fields(VideoMetadata)}
-    return {k: v for k, v in metadata.items() if k in known}
 
 
 def _stop_tokens(model: Any, tokenizer: Any) -> tuple[set[int], int | None]:

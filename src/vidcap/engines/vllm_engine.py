@@ -16,6 +16,8 @@ from vidcap.errors import one_line
 from vidcap.procs import stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
+# vLLM's largest default max_num_batched_tokens (offline LLM on a large GPU): never set less.
+_VLLM_MAX_BATCHED_TOKENS = 16384
 
 
 class VllmEngine(CaptionEngine):
@@ -33,6 +35,8 @@ class VllmEngine(CaptionEngine):
         self._llm: Any = None
         self._processor: Any = None
         self._max_videos = 0
+        #: The most visual tokens one video may have: vLLM's pre-allocated encoder cache.
+        self.encoder_cache_tokens: int | None = None
 
     def start(self, *, max_videos_per_prompt: int) -> None:
         """Load the model into a vLLM engine (the slow part of a run); a no-op if already loaded
@@ -63,6 +67,13 @@ class VllmEngine(CaptionEngine):
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
             **cfg.engine_kwargs,
         }
+        if cfg.max_model_len and "max_num_batched_tokens" not in cfg.engine_kwargs:
+            # vLLM sizes its encoder cache (the most visual tokens one video may have) by
+            # max(max_num_batched_tokens, its own profile of the processor config), which knows
+            # nothing of vidcap's plan: 8,960 tokens for Qwen2.5-VL, while one 14 s 720p clip
+            # plans 10,080. Any video whose prompt passes the length check has fewer tokens than
+            # max_model_len, so a batch of at least max_model_len tokens admits all of them.
+            kwargs["max_num_batched_tokens"] = max(cfg.max_model_len, _VLLM_MAX_BATCHED_TOKENS)
         if self.generation.seed is not None:
             kwargs["seed"] = self.generation.seed
             from vllm.platforms import current_platform
@@ -80,6 +91,50 @@ class VllmEngine(CaptionEngine):
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        cache = getattr(getattr(self._llm, "input_processor", None), "mm_encoder_cache_size", None)
+        self.encoder_cache_tokens = int(cache) if cache else None
+
+    def request_problem(self, request: CaptionRequest) -> str | None:
+        """Why vLLM would refuse this request before generating (a video larger than the
+        encoder cache), with the numbers and what to change; None when it fits."""
+        limit = self.encoder_cache_tokens
+        for number, video in enumerate(request.videos, start=1):
+            if limit is not None and video.video_tokens > limit:
+                which = f"video {number} has" if len(request.videos) > 1 else "the video has"
+                return (
+                    f"{which} {video.video_tokens} visual tokens but the engine's encoder cache holds "
+                    f"{limit} (vLLM max_num_batched_tokens); lower --fps, --max-frames, --max-pixels "
+                    "or --total-pixels, or raise --max-model-len (or engine_kwargs max_num_batched_tokens)"
+                )
+        return None
+
+    def inspect(self, request: CaptionRequest) -> dict[str, Any]:
+        """What vLLM's own input processing makes of a request, without generating: the prompt
+        token count and, per video, its processed grid and temporal metadata.
+
+        The same code path as ``generate`` up to the engine core (the renderer and the HF
+        processor in this process): for checking that the model sees the plan.
+        """
+        from vllm import SamplingParams
+
+        processed = self._llm.input_processor.process_inputs(
+            f"inspect-{request.request_id}",
+            self._prompt(request),
+            SamplingParams(max_tokens=1),
+            ("generate",),
+        )
+        videos = []
+        for feature in processed.mm_features or []:
+            data = feature.data or {}
+            videos.append({k: _plain(v.data) for k, v in data.items() if k != "pixel_values_videos"})
+        return {"prompt_tokens": len(processed.prompt_token_ids or []), "videos": videos}
+
+    def _prompt(self, request: CaptionRequest) -> dict[str, Any]:
+        return {
+            "prompt": render_prompt(self._processor, request),
+            "multi_modal_data": {"video": [(v.frames, v.metadata) for v in request.videos]},
+            "mm_processor_kwargs": fixed_size_kwargs(request),
+        }
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
@@ -93,13 +148,12 @@ class VllmEngine(CaptionEngine):
         outputs: dict[str, CaptionOutput] = {}
         pending: dict[str, str] = {}  # vLLM request id -> our request id
         for request in requests:
-            prompt = {
-                "prompt": render_prompt(self._processor, request),
-                "multi_modal_data": {"video": [(v.frames, v.metadata) for v in request.videos]},
-                "mm_processor_kwargs": fixed_size_kwargs(request),
-            }
+            problem = self.request_problem(request)
+            if problem is not None:  # vLLM would refuse it with a message that names no flag
+                outputs[request.request_id] = CaptionOutput(request.request_id, error=problem)
+                continue
             try:
-                (engine_id,) = self._llm.enqueue([prompt], params, use_tqdm=False)
+                (engine_id,) = self._llm.enqueue([self._prompt(request)], params, use_tqdm=False)
             except Exception as exc:  # one request's failure must not cost the batch
                 outputs[request.request_id] = CaptionOutput(request.request_id, error=one_line(exc))
                 continue
@@ -179,3 +233,9 @@ def _sampling_kwargs(generation: GenerationOptions) -> dict[str, Any]:
 
         kwargs["structured_outputs"] = StructuredOutputsParams(json=generation.json_schema)
     return kwargs
+
+
+def _plain(value: Any) -> Any:
+    """A tensor or nested list as plain Python numbers (for comparing with the plan)."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value

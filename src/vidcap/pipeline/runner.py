@@ -121,6 +121,10 @@ def run_captioning(
     interrupted = False
     try:
         engine.start(max_videos_per_prompt=facts.max_videos_per_record)
+        if engine.max_model_len:  # the default pixel budget fits the engine's context
+            config = dataclasses.replace(
+                config, sampling=dataclasses.replace(config.sampling, model_seq_len=engine.max_model_len)
+            )
         todo, skipped_done = _records_to_do(input_path, config, shard, done)
         stats.resumed = skipped_done
         progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")

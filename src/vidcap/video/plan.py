@@ -66,6 +66,19 @@ def check_sampling(options: SamplingOptions) -> None:
         )
 
 
+def default_total_pixels(factor: int, model_seq_len: int | None = None) -> float:
+    """The whole-video pixel budget when --total-pixels is not given: 90% of the context in tokens.
+
+    qwen-vl-utils sizes it by ``MODEL_SEQ_LEN`` (the model's context, 128000 unless that
+    environment variable says otherwise). A run passes the engine's --max-model-len: the
+    budget is cut to it (never raised), so a default plan leaves room for the text and the
+    caption instead of planning videos the engine must refuse. With no engine context known,
+    or one of 128000 and more, this is the reference's budget exactly.
+    """
+    seq_len = MODEL_SEQ_LEN if model_seq_len is None else min(MODEL_SEQ_LEN, model_seq_len)
+    return seq_len * factor**2 * 0.9
+
+
 def _round_by_factor(number: float, factor: int) -> int:
     # Python's round(): half to even, as in the reference.
     return round(number / factor) * factor
@@ -367,7 +380,9 @@ def plan_frames(
     # fetch_video's per-frame bounds: a frame budget shared by all frames, within fixed limits.
     min_pixels = options.min_pixels if options.min_pixels is not None else VIDEO_MIN_TOKEN_NUM * factor**2
     total_pixels = (
-        options.total_pixels if options.total_pixels is not None else MODEL_SEQ_LEN * factor**2 * 0.9
+        options.total_pixels
+        if options.total_pixels is not None
+        else default_total_pixels(factor, options.model_seq_len)
     )
     max_pixels = max(
         min(VIDEO_MAX_TOKEN_NUM * factor**2, total_pixels / nframes * FRAME_FACTOR), int(min_pixels * 1.05)
