@@ -244,7 +244,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
                 assert processed["timestamps"] == pytest.approx(expected), req.request_id
             else:
                 sampled_fps = len(md["frames_indices"]) / md["total_num_frames"] * md["fps"]
-                assert processed["second_per_grid_ts"] == pytest.approx([2 / sampled_fps]), req.request_id
+                assert processed["second_per_grid_ts"] == pytest.approx(2 / sampled_fps), req.request_id
     # The reference's metadata for the same clips (qwen-vl-utils + processor) gives the same.
     for name, clip in clips.items():
         req = next(r for r in requests if r.request_id == name)
@@ -255,7 +255,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
             md = ref_metadata[0]
             assert seen["timestamps"] == pytest.approx(qwen3_timestamps(md["frames_indices"], md["fps"]))
         else:
-            assert seen["second_per_grid_ts"] == pytest.approx([2 / sample_fps])
+            assert seen["second_per_grid_ts"] == pytest.approx(2 / sample_fps)
         assert seen["video_grid_thw"] == ref["video_grid_thw"].tolist()[0]
     outputs = engine.generate(requests)
     for req, output in zip(requests, outputs, strict=True):
@@ -301,3 +301,26 @@ def test_frames_stay_uint8_rgb(clips, family_models) -> None:
     frames = request.videos[0].frames
     assert frames.dtype == np.uint8 and frames.shape[-1] == 3
     assert frames.shape[1] % 32 == 0 and frames.shape[2] % 32 == 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transformers_engine_prompt_tokens_match_the_count(family_models, clips, family: str) -> None:
+    """The transformers backend, one padded batch of different videos (and a two-video record):
+    the model's prompt length is vidcap's count for each."""
+    from vidcap.engines.transformers_engine import TransformersEngine
+
+    model = family_models[family]
+    engine = TransformersEngine(
+        EngineConfig(model=str(model), backend="transformers", device="cpu"),
+        GenerationOptions(max_tokens=4, temperature=0.0),
+    )
+    engine.start(max_videos_per_prompt=2)
+    try:
+        requests = [request_for(clip, sampling_for(model), name) for name, clip in clips.items()]
+        requests.append(CaptionRequest("two", PROMPT, [requests[0].videos[0], requests[1].videos[0]]))
+        outputs = engine.generate(requests)
+    finally:
+        engine.close()
+    for req, output in zip(requests, outputs, strict=True):
+        assert output.error is None, output.error
+        assert output.prompt_tokens == engine.count_prompt_tokens(req), req.request_id
