@@ -213,6 +213,13 @@ def qwen3_engine(family_models):
     engine.close()
 
 
+def in_model_dtype(value: float) -> float:
+    """``value`` as vLLM carries second_per_grid_ts: in the model's dtype (bfloat16 here)."""
+    import torch
+
+    return float(torch.tensor(value, dtype=torch.bfloat16))
+
+
 def engines(request_fixture: pytest.FixtureRequest, family: str):
     name = "vllm_engine" if family == "qwen2.5-vl" else "qwen3_engine"
     return request_fixture.getfixturevalue(name)
@@ -244,7 +251,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
                 assert processed["timestamps"] == pytest.approx(expected), req.request_id
             else:
                 sampled_fps = len(md["frames_indices"]) / md["total_num_frames"] * md["fps"]
-                assert processed["second_per_grid_ts"] == pytest.approx(2 / sampled_fps), req.request_id
+                assert processed["second_per_grid_ts"] == in_model_dtype(2 / sampled_fps), req.request_id
     # The reference's metadata for the same clips (qwen-vl-utils + processor) gives the same.
     for name, clip in clips.items():
         req = next(r for r in requests if r.request_id == name)
@@ -255,7 +262,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
             md = ref_metadata[0]
             assert seen["timestamps"] == pytest.approx(qwen3_timestamps(md["frames_indices"], md["fps"]))
         else:
-            assert seen["second_per_grid_ts"] == pytest.approx(2 / sample_fps)
+            assert seen["second_per_grid_ts"] == in_model_dtype(2 / sample_fps)
         assert seen["video_grid_thw"] == ref["video_grid_thw"].tolist()[0]
     outputs = engine.generate(requests)
     for req, output in zip(requests, outputs, strict=True):

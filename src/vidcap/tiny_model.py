@@ -71,6 +71,17 @@ _TEXT = {
     "tie_word_embeddings": True,
 }
 
+# The vision tower: depth 2, hidden 32; its output matches the text model's hidden size.
+_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": _TEXT["hidden_size"],
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+}
+
 
 def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: int = 0) -> Path:
     """Write a tiny random-weight checkpoint of ``family`` to ``out_dir`` and return its path.
@@ -167,14 +178,8 @@ def _qwen2_5_vl(tokenizer, ids: dict[str, int]):
             **_token_ids(ids),
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 128,
+            **_VISION,
             "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "window_size": 112,
             "fullatt_block_indexes": [1],
         },
@@ -213,14 +218,8 @@ def _qwen3_vl(tokenizer, ids: dict[str, int]):
             **_token_ids(ids),
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 128,
+            **_VISION,
             "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "num_position_embeddings": 2304,
             "deepstack_visual_indexes": [0],
         },

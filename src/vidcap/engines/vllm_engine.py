@@ -37,6 +37,7 @@ class VllmEngine(CaptionEngine):
         self._max_videos = 0
         #: The most visual tokens one video may have: vLLM's pre-allocated encoder cache.
         self.encoder_cache_tokens: int | None = None
+        self._inspections = 0
 
     def start(self, *, max_videos_per_prompt: int) -> None:
         """Load the model into a vLLM engine (the slow part of a run); a no-op if already loaded
@@ -117,9 +118,15 @@ class VllmEngine(CaptionEngine):
         """
         from vllm import SamplingParams
 
+        self._inspections += 1
+        prompt = self._prompt(request)
+        # Ids of our own, so that vLLM's processor cache (keyed by content) misses and returns
+        # the processed data even for videos it has seen before.
+        tag = f"vidcap-inspect-{self._inspections}"
+        prompt["multi_modal_uuids"] = {"video": [f"{tag}-{i}" for i in range(len(request.videos))]}
         processed = self._llm.input_processor.process_inputs(
-            f"inspect-{request.request_id}",
-            self._prompt(request),
+            tag,
+            prompt,
             SamplingParams(max_tokens=1),
             ("generate",),
         )
