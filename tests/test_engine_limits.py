@@ -74,9 +74,9 @@ def test_default_run_on_hd_clips_captions_every_record(tiny_model: Path, tmp_pat
     """720p clips of 10-80 s, default frame and pixel settings, a --max-model-len this machine
     holds: every record is captioned. (--gpu-memory-utilization and --enforce-eager suit a
     CPU machine and a 1 MB model; --max-tokens keeps random-weight captions short.)"""
-    seconds = [10, 14, 35, 80]
+    seconds = [10, 14, 80]  # 14 s: the clip the engine refused
     clips = [make_hd_clip(tmp_path / f"hd{s}.mp4", s) for s in seconds]
-    assert all(c.stat().st_size < 400_000 for c in clips), [c.stat().st_size for c in clips]
+    assert all(c.stat().st_size < 1_000_000 for c in clips), [c.stat().st_size for c in clips]  # ~50-400 KB
     records = [{"video": str(c), "n": s} for c, s in zip(clips, seconds, strict=True)]
     data = write_jsonl(tmp_path / "hd.jsonl", records)
     out = tmp_path / "hd.captions.jsonl"
