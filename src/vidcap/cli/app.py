@@ -2,7 +2,8 @@
 
 Exit codes: 0 all records ok; 1 some records failed (see their ``error`` field); 2 usage or
 input error (nothing was captioned); 75 interrupted by SIGTERM/SIGINT (rerun to resume);
-70 internal error (a bug: the traceback is printed).
+70 internal error (a bug: the traceback is printed); 130 stopped at once by a second Ctrl-C.
+Every fatal error is one ``error: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import typer
 
 from vidcap import __version__
 from vidcap.cli import demo, merge, probe_cli, report, run
+from vidcap.cli.help import EXIT_CODES, GroupedCommand
 from vidcap.errors import EXIT_INTERNAL, EXIT_USAGE, VidcapError
+from vidcap.quiet import TerminalHandler, terminal_err
 
 app = typer.Typer(
     name="vidcap",
@@ -23,13 +26,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain (click) help: it never cuts a flag name at 80 columns, as Rich's tables do.
+    rich_markup_mode=None,
+    epilog="\b\n" + EXIT_CODES.strip(),  # \b: click keeps the paragraph's lines as they are
 )
-app.command("run", epilog=run.EPILOG)(run.run_command)
-app.command("probe", epilog=probe_cli.EPILOG)(probe_cli.probe_cli_command)
-app.command("merge", epilog=merge.EPILOG)(merge.merge_command)
-app.command("demo", epilog=demo.EPILOG)(demo.demo_command)
-app.command("report", epilog=report.EPILOG)(report.report_command)
+app.command("run", epilog=run.EPILOG + EXIT_CODES, cls=GroupedCommand)(run.run_command)
+app.command("probe", epilog=probe_cli.EPILOG, cls=GroupedCommand)(probe_cli.probe_cli_command)
+app.command("merge", epilog=merge.EPILOG, cls=GroupedCommand)(merge.merge_command)
+app.command("demo", epilog=demo.EPILOG, cls=GroupedCommand)(demo.demo_command)
+app.command("report", epilog=report.EPILOG, cls=GroupedCommand)(report.report_command)
 
 
 def _version(value: bool) -> None:
@@ -48,20 +53,18 @@ def _root(
 
 
 def _log_to_stderr() -> None:
-    """vidcap's own warnings as ``vidcap: warning: ...`` lines on stderr (engine logs untouched)."""
+    """vidcap's own messages as ``vidcap: ...`` lines on the terminal (``vidcap: warning: ...``)."""
     import logging
 
     logger = logging.getLogger("vidcap")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("vidcap: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(TerminalHandler())
         logger.setLevel(logging.INFO)
         logger.propagate = False
 
 
 def main() -> None:
-    """Entry point: user errors print ``Error: ...`` on stderr and exit 2; bugs keep their traceback.
+    """Entry point: user errors print ``error: ...`` on stderr and exit 2; bugs keep their traceback.
 
     Set ``VIDCAP_DEBUG=1`` to see the traceback of user errors too.
     """
@@ -71,14 +74,14 @@ def main() -> None:
     except VidcapError as exc:
         if os.environ.get("VIDCAP_DEBUG"):
             traceback.print_exc()
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=terminal_err())
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        print("vidcap: interrupted (a second Ctrl-C); rerun the same command to resume", file=terminal_err())
         sys.exit(130)
     except SystemExit:
         raise
     except Exception:
         traceback.print_exc()
-        print("vidcap: internal error (a bug); please report it with the traceback above.", file=sys.stderr)
+        print("error: internal error (a bug); please report it with the traceback above", file=sys.stderr)
         sys.exit(EXIT_INTERNAL)

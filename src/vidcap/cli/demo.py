@@ -5,11 +5,16 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-EPILOG = "Example:\n\n  vidcap demo --workdir ./vidcap-demo"
+from vidcap.cli.options import MODEL, Quiet, Verbose
+
+EPILOG = (
+    "Examples:\n\n  vidcap demo --workdir ./vidcap-demo\n\n"
+    "  vidcap demo --gpu-memory-utilization 0.05 --max-tokens 16   # less memory, shorter captions"
+)
 
 NOISE_WARNING = (
     "These captions come from a tiny model with RANDOM weights: they are noise. They show that "
@@ -17,7 +22,7 @@ NOISE_WARNING = (
     "caption quality."
 )
 REAL_COMMAND = (
-    "vidcap run --input {data} --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n"
+    "vidcap run {data} --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n"
     "(needs a GPU with vLLM: pip install 'vidcap[vllm]', and network access to the Hugging Face hub once)"
 )
 REPORT_COMMAND = (
@@ -34,13 +39,31 @@ _CLIPS = (
 
 
 def demo_command(
-    workdir: Annotated[Path, typer.Option(help="Where the model, clips and outputs go.")] = Path(
+    workdir: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where the model, clips and outputs go.")
+    ] = Path(
         "vidcap-demo"
     ),
     backend: Annotated[
-        str | None, typer.Option(help="vllm or transformers (default: vllm if installed).")
+        Literal["vllm", "transformers"] | None,
+        typer.Option(help="The engine (default: vllm if installed).", rich_help_panel=MODEL),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    gpu_memory_utilization: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of GPU memory vLLM may use; on vLLM's CPU build, of RAM for its KV cache.",
+            rich_help_panel=MODEL,
+        ),
+    ] = 0.1,
+    max_model_len: Annotated[
+        int, typer.Option(help="Longest prompt + caption in tokens.", rich_help_panel=MODEL)
+    ] = 4096,
+    max_tokens: Annotated[int, typer.Option(help="Longest caption in tokens.", rich_help_panel=MODEL)] = 24,
+    enforce_eager: Annotated[
+        bool, typer.Option(help="Disable CUDA graphs (faster start, slower run).", rich_help_panel=MODEL)
+    ] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Caption generated clips with a tiny random-weight model, offline (a smoke test of the install)."""
     from vidcap.cli.run import execute
@@ -48,13 +71,16 @@ def demo_command(
     from vidcap.config import build_config
     from vidcap.io.jsonio import dumps
     from vidcap.io.records import iter_records
+    from vidcap.quiet import capture_output, log_path_for
     from vidcap.tiny_model import build_tiny_model
 
     workdir.mkdir(parents=True, exist_ok=True)
+    output = workdir / "captions.jsonl"
     model_dir = workdir / "tiny-qwen2.5-vl"
     if not (model_dir / "config.json").is_file():
-        print(f"building a tiny random-weight Qwen2.5-VL in {model_dir}", file=sys.stderr)
-        build_tiny_model(model_dir)
+        print(f"vidcap: building a tiny random-weight Qwen2.5-VL in {model_dir}", file=sys.stderr)
+        with capture_output(log_path_for(output), enabled=not verbose):  # transformers' save bar
+            build_tiny_model(model_dir)
     clips_dir = workdir / "clips"
     lines = []
     for number, (name, codec, width, height, seconds, fps) in enumerate(_CLIPS, start=1):
@@ -68,9 +94,16 @@ def demo_command(
         lines.append(dumps(record))
     data = workdir / "data.jsonl"
     data.write_bytes(b"\n".join(lines) + b"\n")
-    output = workdir / "captions.jsonl"
 
     backend = backend or ("vllm" if importlib.util.find_spec("vllm") else "transformers")
+    # The demo's defaults suit a 1 MB model (and leave the rest of the memory alone); the
+    # flags change them as they do for `vidcap run`.
+    engine_flags = {
+        "max_model_len": max_model_len,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "enforce_eager": enforce_eager,
+        "max_tokens": max_tokens,
+    }
     config = build_config(
         {},
         {
@@ -79,17 +112,14 @@ def demo_command(
             "model": str(model_dir),
             "backend": backend,
             "overwrite": True,
-            "max_model_len": 4096,
-            "gpu_memory_utilization": 0.1,  # a tiny model: leave the rest of the memory alone
-            "enforce_eager": True,
-            "max_tokens": 24,
+            **engine_flags,
             "seed": 0,
             "fps": 2.0,
             "max_pixels": 160 * 28 * 28,
             "id_key": "id",
         },
     )
-    code = execute(config, quiet=quiet)
+    code = execute(config, quiet=quiet, verbose=verbose)
     print(file=sys.stderr)
     for record in iter_records(output):
         print(dumps(record.data).decode())

@@ -14,9 +14,12 @@ EPILOG = "Example:\n\n  vidcap merge out/shard-*.jsonl --output captions.jsonl"
 
 def merge_command(
     shard_outputs: Annotated[
-        list[Path], typer.Argument(help="The shard outputs (each with its .summary.json).")
+        list[Path],
+        typer.Argument(metavar="SHARD_OUTPUT", help="The shard outputs (each with its .summary.json)."),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The merged .jsonl or .json file.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="The merged .jsonl or .json file.")
+    ],
 ) -> None:
     """Join complete shard outputs into one file in input order; refuses missing or unfinished shards."""
     from vidcap.io.merge import merge_outputs
@@ -24,7 +27,10 @@ def merge_command(
     report = merge_outputs(list(shard_outputs), output)
     summary = write_merged_summary(list(shard_outputs), report)
     counts = ", ".join(f"{n} {status}" for status, n in summary["status_counts"].items())
-    print(f"merged {report.shards} shards, {report.records} records ({counts}) -> {output}", file=sys.stderr)
+    print(
+        f"vidcap: merged {report.shards} shards, {report.records} records ({counts}) -> {output}",
+        file=sys.stderr,
+    )
 
 
 def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ or from the defaults in ``vidcap.config`` (stated in each help text).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -63,6 +63,7 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="NAME|DIR",
         help="Hugging Face model id or local folder, e.g. Qwen/Qwen2.5-VL-7B-Instruct.",
         rich_help_panel=MODEL,
     ),
@@ -70,7 +71,46 @@ Model = Annotated[
 Config = Annotated[
     str | None,
     typer.Option(
-        "--config", "-c", help="TOML file of options (keys are flag names with _); flags override it."
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML file of options (keys are flag names with _); flags override it.",
+    ),
+]
+Backend = Annotated[
+    Literal["vllm", "transformers", "openai"] | None,
+    typer.Option(help="The engine (default: vllm).", rich_help_panel=MODEL),
+]
+GpuMemoryUtilization = Annotated[
+    float | None,
+    typer.Option(
+        help="Fraction of GPU memory vLLM may use; on vLLM's CPU build, of RAM for its KV cache "
+        "(default: 0.9).",
+        rich_help_panel=MODEL,
+    ),
+]
+MaxModelLen = Annotated[
+    int | None,
+    typer.Option(
+        help="Longest prompt + caption in tokens (default: the model's); longer prompts fail per record.",
+        rich_help_panel=MODEL,
+    ),
+]
+MaxTokens = Annotated[
+    int | None,
+    typer.Option(help="Longest caption in tokens (default: 1024).", rich_help_panel=MODEL),
+]
+EnforceEager = Annotated[
+    bool | None,
+    typer.Option(help="Disable CUDA graphs (faster start, slower run).", rich_help_panel=MODEL),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Show other libraries' messages (vLLM, torch, transformers) here instead of in OUTPUT.log.",
     ),
 ]
 

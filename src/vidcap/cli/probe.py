@@ -28,6 +28,9 @@ VIDEO_EXTENSIONS = frozenset(
     | {".ogv", ".flv", ".wmv", ".3gp", ".3g2", ".mxf", ".vob"}
 )
 DATASET_EXTENSIONS = frozenset((".json", ".jsonl", ".ndjson"))
+# Data files that are not videos: read as datasets, so that one vidcap cannot read is refused
+# with the same error ``vidcap run`` gives, not probed as a broken video.
+TABLE_EXTENSIONS = frozenset((".csv", ".tsv", ".parquet", ".arrow", ".txt", ".xlsx"))
 
 
 @dataclass(frozen=True)
@@ -40,36 +43,20 @@ class _Item:
     record: int | None = None
 
 
-def _dataset_records(dataset: Path) -> Iterator[tuple[int, dict]]:
-    """(index, record) for each record of a dataset, with the project's reader if present."""
-    try:
-        from vidcap.io.records import iter_records
-    except ImportError:  # the real reader is optional here: a plain one does for probing
-        iter_records = None
-    if iter_records is not None:
-        for record in iter_records(dataset):
-            yield record.index, record.data
-        return
-    text = dataset.read_text(encoding="utf-8")
-    if dataset.suffix == ".json":
-        data = json.loads(text)
-        records = data if isinstance(data, list) else [data]
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    for number, record in enumerate(r for r in records if isinstance(r, dict)):
-        yield number, record
-
-
 def _dataset_items(dataset: Path) -> Iterator[_Item]:
-    folder = dataset.parent
-    for number, record in _dataset_records(dataset):
-        videos = record.get("video")
-        for video in videos if isinstance(videos, list) else [videos]:
-            if not isinstance(video, str) or not video:
-                continue
-            local = video.removeprefix("file://")
-            path = str(folder / local) if not Path(local).is_absolute() else local
-            yield _Item(shown=path, path=path, dataset=str(dataset), record=number)
+    """The videos of a dataset's records, read as ``vidcap run`` reads them: a record whose
+    video field is missing or malformed stops the probe with the same one-line error, a
+    null or empty one has nothing to probe (``run`` marks it skipped)."""
+    from vidcap.io.records import iter_records
+    from vidcap.pipeline.check import record_location, resolve_video_path, video_field_problem, video_paths
+
+    for record in iter_records(dataset):
+        problem = video_field_problem(record.data, "video")
+        if problem:
+            raise VidcapError(f"{record_location(dataset, record)}: {problem}")
+        for video in video_paths(record.data, "video"):
+            path = resolve_video_path(video, dataset.parent)
+            yield _Item(shown=path, path=path, dataset=str(dataset), record=record.index)
 
 
 def expand_paths(paths: list[str]) -> Iterator[_Item]:
@@ -80,7 +67,7 @@ def expand_paths(paths: list[str]) -> Iterator[_Item]:
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS):
                 if found.is_file():
                     yield _Item(shown=str(found), path=str(found))
-        elif path.suffix.lower() in DATASET_EXTENSIONS and path.is_file():
+        elif path.suffix.lower() in DATASET_EXTENSIONS | TABLE_EXTENSIONS and path.is_file():
             yield from _dataset_items(path)
         else:
             yield _Item(shown=argument, path=argument)
@@ -207,7 +194,7 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
         console.print(table)
     for row in rows:
         if "error" in row:
-            console.print(f"[red]error[/red] {escape(row['error'])}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(row['error'])}", highlight=False)
     if totals is not None:
         t = totals.as_dict()
         console.print(

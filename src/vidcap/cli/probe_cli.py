@@ -29,7 +29,10 @@ EPILOG = (
 
 
 def probe_cli_command(
-    paths: Annotated[list[str], typer.Argument(help="Video files, folders, or .json/.jsonl datasets.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH", help="Video files, folders, or .json/.jsonl datasets."),
+    ],
     json_lines: Annotated[
         bool, typer.Option("--json", help="JSON Lines on stdout, one object per video.")
     ] = False,

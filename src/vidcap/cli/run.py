@@ -7,30 +7,38 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
+from vidcap.cli.help import REQUIRED
 from vidcap.cli.options import (
     MODEL,
+    Backend,
     Config,
+    EnforceEager,
     Fps,
+    GpuMemoryUtilization,
     MaxFrames,
+    MaxModelLen,
     MaxPixels,
+    MaxTokens,
     MinFrames,
     MinPixels,
-    Model,
     Nframes,
+    Quiet,
     TotalPixels,
+    Verbose,
     sampling_values,
 )
 from vidcap.config import RunConfig, build_config, load_config_file
 from vidcap.errors import VidcapError
 from vidcap.procs import STOP_SIGNALS
+from vidcap.quiet import Capture, capture_output, log_path_for, terminal_err
 
 EPILOG = (
     "Examples:\n\n"
-    "  vidcap run --input data.jsonl --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n\n"
+    "  vidcap run data.jsonl --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n\n"
     "  vidcap run -i data.jsonl -o out.jsonl -c configs/qwen2.5-vl-7b.toml --prompt 'Describe {topic}.'\n\n"
     "  sbatch --array=0-7 scripts/slurm_array.sbatch   # shards from SLURM_ARRAY_TASK_ID"
 )
@@ -48,23 +56,45 @@ def _request_stop(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt  # a second Ctrl-C: stop now
     _stop_requested = True
     name = signal.Signals(signum).name
-    print(f"vidcap: {name} received; finishing the current batch, then stopping", file=sys.stderr, flush=True)
+    stream = terminal_err()
+    print(f"vidcap: {name} received; finishing the current batch, then stopping", file=stream, flush=True)
 
 
 def run_command(
+    input_file: Annotated[
+        str | None,
+        typer.Argument(metavar="INPUT", help="The dataset, as with --input.", show_default=False),
+    ] = None,
     input: Annotated[
-        str | None, typer.Option("--input", "-i", help="Dataset: .jsonl or .json array.", rich_help_panel=JOB)
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE",
+            help=f"Dataset: .jsonl or .json array (or give it as the argument). {REQUIRED}",
+            rich_help_panel=JOB,
+        ),
     ] = None,
     output: Annotated[
         str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output .jsonl or .json (default: INPUT.captions.EXT).",
+            metavar="FILE",
+            help="Output .jsonl or .json (default: INPUT.captions.EXT); its folder is created if needed.",
             rich_help_panel=JOB,
         ),
     ] = None,
-    model: Model = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME|DIR",
+            help=f"Hugging Face model id or local folder, e.g. Qwen/Qwen2.5-VL-7B-Instruct. {REQUIRED}",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     config: Config = None,
     prompt: Annotated[
         str | None,
@@ -75,7 +105,8 @@ def run_command(
         ),
     ] = None,
     prompt_file: Annotated[
-        str | None, typer.Option(help="Read the prompt template from this file.", rich_help_panel=PROMPT)
+        str | None,
+        typer.Option(metavar="FILE", help="Read the prompt template from this file.", rich_help_panel=PROMPT),
     ] = None,
     system_prompt: Annotated[
         str | None, typer.Option(help="System prompt for every request.", rich_help_panel=PROMPT)
@@ -104,10 +135,7 @@ def run_command(
             help="Unique record id field for resume (default: input position).", rich_help_panel=BATCH
         ),
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(help="vllm, transformers or openai (default: vllm).", rich_help_panel=MODEL),
-    ] = None,
+    backend: Backend = None,
     cache_dir: Annotated[
         str | None,
         typer.Option(help="Where hub models are downloaded (default: HF cache).", rich_help_panel=MODEL),
@@ -115,38 +143,24 @@ def run_command(
     tensor_parallel_size: Annotated[
         int | None, typer.Option(help="GPUs to shard the model over (default: 1).", rich_help_panel=MODEL)
     ] = None,
-    gpu_memory_utilization: Annotated[
-        float | None,
-        typer.Option(help="Fraction of GPU memory vLLM may use (default: 0.9).", rich_help_panel=MODEL),
-    ] = None,
-    max_model_len: Annotated[
-        int | None,
-        typer.Option(
-            help="Longest prompt + caption in tokens (default: the model's); longer prompts fail per record.",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    gpu_memory_utilization: GpuMemoryUtilization = None,
+    max_model_len: MaxModelLen = None,
     dtype: Annotated[
         str | None, typer.Option(help="Model dtype (default: auto).", rich_help_panel=MODEL)
     ] = None,
-    enforce_eager: Annotated[
-        bool | None,
-        typer.Option(help="Disable CUDA graphs (faster start, slower run).", rich_help_panel=MODEL),
-    ] = None,
+    enforce_eager: EnforceEager = None,
     trust_remote_code: Annotated[
         bool | None, typer.Option(help="Allow model code from the hub.", rich_help_panel=MODEL)
     ] = None,
     device: Annotated[
-        str | None,
-        typer.Option(help="transformers backend: cpu, cuda, auto (default: auto).", rich_help_panel=MODEL),
+        Literal["cpu", "cuda", "auto"] | None,
+        typer.Option(help="Device of the transformers backend (default: auto).", rich_help_panel=MODEL),
     ] = None,
     temperature: Annotated[
         float | None, typer.Option(help="Sampling temperature (default: 0.7).", rich_help_panel=MODEL)
     ] = None,
     top_p: Annotated[float | None, typer.Option(help="Top-p (default: 0.9).", rich_help_panel=MODEL)] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Longest caption in tokens (default: 1024).", rich_help_panel=MODEL)
-    ] = None,
+    max_tokens: MaxTokens = None,
     num_captions: Annotated[
         int | None,
         typer.Option(
@@ -159,6 +173,7 @@ def run_command(
     json_schema: Annotated[
         str | None,
         typer.Option(
+            metavar="FILE",
             help="JSON Schema file: captions are generated as JSON objects that validate against it.",
             rich_help_panel=PROMPT,
         ),
@@ -191,9 +206,10 @@ def run_command(
         typer.Option(help="Number of shards (default: SLURM_ARRAY_TASK_COUNT or 1).", rich_help_panel=BATCH),
     ] = None,
     on_bad_line: Annotated[
-        str | None,
+        Literal["error", "skip"] | None,
         typer.Option(
-            help="error (stop before any work) or skip (report and skip) (default: error).",
+            help="A line that is not a record: stop before any work, or report and skip it "
+            "(default: error).",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -223,12 +239,14 @@ def run_command(
     concurrency: Annotated[
         int | None, typer.Option(help="Requests in flight at once (default: 8).", rich_help_panel=SERVER)
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's own logs.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Caption every record of a dataset and write the records with captions added."""
+    if input_file is not None and input is not None and input_file != input:
+        raise VidcapError(f"two inputs given: {input_file} and --input {input}; give one")
     flags = {
-        "input": input,
+        "input": input_file if input_file is not None else input,
         "output": output,
         "model": model,
         "prompt": prompt,
@@ -279,13 +297,13 @@ def finish_config(config: RunConfig) -> RunConfig:
 
     run, engine, generation = config.run, config.engine, config.generation
     if not run.input:
-        raise VidcapError("missing --input (a .jsonl or .json dataset)")
+        raise VidcapError("missing the input dataset: vidcap run DATA.jsonl (or --input, or input= in -c)")
     if not engine.model:
         raise VidcapError("missing --model (a Hugging Face model id or a local model folder)")
     if not Path(run.input).is_file():
         raise VidcapError(f"input file not found: {run.input}")
     if engine.backend != "openai":
-        check_model_exists(engine.model)
+        check_model_exists(engine.model, cache_dir=engine.cache_dir)
     if run.prompt is not None and not run.prompt.strip():
         raise VidcapError("--prompt is empty")
     if run.prompt_file:
@@ -317,47 +335,95 @@ def _check_schema(path: str, schema: Any) -> None:
 
 
 def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) -> int:
-    """Run a checked config with signal handling and a printed summary; returns the exit code."""
+    """Run a checked config with signal handling and a printed summary; returns the exit code.
+
+    Without ``verbose``, other libraries' output (this process's and its children's) goes to
+    ``OUTPUT.log`` (see ``vidcap.quiet``); the terminal keeps vidcap's own lines.
+    """
     from vidcap.engines import create_engine
-    from vidcap.pipeline.runner import run_captioning
+    from vidcap.pipeline.runner import default_output_path, run_captioning
     from vidcap.progress import make_progress
 
     config = finish_config(config)
-    if not verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # --verbose shows its warnings too
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    output = Path(config.run.output) if config.run.output else default_output_path(Path(config.run.input))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     global _stop_requested
     _stop_requested = False
     # The signals the helper processes ignore (vidcap.procs): this process alone acts on them.
     previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
+    capture = None
     try:
-        with create_engine(config.engine, config.generation) as engine:
+        with (
+            capture_output(log_path_for(output), enabled=not verbose) as capture,
+            create_engine(config.engine, config.generation) as engine,
+        ):
             result = run_captioning(
                 config,
                 engine,
-                progress=make_progress(enabled=not quiet),
+                progress=make_progress(terminal_err(), enabled=not quiet),
                 should_stop=lambda: _stop_requested,
             )
+    except VidcapError as exc:
+        if capture is not None and capture.captured_bytes:  # e.g. the engine's root cause
+            raise VidcapError(f"{exc} (more in {capture.path})") from exc
+        raise
+    except BaseException:
+        _print_note(capture)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print_summary(result.summary_data, interrupted=result.interrupted)
+    _print_note(capture)
+    print_summary(result.summary_data, interrupted=result.interrupted, id_key=config.run.id_key)
     return result.exit_code
 
 
-def print_summary(data: dict[str, Any], *, interrupted: bool) -> None:
-    """A few lines on stderr: counts by status, time, throughput, where the files are."""
+def _print_note(capture: Capture | None) -> None:
+    """Name the log of other libraries' messages, if they wrote any."""
+    note = capture.note() if capture is not None else None
+    if note:
+        print(note, file=sys.stderr)
+
+
+def print_summary(data: dict[str, Any], *, interrupted: bool, id_key: str | None = None) -> None:
+    """A few lines on stderr: counts by status, time, rates, where the files and failures are.
+
+    The captioning rate counts from the first record on, as the progress bar does; the
+    overall rate also counts the checks and the model load.
+    """
     counts = data["status_counts"]
+    stats = data.get("stats", {})
+    load_s, caption_s = stats.get("load_s", 0.0), stats.get("caption_s", 0.0)
+    videos = stats.get("videos", 0)
+    captioning = f"{videos / caption_s:.2f} videos/s captioning" if caption_s > 0 else "no captioning"
     lines = [
         f"{'Interrupted' if interrupted else 'Done'}: {counts['ok']} ok, {counts['error']} error, "
         f"{counts['skipped']} skipped" + (f", {data['resumed']} already done" if data["resumed"] else ""),
-        f"  {data['elapsed_s']:.1f} s, {data['videos_per_s']:.2f} videos/s, "
-        f"{data['prompt_tokens']} prompt + {data['generated_tokens']} generated tokens "
-        f"({data['generated_tokens_per_s']:.1f} tokens/s while generating)",
+        f"  time:    {data['elapsed_s']:.1f} s in all, {load_s:.1f} s of it loading the model",
+        f"  rate:    {captioning}, {data['videos_per_s']:.2f} videos/s overall",
+        f"  tokens:  {data['prompt_tokens']} prompt + {data['generated_tokens']} generated "
+        f"({data['generated_tokens_per_s']:.1f}/s while generating)",
         f"  output:  {data['output']}",
         f"  summary: {data['output']}.summary.json",
     ]
+    if counts["error"]:
+        lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
     if interrupted:
         lines.append("  rerun the same command to resume")
     print("\n".join(lines), file=sys.stderr)
+
+
+def _failed_records(output: Path, status_key: str, id_key: str | None, limit: int = 5) -> str:
+    """Where the error records of ``output`` are: their first few ids (or lines), and how many."""
+    from vidcap.io.records import iter_records
+
+    found: list[str] = []
+    total = 0
+    for record in iter_records(output):
+        if record.data.get(status_key) == "error":
+            total += 1
+            if len(found) < limit:
+                found.append(str(record.data.get(id_key)) if id_key else str(record.line))
+    where = "ids" if id_key else ("elements" if output.suffix == ".json" else "lines")
+    more = f", ... ({total} in the file)" if total > len(found) else ""
+    return f"{where} {', '.join(found)}{more} of {output.name} (see their 'error' field)"

@@ -32,9 +32,8 @@ def video_paths(record: dict, key: str) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def record_problem(record: dict, opts: RunOptions) -> str | None:
-    """What makes a record unusable (a user error that stops the run), or None."""
-    key = opts.input_video_key
+def video_field_problem(record: dict, key: str) -> str | None:
+    """What is wrong with a record's video field (``run`` and ``probe`` read it alike), or None."""
     if key not in record:
         return f"record has no '{key}' field (set --input-video-key to the field holding the video path)"
     value = record[key]
@@ -44,6 +43,21 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
         return f"'{key}' must be a list of non-empty path strings"
     if isinstance(value, str) and not value:
         return f"'{key}' is an empty string"
+    return None
+
+
+def record_location(input_path: Path, record: InputRecord) -> str:
+    """``file:line`` for a JSONL record, ``file: element N`` for a JSON array's."""
+    if detect_format(input_path, "input") == "json":
+        return f"{input_path}: element {record.line}"
+    return f"{input_path}:{record.line}"
+
+
+def record_problem(record: dict, opts: RunOptions) -> str | None:
+    """What makes a record unusable (a user error that stops the run), or None."""
+    problem = video_field_problem(record, opts.input_video_key)
+    if problem:
+        return problem
     conversation = record.get(opts.conversation_key)
     if conversation is not None and not isinstance(conversation, list):
         return f"'{opts.conversation_key}' must be a list of turns, got {type(conversation).__name__}"
@@ -76,14 +90,12 @@ def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
     # With "error", the pass below stops at the first bad line itself; only "skip" needs the
     # scan, for its report of what was skipped (a second full parse of the input otherwise).
     scan = scan_input(input_path, on_bad_line="skip") if opts.on_bad_line == "skip" else None
-    is_array = detect_format(input_path, "input") == "json"
     count = 0
     most_videos = 0
     for record in iter_records(input_path, on_bad_line=opts.on_bad_line):
         problem = record_problem(record.data, opts)
         if problem:
-            where = f"{input_path}: element {record.line}" if is_array else f"{input_path}:{record.line}"
-            raise VidcapError(f"{where}: {problem}")
+            raise VidcapError(f"{record_location(input_path, record)}: {problem}")
         count += 1
         most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
     if count == 0:  # (with "skip", the scan has said so already, naming the bad lines)

@@ -98,6 +98,7 @@ def run_captioning(
     input_path = Path(opts.input)
     output_path = Path(opts.output) if opts.output else default_output_path(input_path)
 
+    log.info("checking the records in %s", input_path)
     facts = check_records(input_path, opts)
     for bad in facts.bad_lines:
         log.warning("%s (skipped: --on-bad-line skip)", bad.message)
@@ -119,14 +120,22 @@ def run_captioning(
     writer = open_writer(output_path, resume=not opts.overwrite)
     stats = RunStats(bad_lines=facts.bad_count)
     interrupted = False
+    caption_started: float | None = None
     try:
+        log.info("%d records ok; loading the model %s", facts.records, config.engine.model)
+        load_started = time.monotonic()
         engine.start(max_videos_per_prompt=facts.max_videos_per_record)
+        stats.load_s = time.monotonic() - load_started
+        log.info("model loaded in %.1f s", stats.load_s)
         if engine.max_model_len:  # the default pixel budget fits the engine's context
             config = dataclasses.replace(
                 config, sampling=dataclasses.replace(config.sampling, model_seq_len=engine.max_model_len)
             )
         todo, skipped_done = _records_to_do(input_path, config, shard, done)
         stats.resumed = skipped_done
+        if skipped_done:
+            log.info("resuming after %d records already done in %s", skipped_done, output_path)
+        caption_started = time.monotonic()
         progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")
         pending: deque[_Pending] = deque()
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
@@ -168,6 +177,8 @@ def run_captioning(
             raise
     finally:
         progress.stop()
+    if caption_started is not None:
+        stats.caption_s = time.monotonic() - caption_started
     complete = not interrupted
     writer.close(complete=complete)
     elapsed = time.monotonic() - started

@@ -23,6 +23,8 @@ class RunStats:
     decode_wait_s: float = 0.0  # time the main loop waited for decoded videos
     generate_s: float = 0.0
     write_s: float = 0.0
+    load_s: float = 0.0  # starting the engine (loading the model)
+    caption_s: float = 0.0  # from the first record to the last: what the progress bar's rate counts
     errors_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
