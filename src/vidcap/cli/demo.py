@@ -13,7 +13,7 @@ from vidcap.cli.options import MODEL, Quiet, Verbose
 
 EPILOG = (
     "Examples:\n\n  vidcap demo --workdir ./vidcap-demo\n\n"
-    "  vidcap demo --gpu-memory-utilization 0.05 --max-tokens 16   # less memory, shorter captions"
+    "  vidcap demo --gpu-memory-utilization 0.05 --max-tokens 16"
 )
 
 NOISE_WARNING = (

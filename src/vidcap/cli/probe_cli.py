@@ -24,7 +24,7 @@ from vidcap.cli.options import (
 EPILOG = (
     "Examples:\n\n"
     "  vidcap probe clip.mp4 videos/\n\n"
-    "  vidcap probe data.jsonl --json --model Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl"
+    "  vidcap probe data.jsonl --json -m Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl"
 )
 
 

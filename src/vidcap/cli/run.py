@@ -38,9 +38,9 @@ from vidcap.quiet import Capture, capture_output, log_path_for, terminal_err
 
 EPILOG = (
     "Examples:\n\n"
-    "  vidcap run data.jsonl --output captions.jsonl --model Qwen/Qwen2.5-VL-7B-Instruct\n\n"
-    "  vidcap run -i data.jsonl -o out.jsonl -c configs/qwen2.5-vl-7b.toml --prompt 'Describe {topic}.'\n\n"
-    "  sbatch --array=0-7 scripts/slurm_array.sbatch   # shards from SLURM_ARRAY_TASK_ID"
+    "  vidcap run data.jsonl -o captions.jsonl -m Qwen/Qwen2.5-VL-7B-Instruct\n\n"
+    "  vidcap run data.jsonl -c configs/qwen2.5-vl-7b.toml --prompt 'Describe {x}.'\n\n"
+    "  sbatch --array=0-7 scripts/slurm_array.sbatch   # one shard per array task"
 )
 JOB = "Input and output"
 PROMPT = "Prompt"
