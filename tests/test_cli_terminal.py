@@ -73,6 +73,44 @@ def test_demo_takes_the_engine_flags_run_takes() -> None:
         assert flag in text, flag
 
 
+# --- the capture itself -----------------------------------------------------------------
+
+
+def test_capture_takes_child_processes_output_and_leaves_vidcaps_own(tmp_path: Path, capfd) -> None:
+    from vidcap.quiet import capture_output, terminal_err, terminal_out
+
+    log = tmp_path / "out" / "captions.jsonl.log"  # its folder is made on demand
+    child = "import os, sys; print('child stdout'); print('child stderr', file=sys.stderr)"
+    with capture_output(log) as capture:
+        subprocess.run([sys.executable, "-c", child], check=True)
+        os.write(2, b"raw fd 2\n")  # as C code (torch's NUMA notice) writes
+        with open(2, "w", closefd=False) as stderr:  # as sys.stderr is in the real command
+            print("library notice", file=stderr)
+        print("vidcap line", file=terminal_err())
+        print("vidcap result", file=terminal_out())
+    print("after", file=sys.stderr)
+    shown = capfd.readouterr()
+    text = log.read_text()
+    for line in ("child stdout", "child stderr", "raw fd 2", "library notice"):
+        assert line in text and line not in shown.out + shown.err, line
+    assert shown.err.splitlines() == ["vidcap line", "after"]
+    assert shown.out.splitlines() == ["vidcap result"]
+    assert capture.captured_bytes == len(text.encode()) - len(text.splitlines(keepends=True)[0].encode())
+    assert capture.note() == f"vidcap: other libraries' messages are in {log} (--verbose shows them here)"
+
+
+def test_a_capture_that_caught_nothing_leaves_no_log(tmp_path: Path, capfd) -> None:
+    from vidcap.quiet import capture_output
+
+    log = tmp_path / "captions.jsonl.log"
+    with capture_output(log) as capture:
+        pass
+    assert not log.exists() and capture.note() is None
+    with capture_output(log, enabled=False) as capture:
+        print("verbose: shown", file=sys.stderr)
+    assert not log.exists() and "verbose: shown" in capfd.readouterr().err
+
+
 # --- input and model errors, one format ------------------------------------------------
 
 
