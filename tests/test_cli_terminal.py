@@ -111,6 +111,43 @@ def test_a_capture_that_caught_nothing_leaves_no_log(tmp_path: Path, capfd) -> N
     assert not log.exists() and "verbose: shown" in capfd.readouterr().err
 
 
+# --- what the run says (fake engine: the real one is below) ----------------------------
+
+
+def test_the_run_says_what_it_does_and_the_summary_where_failures_are(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, caplog, capsys
+) -> None:
+    from tests.test_runner_errors import FakeEngine, config, dataset
+    from vidcap.cli.run import print_summary
+    from vidcap.pipeline.runner import run_captioning
+
+    data = dataset(tmp_path, clip_dir, 7, failing={1, 2, 3, 4, 5, 6})
+    out = tmp_path / "out.jsonl"
+    caplog.set_level("INFO", logger="vidcap")
+    first = run_captioning(config(data, out, batch_size=2), FakeEngine(tiny_model))
+    assert [m for m in caplog.messages if "resuming" in m] == []
+    out.write_bytes(b"".join(out.read_bytes().splitlines(keepends=True)[:5]))  # as if killed after 5
+    caplog.clear()
+    second = run_captioning(config(data, out, batch_size=2), FakeEngine(tiny_model))
+    assert caplog.messages[:3] == [
+        f"checking the records in {data}",
+        "7 records ok; loading the model fake",
+        caplog.messages[2],
+    ]
+    assert re.fullmatch(r"model loaded in [\d.]+ s", caplog.messages[2])
+    assert caplog.messages[3] == f"resuming after 5 records already done in {out}"
+    assert first.stats.load_s >= 0 and first.stats.caption_s > 0
+
+    print_summary(second.summary_data, interrupted=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "Done: 0 ok, 2 error, 0 skipped, 5 already done"
+    # Every failed record in the file counts, the resumed ones too; the first five are named.
+    failed = "  failed:  lines 2, 3, 4, 5, 6, ... (6 in the file) of out.jsonl (see their 'error' field)"
+    assert lines[-1] == failed
+    print_summary(second.summary_data, interrupted=False, id_key="id")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("  failed:  ids 1, 2, 3, 4, 5, ... (6 in")
+
+
 # --- input and model errors, one format ------------------------------------------------
 
 
