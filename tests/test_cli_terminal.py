@@ -280,28 +280,30 @@ def test_a_broken_model_still_ends_with_a_clear_error(
     assert Path(f"{out}.log").stat().st_size > 0
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+def tmux(socket: str, *args: str) -> str:
+    """Run a tmux command on a private server (its own socket: no one else's sessions, our env)."""
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.engine
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (Debian package tmux), a real terminal")
 def test_demo_in_a_terminal_shows_a_bar_and_nothing_foreign(tmp_path: Path) -> None:
-    session = f"vidcap-test-{os.getpid()}"
+    socket = f"vidcap-test-{os.getpid()}"
     screen = tmp_path / "screen.txt"
+    done = tmp_path / "done"
     command = (
         f"cd {tmp_path} && {sys.executable} -m vidcap demo --workdir demo --max-tokens 8 > records.jsonl; "
-        f"echo exit=$? > {tmp_path / 'done'}"
+        f"echo exit=$? > {done}; sleep 3600"  # the pane stays open to be read
     )
-    env = f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}"
-    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "50", f"env {env} bash -c '{command}'")
+    tmux(socket, "new-session", "-d", "-x", "100", "-y", "50", f"bash -c '{command}'")
     try:
         deadline = time.monotonic() + 900
-        while not (tmp_path / "done").exists() and time.monotonic() < deadline:
+        while not done.exists() and time.monotonic() < deadline:
             time.sleep(2)
-        pane = tmux("capture-pane", "-p", "-t", session, "-S", "-200")
+        time.sleep(1)
+        pane = tmux(socket, "capture-pane", "-p", "-J", "-S", "-200")  # -J: join wrapped lines
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
     screen.write_text(pane)
     assert (tmp_path / "done").read_text().strip() == "exit=0", pane
     shown = [line for line in pane.splitlines() if line.strip()]

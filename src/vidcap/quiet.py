@@ -72,12 +72,17 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture_output(log_path: Path, *, enabled: bool = True) -> Iterator[Capture]:
+def capture_output(log_path: Path, *, enabled: bool = True, release: bool = True) -> Iterator[Capture]:
     """Send descriptors 1 and 2 (this process and its children) to ``log_path`` for the block.
 
     The log is appended to, after a header line naming the run's start, so that a resumed
     run keeps the earlier runs' messages; a new log that caught nothing is removed. With
     ``enabled`` False nothing is redirected (the ``--verbose`` mode) and the Capture stays empty.
+
+    With ``release`` False the descriptors stay on the log after the block (and
+    ``terminal_out``/``terminal_err`` on the terminal), for a command that ends soon after:
+    what libraries print while the process winds down (vLLM's engine monitor thread noticing
+    its stopped engine, exit handlers) then lands in the log too, not among vidcap's lines.
     """
     global _terminal
     capture = Capture(log_path)
@@ -109,13 +114,14 @@ def capture_output(log_path: Path, *, enabled: bool = True) -> Iterator[Capture]
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        _terminal = None
         out.flush()
         err.flush()
-        os.dup2(saved[1], 1)
-        os.dup2(saved[2], 2)
-        out.close()  # closes saved[1]
-        err.close()
+        if release:
+            _terminal = None
+            os.dup2(saved[1], 1)
+            os.dup2(saved[2], 2)
+            out.close()  # closes saved[1]
+            err.close()
         capture.captured_bytes = max(os.fstat(log_fd).st_size - start, 0)
         os.close(log_fd)
         if not capture.captured_bytes and not existed:  # a log of nothing but its header

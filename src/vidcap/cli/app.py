@@ -73,7 +73,7 @@ def main() -> None:
         app(standalone_mode=True)
     except VidcapError as exc:
         if os.environ.get("VIDCAP_DEBUG"):
-            traceback.print_exc()
+            traceback.print_exc(file=terminal_err())
         print(f"error: {exc}", file=terminal_err())
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
@@ -82,6 +82,6 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception:
-        traceback.print_exc()
-        print("error: internal error (a bug); please report it with the traceback above", file=sys.stderr)
+        traceback.print_exc(file=terminal_err())
+        print("error: internal error (a bug); please report it with the traceback above", file=terminal_err())
         sys.exit(EXIT_INTERNAL)

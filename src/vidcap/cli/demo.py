@@ -71,7 +71,7 @@ def demo_command(
     from vidcap.config import build_config
     from vidcap.io.jsonio import dumps
     from vidcap.io.records import iter_records
-    from vidcap.quiet import capture_output, log_path_for
+    from vidcap.quiet import capture_output, log_path_for, terminal_err, terminal_out
     from vidcap.tiny_model import build_tiny_model
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -120,9 +120,10 @@ def demo_command(
         },
     )
     code = execute(config, quiet=quiet, verbose=verbose)
-    print(file=sys.stderr)
+    # Through the terminal streams: the libraries' output stays in the log until the end.
+    print(file=terminal_err())
     for record in iter_records(output):
-        print(dumps(record.data).decode())
-    print(f"\n{NOISE_WARNING}\nFor real captions:\n  {REAL_COMMAND.format(data=data)}", file=sys.stderr)
-    print(REPORT_COMMAND.format(output=output), file=sys.stderr)
+        print(dumps(record.data).decode(), file=terminal_out())
+    print(f"\n{NOISE_WARNING}\nFor real captions:\n  {REAL_COMMAND.format(data=data)}", file=terminal_err())
+    print(REPORT_COMMAND.format(output=output), file=terminal_err())
     raise typer.Exit(code)

@@ -338,7 +338,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     """Run a checked config with signal handling and a printed summary; returns the exit code.
 
     Without ``verbose``, other libraries' output (this process's and its children's) goes to
-    ``OUTPUT.log`` (see ``vidcap.quiet``); the terminal keeps vidcap's own lines.
+    ``OUTPUT.log`` (see ``vidcap.quiet``) until the command ends; the terminal keeps vidcap's
+    own lines, printed through ``terminal_out``/``terminal_err``.
     """
     from vidcap.engines import create_engine
     from vidcap.pipeline.runner import default_output_path, run_captioning
@@ -354,7 +355,7 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     capture = None
     try:
         with (
-            capture_output(log_path_for(output), enabled=not verbose) as capture,
+            capture_output(log_path_for(output), enabled=not verbose, release=False) as capture,
             create_engine(config.engine, config.generation) as engine,
         ):
             result = run_captioning(
@@ -382,11 +383,11 @@ def _print_note(capture: Capture | None) -> None:
     """Name the log of other libraries' messages, if they wrote any."""
     note = capture.note() if capture is not None else None
     if note:
-        print(note, file=sys.stderr)
+        print(note, file=terminal_err())
 
 
 def print_summary(data: dict[str, Any], *, interrupted: bool, id_key: str | None = None) -> None:
-    """A few lines on stderr: counts by status, time, rates, where the files and failures are.
+    """A few lines on the terminal: counts by status, time, rates, where the files and failures are.
 
     The captioning rate counts from the first record on, as the progress bar does; the
     overall rate also counts the checks and the model load.
@@ -410,7 +411,7 @@ def print_summary(data: dict[str, Any], *, interrupted: bool, id_key: str | None
         lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
     if interrupted:
         lines.append("  rerun the same command to resume")
-    print("\n".join(lines), file=sys.stderr)
+    print("\n".join(lines), file=terminal_err())
 
 
 def _failed_records(output: Path, status_key: str, id_key: str | None, limit: int = 5) -> str:
