@@ -490,7 +490,9 @@ def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.C
     make_clip(tmp_path / "videos" / "a.mp4", seconds=1.0)
     make_clip(tmp_path / "videos" / "b.mkv", seconds=2.0)
     dataset = tmp_path / "data.jsonl"
-    records = [{"video": "videos/a.mp4"}, {"video": ["videos/b.mkv", "videos/missing.mp4"]}, {"text": "x"}]
+    # A null video has nothing to probe (run marks it skipped); a record without the key is an
+    # input error for both commands (tests/test_cli_terminal.py).
+    records = [{"video": "videos/a.mp4"}, {"video": ["videos/b.mkv", "videos/missing.mp4"]}, {"video": None}]
     dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
     model = tmp_path / "model"
     model.mkdir()
