@@ -40,7 +40,10 @@ def narrow(**extra: str) -> dict[str, str]:
 # --- help -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["--help"], ["run", "--help"], ["probe", "--help"], ["demo", "--help"]])
+COMMANDS = ("run", "probe", "merge", "demo", "report")
+
+
+@pytest.mark.parametrize("command", [["--help"], *([command, "--help"] for command in COMMANDS)])
 def test_help_fits_80_columns_without_cutting_flags(command: list[str]) -> None:
     result = run_vidcap(*command, env=narrow())
     assert result.returncode == 0, result.stderr
@@ -314,6 +317,7 @@ def test_demo_in_a_terminal_shows_a_bar_and_nothing_foreign(tmp_path: Path) -> N
         if not OWN_LINE.match(line)
         and "captioning data.jsonl" not in line  # the bar
         and not line.startswith(("These captions come from", "For real captions", "  vidcap run", "(needs a"))
+        and not line.startswith(("Look at the captions", "  vidcap report"))
     ]
     assert noise == [], pane
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 4

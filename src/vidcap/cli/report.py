@@ -26,7 +26,7 @@ EPILOG = (
     "Examples:\n\n"
     "  vidcap report captions.jsonl                         # -> captions.report.html\n\n"
     "  vidcap report out/shard-*.jsonl --only error -o errors.html\n\n"
-    "  vidcap report captions.jsonl --sample 200 --seed 1 --config configs/qwen2.5-vl-7b.toml"
+    "  vidcap report captions.jsonl --sample 200 -c configs/qwen2.5-vl-7b.toml"
 )
 FIELDS = "Record fields (as given to vidcap run)"
 
