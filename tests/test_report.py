@@ -189,11 +189,11 @@ def test_bad_outputs_are_one_line_errors(tmp_path: Path) -> None:
     bad.write_text('{"id": 1, "status": "ok"}\n{"id": 2, "stat\n')
     result = run_vidcap("report", str(bad))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {bad}:2: invalid JSON")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:2: invalid JSON")
     assert "Traceback" not in result.stderr
 
     result = run_vidcap("report", str(tmp_path / "absent.jsonl"))
-    assert result.returncode == 2 and f"Error: {tmp_path / 'absent.jsonl'}: no such file" in result.stderr
+    assert result.returncode == 2 and f"error: {tmp_path / 'absent.jsonl'}: no such file" in result.stderr
 
     result = run_vidcap("report", str(tmp_path / "notes.txt"))
     assert result.returncode == 2 and "not a vidcap output file" in result.stderr
@@ -206,7 +206,7 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
     parquet.write_bytes(b"PAR1")
     result = run_vidcap("report", str(parquet))
     assert result.returncode == 2
-    assert f"Error: {parquet}: reading Parquet needs pyarrow" in result.stderr
+    assert f"error: {parquet}: reading Parquet needs pyarrow" in result.stderr
 
 
 def test_cli_writes_beside_the_output_and_names_missing_videos(outdir: Path) -> None:
