@@ -24,11 +24,20 @@ class RecordError(Exception):
     """A failure confined to one record; the message becomes that record's ``error`` field."""
 
 
-def one_line(exc: BaseException) -> str:
-    """``exc`` as one line for a record's error field: its first message line, with its type
-    name when the type is not one of ours (a foreign exception type says where it came from)."""
-    lines = str(exc).strip().splitlines()
-    message = lines[0].strip() if lines else ""
-    if isinstance(exc, RecordError | VidcapError):
-        return message or type(exc).__name__
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+def one_line(
+    error: BaseException | str,
+    *,
+    expected: tuple[type[BaseException], ...] = (RecordError, VidcapError),
+) -> str:
+    """``error`` as one line for a record's error field or a log line.
+
+    A text has its lines joined by single spaces. An exception gives its message so joined,
+    after its type name unless it is one of the ``expected`` types (ours by default): a foreign
+    exception type says where it came from.
+    """
+    if isinstance(error, str):
+        return " ".join(line.strip() for line in error.splitlines() if line.strip())
+    message = one_line(str(error))
+    if isinstance(error, expected):
+        return message or type(error).__name__
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

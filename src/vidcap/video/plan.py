@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 
 from vidcap.errors import RecordError, VidcapError
-from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
+from vidcap.video.types import MAX_PLAUSIBLE_FPS, FramePlan, SamplingOptions, VideoInfo
 
 # The reference's constants (qwen_vl_utils/vision_process.py, 0.0.14).
 MAX_RATIO = 200
@@ -34,8 +34,6 @@ FPS_MAX_FRAMES = 768
 # Read from the environment at import, as the reference does, so both agree when it is set.
 MODEL_SEQ_LEN = int(float(os.environ.get("MODEL_SEQ_LEN", 128000)))
 
-# A stream frame rate above this is a time base or a bogus header, not a frame rate.
-MAX_PLAUSIBLE_FPS = 1000.0
 # Used only when a stream gives a frame count but neither frame rate nor duration.
 ASSUMED_FPS = 30.0
 

@@ -29,6 +29,8 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from vidcap.errors import one_line
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -60,21 +62,16 @@ def default_workers(cpu_count: int | None = None) -> int:
     return max(1, min(cpu_count - 1, 32))
 
 
-def _one_line(text: str) -> str:
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _call(fn: Callable[[Any], Any], task: Any, error_types: tuple) -> tuple[bool, Any]:
     """Run ``fn(task)``; return (True, result) or (False, one-line error)."""
     try:
         return True, fn(task)
     except Exception as exc:
-        message = _one_line(str(exc))
-        if isinstance(exc, error_types):
-            return False, message or type(exc).__name__
-        # Not an expected failure, so probably a bug: keep the type name, and the traceback on stderr.
-        traceback.print_exc()
-        return False, f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        if not isinstance(exc, error_types):
+            # Not an expected failure, so probably a bug: the traceback on stderr (and the type
+            # name in the message).
+            traceback.print_exc()
+        return False, one_line(exc, expected=error_types)
 
 
 def _exit_reason(code: int | None) -> str:
@@ -108,7 +105,7 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any], error_types: tuple,
         try:
             data = ForkingPickler.dumps((key, ok, payload), protocol=5)
         except Exception as exc:
-            data = ForkingPickler.dumps((key, False, _one_line(f"result could not be pickled: {exc}")))
+            data = ForkingPickler.dumps((key, False, one_line(f"result could not be pickled: {exc}")))
         try:
             conn.send_bytes(data)
         except OSError:
@@ -284,7 +281,7 @@ class OrderedPool(Generic[T, R]):
                         self._replace(i, f"timed out after {self._timeout_s:g} s")
         except BaseException as exc:  # the caller must not wait forever on a dead thread
             with self._cond:
-                self._failure = _one_line(f"pool dispatcher failed: {type(exc).__name__}: {exc}")
+                self._failure = one_line(f"pool dispatcher failed: {type(exc).__name__}: {exc}")
                 self._cond.notify_all()
         finally:
             self._shutdown()
@@ -309,7 +306,7 @@ class OrderedPool(Generic[T, R]):
             try:
                 data = ForkingPickler.dumps((key, task), protocol=5)
             except Exception as exc:
-                self._finish(key, TaskOutcome(task, None, _one_line(f"task could not be pickled: {exc}")))
+                self._finish(key, TaskOutcome(task, None, one_line(f"task could not be pickled: {exc}")))
                 continue
             try:
                 w.conn.send_bytes(data)
@@ -325,7 +322,7 @@ class OrderedPool(Generic[T, R]):
         try:
             message = ForkingPickler.loads(data)
         except Exception as exc:  # e.g. the result's class cannot be imported here
-            message = (w.key, False, _one_line(f"result could not be unpickled: {exc}"))
+            message = (w.key, False, one_line(f"result could not be unpickled: {exc}"))
         if message == _READY:
             w.ready, self._start_failures = True, 0
             return

@@ -32,10 +32,8 @@ import av.stream
 import av.video.stream
 
 from vidcap.errors import RecordError
-from vidcap.video.types import VideoInfo
+from vidcap.video.types import MAX_PLAUSIBLE_FPS, VideoInfo
 
-# Frame rates above this are taken for a container's timebase, not a real rate.
-_MAX_SANE_FPS = 1000.0
 # Packets fed to the decoder while looking for the first frame (rotation, pixel format).
 _FIRST_FRAME_PACKETS = 64
 # MPEG-4 Part 2: a VOP's start code, and a size no "not coded" VOP (an N-VOP: a header
@@ -289,7 +287,7 @@ def _sane_rate(rate: Fraction | None) -> float | None:
     if rate is None or rate.denominator == 0:
         return None
     value = float(rate)
-    if not math.isfinite(value) or value <= 0 or value > _MAX_SANE_FPS:
+    if not math.isfinite(value) or value <= 0 or value > MAX_PLAUSIBLE_FPS:
         return None
     return value
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A frame rate above this is a container's time base or a bogus header, not a frame rate:
+# probing and planning both treat it as unknown.
+MAX_PLAUSIBLE_FPS = 1000.0
+
 
 @dataclass(frozen=True)
 class VideoInfo:
