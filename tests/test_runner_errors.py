@@ -12,6 +12,7 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
+from vidcap.pipeline.stats import RunStats, error_kind
 
 
 class FakeEngine(CaptionEngine):
@@ -106,11 +107,25 @@ def test_video_whose_packets_decode_to_nothing(tmp_path: Path, clip_dir: Path, t
     zeroed.write_bytes(bytes(data))
     records = [{"id": 0, "video": str(zeroed)}, {"id": 1, "video": str(clip_dir / "a.mp4")}]
     out = tmp_path / "out.jsonl"
-    run_captioning(config(write_jsonl(tmp_path / "d.jsonl", records), out), FakeEngine(tiny_model))
+    result = run_captioning(config(write_jsonl(tmp_path / "d.jsonl", records), out), FakeEngine(tiny_model))
     rows = [r.data for r in iter_records(out)]
     assert rows[0]["status"] == "error" and rows[0]["caption"] is None
     assert "zeroed.mp4" in rows[0]["error"] and "corrupt video" in rows[0]["error"]
     assert rows[1]["status"] == "ok"
+    # The summary counts errors by kind, not by a message that names the file.
+    assert result.stats.errors_by_kind == {"corrupt video {video}": 1}
+
+
+def test_error_kinds_do_not_depend_on_the_file() -> None:
+    stats = RunStats()
+    stats.count_error("corrupt video /data/a b.mp4: Invalid data found", ["/data/a b.mp4"])
+    stats.count_error("corrupt video /data/c.avi: Invalid data found", ["/data/c.avi"])
+    stats.count_error("video not found: /data/x: y.mp4", ["/data/x: y.mp4"])  # ": " in the path
+    stats.count_error("prompt too long: 5000 tokens (4000 visual) but the model takes 4096")
+    assert stats.errors_by_kind == {"corrupt video {video}": 2, "video not found": 1, "prompt too long": 1}
+    assert error_kind("frame size 4000x10 is more than 200:1; the model cannot take it") == (
+        "frame size 4000x10 is more than 200:1; the model cannot take it"  # no ": ", kept whole
+    )
 
 
 @pytest.mark.parametrize(

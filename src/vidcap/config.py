@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vidcap.engines.base import GenerationOptions
 from vidcap.errors import VidcapError
+from vidcap.generation import GenerationOptions, sampling_problem
 from vidcap.video.types import SamplingOptions
 
 DEFAULT_PROMPT = "Please describe the video in detail."
@@ -159,10 +159,6 @@ def validate(config: RunConfig) -> None:
         (s.fps is None or s.fps > 0, "--fps must be > 0"),
         (s.nframes is None or s.nframes >= 2, "--nframes must be >= 2"),
         (s.min_frames >= 1 and s.max_frames >= s.min_frames, "need 1 <= --min-frames <= --max-frames"),
-        (g.num_captions >= 1, "--num-captions must be >= 1"),
-        (g.max_tokens >= 1, "--max-tokens must be >= 1"),
-        (g.temperature >= 0, "--temperature must be >= 0"),
-        (0 < g.top_p <= 1, "--top-p must be in (0, 1]"),
         (r.batch_size >= 1, "--batch-size must be >= 1"),
         (r.decode_timeout > 0, "--decode-timeout must be > 0"),
         (0 < e.gpu_memory_utilization <= 1, "--gpu-memory-utilization must be in (0, 1]"),
@@ -173,6 +169,9 @@ def validate(config: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise VidcapError(message)
+    problem = sampling_problem(g)
+    if problem is not None:
+        raise VidcapError(problem)
     keys = [r.output_key, r.status_key, r.error_key]
     if len(set(keys)) != len(keys):
         raise VidcapError("--output-key, --status-key and --error-key must be different names")

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidcap.model_source import check_model_exists, model_load_error
+
 
 @dataclass(frozen=True)
 class VisionGeometry:
@@ -35,9 +37,6 @@ def vision_geometry(model: str | None, *, cache_dir: str | None = None) -> Visio
     if not model:
         return VisionGeometry()
     folder = Path(model).expanduser()
-    # Imported here: vidcap.engines imports this module.
-    from vidcap.engines.loading import check_model_exists, model_load_error
-
     if folder.is_dir():
         check_model_exists(model)
         return _from_config_dict(json.loads((folder / "config.json").read_text())) or VisionGeometry()

@@ -15,6 +15,8 @@ from vidcap.video.types import SamplingOptions
 
 SAMPLING = "Frame sampling"
 MODEL = "Model and engine"
+# Sampling values left unset come from the model's generation_config.json, as vLLM applies them.
+CAPTION_SAMPLING = "Caption sampling (default: the model's generation_config.json)"
 
 Fps = Annotated[
     float | None,
@@ -98,7 +100,9 @@ MaxModelLen = Annotated[
 ]
 MaxTokens = Annotated[
     int | None,
-    typer.Option(help="Longest caption in tokens (default: 1024).", rich_help_panel=MODEL),
+    typer.Option(
+        help="Longest caption in tokens (default: the model's, else 1024).", rich_help_panel=CAPTION_SAMPLING
+    ),
 ]
 EnforceEager = Annotated[
     bool | None,

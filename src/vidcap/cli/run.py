@@ -13,6 +13,7 @@ import typer
 
 from vidcap.cli.help import REQUIRED
 from vidcap.cli.options import (
+    CAPTION_SAMPLING,
     MODEL,
     Backend,
     Config,
@@ -46,6 +47,7 @@ JOB = "Input and output"
 PROMPT = "Prompt"
 BATCH = "Batch job"
 SERVER = "OpenAI-compatible server (--backend openai)"
+SAMPLE = CAPTION_SAMPLING
 
 _stop_requested = False
 
@@ -157,18 +159,58 @@ def run_command(
         typer.Option(help="Device of the transformers backend (default: auto).", rich_help_panel=MODEL),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="Sampling temperature (default: 0.7).", rich_help_panel=MODEL)
+        float | None,
+        typer.Option(
+            help="Sampling temperature; 0 is greedy (default: the model's).", rich_help_panel=SAMPLE
+        ),
     ] = None,
-    top_p: Annotated[float | None, typer.Option(help="Top-p (default: 0.9).", rich_help_panel=MODEL)] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(help="Nucleus sampling, in (0, 1] (default: the model's).", rich_help_panel=SAMPLE),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            help="Sample from the k likeliest tokens; 0 = off (default: the model's).", rich_help_panel=SAMPLE
+        ),
+    ] = None,
+    min_p: Annotated[
+        float | None,
+        typer.Option(
+            help="Drop tokens less likely than min-p x the likeliest's, in [0, 1] (default: the model's).",
+            rich_help_panel=SAMPLE,
+        ),
+    ] = None,
+    repetition_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="> 1 discourages tokens already in the prompt or caption (default: the model's).",
+            rich_help_panel=SAMPLE,
+        ),
+    ] = None,
+    presence_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="In [-2, 2]; > 0 discourages tokens already generated (default: the model's).",
+            rich_help_panel=SAMPLE,
+        ),
+    ] = None,
+    frequency_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="In [-2, 2]; > 0 discourages tokens by how often they occur (default: the model's).",
+            rich_help_panel=SAMPLE,
+        ),
+    ] = None,
     max_tokens: MaxTokens = None,
     num_captions: Annotated[
         int | None,
         typer.Option(
-            help="Captions per video; more than 1 stores a list (default: 1).", rich_help_panel=MODEL
+            help="Captions per video; more than 1 stores a list (default: 1).", rich_help_panel=SAMPLE
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Sampling seed, for repeatable runs.", rich_help_panel=MODEL)
+        int | None, typer.Option(help="Sampling seed, for repeatable runs.", rich_help_panel=SAMPLE)
     ] = None,
     json_schema: Annotated[
         str | None,
@@ -269,6 +311,11 @@ def run_command(
         "device": device,
         "temperature": temperature,
         "top_p": top_p,
+        "top_k": top_k,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "presence_penalty": presence_penalty,
+        "frequency_penalty": frequency_penalty,
         "max_tokens": max_tokens,
         "num_captions": num_captions,
         "seed": seed,

@@ -13,22 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vidcap.generation import GenerationOptions, ResolvedSampling, resolve_sampling
 from vidcap.model_info import VisionGeometry, vision_geometry
 
 if TYPE_CHECKING:
     from vidcap.config import EngineConfig
 
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Sampling settings shared by all backends (defaults follow DataFlow's vLLM serving)."""
-
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 1024
-    num_captions: int = 1
-    seed: int | None = None
-    json_schema: dict[str, Any] | None = None  # structured captions: decode constrained to this schema
+# GenerationOptions lives in the leaf module vidcap.generation (config imports it without
+# importing the engines); it is named here too, beside the other types an engine takes.
+__all__ = ["CaptionEngine", "CaptionOutput", "CaptionRequest", "GenerationOptions", "VideoInput"]
 
 
 @dataclass
@@ -77,8 +70,12 @@ class CaptionEngine(ABC):
 
     name: str = "engine"
     config: EngineConfig
+    generation: GenerationOptions = GenerationOptions()
     #: The longest prompt + generation the engine accepts; known after ``start``.
     max_model_len: int | None = None
+    #: The model's own sampling values (its generation config, as vLLM reads it), known after
+    #: ``start``; None when they cannot be known (a remote server's model).
+    model_sampling: dict[str, Any] | None = None
 
     @abstractmethod
     def start(self, *, max_videos_per_prompt: int) -> None:
@@ -91,6 +88,10 @@ class CaptionEngine(ABC):
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Generate captions for a batch; the outputs are matched to requests by ``request_id``."""
+
+    def sampling(self) -> ResolvedSampling:
+        """The sampling values requests are sent with, and where each came from."""
+        return resolve_sampling(self.generation, self.model_sampling)
 
     def vision_geometry(self) -> VisionGeometry:
         """The model's patch geometry, which the frame plan must match (from its config)."""

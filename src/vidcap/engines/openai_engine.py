@@ -21,6 +21,7 @@ from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import build_messages as build_chat_messages
 from vidcap.engines.chat import prompt_token_count, text_token_count
+from vidcap.engines.loading import model_sampling_defaults
 from vidcap.engines.openai_payload import DEFAULT_JPEG_QSCALE, build_messages, mm_extra_body
 from vidcap.errors import VidcapError, one_line
 from vidcap.model_info import VisionGeometry, vision_geometry
@@ -33,12 +34,14 @@ OPTIONS = {
     "video_as": '"video_url" (default: one video of JPEG frames) or "images" (one image per frame)',
     "send_video_metadata": "send vLLM's per-request media/processor kwargs (default true)",
     "jpeg_qscale": "JPEG quantiser, 2 (finest, default) to 31",
-    "extra_body": "more request fields for the server (e.g. top_k, repetition_penalty)",
+    "extra_body": "more request fields for the server (they win over vidcap's own)",
 }
 _TRUST_HINT = (
     "start the server with --trust-request-mm-kwargs, or set send_video_metadata = false under "
     "[engine_kwargs] (the server then assumes 1 fps, keeps its own frame count and resizes frames)"
 )
+# Sampling fields of the OpenAI chat completions API; the others go in the body as extensions.
+_OPENAI_FIELDS = {"temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty"}
 _CHARS_PER_TOKEN = 4  # rough text estimate when no tokenizer is at hand
 _TEMPLATE_TOKENS = 16  # role markers and the default system turn of a chat template, roughly
 
@@ -54,6 +57,11 @@ class OpenAIEngine(CaptionEngine):
     and ``mm_processor_kwargs`` (keep the planned frame size), so the server sees the frames
     exactly as the vLLM engine would; such a server must run with ``--trust-request-mm-kwargs``.
     Structured captions use ``response_format`` of type ``json_schema``.
+
+    Sampling values are sent explicitly: the user's, else the model's generation config when it
+    can be read here (the processor folder, a local model folder, or the hub cache for a hub
+    id), else vLLM's neutral values. When the model's config cannot be read (a hosted model),
+    what the user did not set is left out and the server's defaults apply.
     """
 
     name = "openai"
@@ -140,6 +148,14 @@ class OpenAIEngine(CaptionEngine):
         limits = [int(v) for v in (cfg.max_model_len, server_len) if v]
         self.max_model_len = min(limits) if limits else None
         self._processor = self._load_processor()
+        source = self.processor_name or self.model
+        self.model_sampling = model_sampling_defaults(
+            source,
+            cache_dir=cfg.cache_dir,
+            trust_remote_code=cfg.trust_remote_code,
+            # A served name is often no hub id at all: look in the local cache only, never download.
+            local_files_only=not Path(source).expanduser().is_dir(),
+        )
         if not self.send_metadata and self.video_as == "video_url":
             log.warning(
                 "send_video_metadata is off: the server assumes 1 fps, may keep only its default number "
@@ -244,13 +260,12 @@ class OpenAIEngine(CaptionEngine):
 
     def _request_kwargs(self, request: CaptionRequest) -> dict[str, Any]:
         g = self.generation
+        values = self.sampling().values
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": build_messages(request, video_as=self.video_as, qscale=self.jpeg_qscale),
-            "temperature": g.temperature,
-            "top_p": g.top_p,
-            "max_tokens": g.max_tokens,
             "n": g.num_captions,
+            **{k: v for k, v in values.items() if k in _OPENAI_FIELDS},
         }
         if g.seed is not None:
             kwargs["seed"] = g.seed
@@ -259,7 +274,9 @@ class OpenAIEngine(CaptionEngine):
                 "type": "json_schema",
                 "json_schema": {"name": "caption", "schema": g.json_schema},
             }
-        extra = dict(self.extra_body)
+        # vLLM's (and SGLang's) extensions of the OpenAI request, then the user's own fields.
+        extra = {k: v for k, v in values.items() if k not in _OPENAI_FIELDS}
+        extra.update(self.extra_body)
         if self.send_metadata:
             extra.update(mm_extra_body(request))
         if extra:

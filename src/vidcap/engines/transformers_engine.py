@@ -15,7 +15,7 @@ from typing import Any
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import fixed_size_kwargs, hf_video_metadata, prompt_token_count, render_prompt
-from vidcap.engines.loading import load_processor, model_load_error
+from vidcap.engines.loading import load_processor, model_load_error, model_sampling_defaults
 from vidcap.errors import VidcapError, one_line
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,14 @@ class TransformersEngine(CaptionEngine):
     position embeddings); ``engine_kwargs`` go to ``from_pretrained`` (e.g.
     ``attn_implementation = "sdpa"``).
 
-    Sampling follows the vLLM engine's ``SamplingParams``: temperature, top_p, no top-k and no
-    repetition penalty, whatever the checkpoint's ``generation_config.json`` suggests; greedy when
-    temperature is 0. With a seed, ``torch.manual_seed(seed)`` runs before every batch, so the
-    same inputs in the same batches give the same captions run after run (unlike vLLM's
-    per-request seeds, the result depends on how records are batched).
+    Sampling takes the same resolved values as the vLLM engine (``CaptionEngine.sampling``: the
+    user's, else the model's generation config as vLLM reads it, else vLLM's neutral values), all
+    passed explicitly so that nothing else of the checkpoint's ``generation_config.json`` (such as
+    ``do_sample``) changes them; greedy when temperature is 0. Presence and frequency penalties,
+    which transformers lacks, are applied as vLLM applies them (to the generated tokens).
+    With a seed, ``torch.manual_seed(seed)`` runs before every batch, so the same inputs in the
+    same batches give the same captions run after run (unlike vLLM's per-request seeds, the
+    result depends on how records are batched).
 
     Structured captions (``json_schema``): transformers has no constrained decoding here, so the
     model generates freely and the runner parses and validates its text; a caption that is not
@@ -84,6 +87,12 @@ class TransformersEngine(CaptionEngine):
         tokenizer.padding_side = "left"
         self._eos_ids, self._pad_id = _stop_tokens(self._model, tokenizer)
         self.max_model_len = cfg.max_model_len or _max_positions(self._model.config)
+        self.model_sampling = (
+            model_sampling_defaults(
+                cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code
+            )
+            or {}
+        )
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
@@ -117,22 +126,36 @@ class TransformersEngine(CaptionEngine):
         import torch
 
         g = self.generation
+        values = self.sampling().values
         inputs = self._inputs(requests).to(self._device)
-        sample = g.temperature > 0
+        sample = values["temperature"] > 0
         # Greedy decoding gives n identical captions: decode once and copy (vLLM does the same
         # work n times); transformers refuses num_return_sequences > 1 without sampling.
         rows = g.num_captions if sample else 1
         kwargs: dict[str, Any] = {
-            "max_new_tokens": g.max_tokens,
+            "max_new_tokens": values["max_tokens"],
             "do_sample": sample,
             "num_return_sequences": rows,
-            "repetition_penalty": 1.0,  # vLLM's default, whatever the checkpoint's config says
+            "repetition_penalty": values["repetition_penalty"],
             "eos_token_id": sorted(self._eos_ids) or None,
             "pad_token_id": self._pad_id,
         }
         if sample:
-            # top_k 0 = off, as in vLLM (checkpoints such as Qwen2.5-VL's set top_k 1).
-            kwargs.update(temperature=g.temperature, top_p=g.top_p, top_k=0)
+            # top_k 0 and min_p 0 are off in both libraries (passed all the same: left out, the
+            # checkpoint's own values would apply).
+            kwargs.update(
+                temperature=values["temperature"],
+                top_p=values["top_p"],
+                top_k=values["top_k"],
+                min_p=values["min_p"],
+            )
+        penalties = _output_penalties(
+            values["presence_penalty"], values["frequency_penalty"], inputs["input_ids"].shape[1]
+        )
+        if penalties is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([penalties])
         if g.seed is not None:
             torch.manual_seed(g.seed)
         with torch.inference_mode():
@@ -196,6 +219,27 @@ class TransformersEngine(CaptionEngine):
         """Drop the model and free its memory."""
         self._model = None
         self._free_cache()
+
+
+def _output_penalties(presence: float, frequency: float, prompt_width: int) -> Any:
+    """vLLM's presence and frequency penalties as a transformers logits processor (None when
+    both are 0): each token already generated loses ``presence`` once and ``frequency`` per
+    occurrence; prompt tokens do not count (as in vLLM)."""
+    if not presence and not frequency:
+        return None
+    import torch
+    from transformers import LogitsProcessor
+
+    class OutputPenalties(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            generated = input_ids[:, prompt_width:]
+            if generated.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores)
+            counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+
+    return OutputPenalties()
 
 
 def _resolve_device(device: str) -> str:

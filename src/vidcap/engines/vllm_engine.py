@@ -91,7 +91,11 @@ class VllmEngine(CaptionEngine):
                 self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
-        self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        model_config = self._llm.llm_engine.model_config
+        self.max_model_len = int(model_config.max_model_len)
+        # vLLM's own reading of the model's generation config (what get_default_sampling_params
+        # and `vllm serve` apply), engine_kwargs such as generation_config = "vllm" included.
+        self.model_sampling = dict(model_config.get_diff_sampling_param())
         cache = getattr(getattr(self._llm, "input_processor", None), "mm_encoder_cache_size", None)
         self.encoder_cache_tokens = int(cache) if cache else None
 
@@ -151,7 +155,7 @@ class VllmEngine(CaptionEngine):
         """Queue every request (a request vLLM rejects gets its own error), then run them all."""
         from vllm import SamplingParams
 
-        params = SamplingParams(**_sampling_kwargs(self.generation))
+        params = SamplingParams(**_sampling_kwargs(self.generation, self.sampling().values))
         outputs: dict[str, CaptionOutput] = {}
         pending: dict[str, str] = {}  # vLLM request id -> our request id
         for request in requests:
@@ -227,14 +231,10 @@ def _stop_engine_core(engine: Any) -> None:
         proc.join(_TEARDOWN_S)
 
 
-def _sampling_kwargs(generation: GenerationOptions) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "n": generation.num_captions,
-        "temperature": generation.temperature,
-        "top_p": generation.top_p,
-        "max_tokens": generation.max_tokens,
-        "seed": generation.seed,
-    }
+def _sampling_kwargs(generation: GenerationOptions, values: dict[str, Any]) -> dict[str, Any]:
+    """``SamplingParams`` arguments: every resolved sampling value, explicitly (a
+    ``SamplingParams`` built from scratch would otherwise ignore the model's generation config)."""
+    kwargs: dict[str, Any] = {"n": generation.num_captions, "seed": generation.seed, **values}
     if generation.json_schema is not None:
         from vllm.sampling_params import StructuredOutputsParams
 

@@ -70,6 +70,7 @@ class _Pending:
     """A record on its way through the pool, with what the main process decided about it."""
 
     record: InputRecord
+    paths: tuple[str, ...] = ()  # its videos, as resolved (error messages name them so)
     prompt: str | None = None
     system_prompt: str | None = None
     error: str | None = None
@@ -121,6 +122,7 @@ def run_captioning(
     stats = RunStats(bad_lines=facts.bad_count)
     interrupted = False
     caption_started: float | None = None
+    sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
     try:
         log.info("%d records ok; loading the model %s", facts.records, config.engine.model)
         load_started = time.monotonic()
@@ -131,6 +133,7 @@ def run_captioning(
             config = dataclasses.replace(
                 config, sampling=dataclasses.replace(config.sampling, model_seq_len=engine.max_model_len)
             )
+        sampling = engine.sampling().summary()
         todo, skipped_done = _records_to_do(input_path, config, shard, done)
         stats.resumed = skipped_done
         if skipped_done:
@@ -173,7 +176,9 @@ def run_captioning(
             interrupted = True
         else:
             writer.close(complete=False)
-            _summary(config, output_path, input_path, shard, stats, started, started_at, complete=False)
+            _summary(
+                config, output_path, input_path, shard, stats, started, started_at, sampling, complete=False
+            )
             raise
     finally:
         progress.stop()
@@ -182,7 +187,9 @@ def run_captioning(
     complete = not interrupted
     writer.close(complete=complete)
     elapsed = time.monotonic() - started
-    data = _summary(config, output_path, input_path, shard, stats, started, started_at, complete=complete)
+    data = _summary(
+        config, output_path, input_path, shard, stats, started, started_at, sampling, complete=complete
+    )
     return RunResult(
         output=output_path,
         summary=summary_path(output_path),
@@ -226,8 +233,8 @@ def _tasks(
     """Decide prompt, paths and skips in the main process; one decode task per record."""
     opts = config.run
     for record in records:
-        entry = _Pending(record)
         paths = tuple(resolve_video_path(p, base) for p in video_paths(record.data, opts.input_video_key))
+        entry = _Pending(record, paths)
         entry.skipped = not paths  # null or [] video: nothing to caption, whatever the prompt
         try:
             if paths:
@@ -286,7 +293,7 @@ def _finish_batch(
                 requests[request.request_id] = (entry, request)
                 continue
         results[index] = output_record(data, opts, status="error", error=error, prompt=entry.prompt)
-        stats.count_error(error)
+        stats.count_error(error, entry.paths)
 
     generate_started = time.monotonic()
     outputs = engine.generate([request for _, request in requests.values()]) if requests else []
@@ -312,7 +319,7 @@ def _finish_batch(
             results[index] = output_record(
                 data, opts, status="error", error=error, prompt=entry.prompt, extra=extra
             )
-            stats.count_error(error)
+            stats.count_error(error, entry.paths)
 
     write_started = time.monotonic()
     writer.write_batch([results[entry.record.index] for entry, _ in batch])
@@ -342,6 +349,7 @@ def _summary(
     stats: RunStats,
     started: float,
     started_at: str,
+    sampling: dict[str, Any] | None,
     *,
     complete: bool,
 ) -> dict[str, Any]:
@@ -355,4 +363,5 @@ def _summary(
         elapsed_s=time.monotonic() - started,
         started_at=started_at,
         complete=complete,
+        sampling=sampling,
     )

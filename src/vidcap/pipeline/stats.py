@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+_MAX_KIND = 80
 
 
 @dataclass
@@ -32,10 +35,10 @@ class RunStats:
         """Records this run wrote (not counting resumed ones)."""
         return self.ok + self.error + self.skipped
 
-    def count_error(self, message: str) -> None:
-        """Count an error record under a short kind: the message up to its first colon."""
+    def count_error(self, message: str, paths: Iterable[str] = ()) -> None:
+        """Count an error record under its kind (``error_kind``); ``paths``: the record's videos."""
         self.error += 1
-        kind = message.split(":", 1)[0][:60]
+        kind = error_kind(message, paths)
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
 
     def __add__(self, other: RunStats) -> RunStats:
@@ -54,3 +57,15 @@ class RunStats:
     def as_dict(self) -> dict:
         """A JSON-ready dict of every counter."""
         return dataclasses.asdict(self)
+
+
+def error_kind(message: str, paths: Iterable[str] = ()) -> str:
+    """A short name for the kind of an error, the same for every record it strikes.
+
+    The record's video paths become ``{video}`` ("corrupt video {video}", whatever the file),
+    then the message is cut at its first ": ", after which come the details (a decoder's
+    words, token counts): "video not found", "prompt too long".
+    """
+    for path in sorted({p for p in paths if p}, key=len, reverse=True):
+        message = message.replace(path, "{video}")
+    return message.split(": ", 1)[0][:_MAX_KIND]

@@ -1,6 +1,7 @@
 """The run summary written beside the output (``out.jsonl.summary.json``).
 
-It says what the run did (counts by status, time, throughput, tokens) and what ``vidcap
+It says what the run did (counts by status, time, throughput, tokens, the sampling values
+used and where each came from) and what ``vidcap
 merge`` needs to join shards safely (which shard, how many records it holds, complete or not).
 """
 
@@ -30,8 +31,10 @@ def build_summary(
     elapsed_s: float,
     started_at: str,
     complete: bool,
+    sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary as a dict (see module doc)."""
+    """The summary as a dict (see module doc). ``sampling``: each sampling value sent and where
+    it came from (``ResolvedSampling.summary()``; None when the engine never started)."""
     elapsed = max(elapsed_s, 1e-9)
     return {
         "vidcap_version": __version__,
@@ -48,6 +51,9 @@ def build_summary(
         "bad_lines_skipped": stats.bad_lines,
         "model": config.engine.model,
         "backend": config.engine.backend,
+        "sampling": sampling,
+        "seed": config.generation.seed,
+        "num_captions": config.generation.num_captions,
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed_s, 3),
