@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidcap.engines.base import GenerationOptions
+from vidcap.generation import GenerationOptions
 
 
 @dataclass
@@ -21,8 +21,9 @@ def caption_value(texts: list[str], generation: GenerationOptions, *, raw_key: s
     """One caption (``num_captions`` 1) or a list; with a JSON schema, parsed and validated objects.
 
     An empty caption is an error: a dataset row with an empty caption is worse than a row
-    marked failed. A structured caption that does not parse or validate is an error too, and
-    the raw text is kept under ``raw_key`` for inspection.
+    marked failed. A structured caption is parsed leniently (raw control characters inside
+    strings are accepted); one that still does not parse, or does not validate, is an error
+    too, and the raw text is kept under ``raw_key`` for inspection.
     """
     values: list[Any] = []
     for text in texts:
@@ -45,7 +46,10 @@ def _parse_and_validate(text: str, schema: dict[str, Any]) -> tuple[Any, str | N
     import jsonschema
 
     try:
-        value = json.loads(text)
+        # strict=False: guided decoding's JSON grammar (xgrammar's, and others') lets raw control
+        # characters such as newlines and tabs into strings, which strict JSON forbids. They are
+        # kept as the characters they are; the writer escapes them, so the output is proper JSON.
+        value = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         return None, f"is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
     try:
