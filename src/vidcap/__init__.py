@@ -20,6 +20,7 @@ _EXPORTS = {
     "APIVLMServing_openai": "vidcap.serving",
     "FileStorage": "vidcap.storage",
     "DiyVideoPrompt": "vidcap.prompts",
+    "VideoCaptionGeneratorPrompt": "vidcap.prompts",
     "SamplingOptions": "vidcap.video.types",
 }
 
@@ -30,13 +31,14 @@ __all__ = [
     "LocalModelVLMServing_transformers",
     "LocalModelVLMServing_vllm",
     "SamplingOptions",
+    "VideoCaptionGeneratorPrompt",
     "VideoToCaptionGenerator",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from vidcap.operator import VideoToCaptionGenerator
-    from vidcap.prompts import DiyVideoPrompt
+    from vidcap.prompts import DiyVideoPrompt, VideoCaptionGeneratorPrompt
     from vidcap.serving import (
         APIVLMServing_openai,
         LocalModelVLMServing_transformers,

@@ -73,6 +73,9 @@ class RunOptions:
     decode_timeout: float = 300.0
     decode_threads: int = 2
     json_schema_file: str | None = None
+    # The folder relative video paths start from: the input file's folder when None (the CLI);
+    # the current directory for the Python API, as in DataFlow.
+    video_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ _GROUPS: dict[str, type] = {
     "sampling": SamplingOptions,
 }
 # Keys that a user may not set directly (derived from another key).
-_INTERNAL = {"json_schema"}
+_INTERNAL = {"json_schema", "video_root"}
 KEY_GROUP: dict[str, str] = {
     f.name: group
     for group, cls in _GROUPS.items()

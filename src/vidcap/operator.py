@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from vidcap.config import RunConfig, RunOptions, validate
+from vidcap.errors import VidcapError
+from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import RunResult, run_captioning
 from vidcap.progress import Progress, make_progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template
@@ -52,20 +55,28 @@ class VideoToCaptionGenerator:
         storage: FileStorage,
         input_image_key: str = "image",
         input_video_key: str = "video",
-        input_audio_key: str = "audio",
         input_conversation_key: str = "conversation",
         output_key: str = "caption",
+        *,
+        input_audio_key: str = "audio",
         status_key: str = "status",
         error_key: str = "error",
         progress: Progress | None = None,
     ) -> str:
         """Caption the storage step's records into its next step's file; returns ``output_key``.
 
-        ``input_image_key`` and ``input_audio_key`` are accepted for DataFlow compatibility
-        and not used: vidcap captions videos. When chaining caption steps, give each step its
-        own ``output_key``, ``status_key`` and ``error_key``: a record that already has one of
-        these fields is refused before any work.
+        The positional parameters are DataFlow-MM's, in its order and with its defaults.
+        Relative video paths are opened from the current directory, as DataFlow does (the CLI
+        opens them from the input file's folder).
+        vidcap captions videos only: a record that holds images under ``input_image_key`` or
+        audio under ``input_audio_key`` is refused before any work (the model would not see
+        them). When chaining caption steps, give each step its own ``output_key``,
+        ``status_key`` and ``error_key``: a record that already has one of these fields is
+        refused before any work.
         """
+        if not output_key:
+            raise VidcapError("output_key must be a non-empty string")
+        _refuse_other_media(storage.read_path(), {"image": input_image_key, "audio": input_audio_key})
         options = RunOptions(
             input=str(storage.read_path()),
             output=str(storage.write_path()),
@@ -77,6 +88,9 @@ class VideoToCaptionGenerator:
             batch_size=self.batch_size,
             decode_workers=self.decode_workers,
             overwrite=not self.resume,
+            # DataFlow opens a record's relative video path from the current directory, whichever
+            # step's file the record is in.
+            video_root=str(Path.cwd()),
         )
         config = RunConfig(
             run=options,
@@ -94,3 +108,14 @@ class VideoToCaptionGenerator:
                 progress=progress or make_progress(enabled=self.show_progress),
             )
         return output_key
+
+
+def _refuse_other_media(path: Path, keys: dict[str, str]) -> None:
+    """Stop, naming the first record, when records hold images or audio: vidcap would drop them."""
+    for record in iter_records(path):
+        for kind, key in keys.items():
+            if key and record.data.get(key) not in (None, "", [], {}):
+                raise VidcapError(
+                    f"{path}: record {record.index} has {kind} under '{key}'; vidcap captions videos "
+                    f"only and would not show the model its {kind}: remove the field or caption it elsewhere"
+                )

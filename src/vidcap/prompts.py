@@ -55,6 +55,13 @@ class DiyVideoPrompt:
         return f"DiyVideoPrompt({self.prompt_template!r})"
 
 
+class VideoCaptionGeneratorPrompt(DiyVideoPrompt):
+    """DataFlow-MM's default video caption prompt: "Please describe the video in detail."."""
+
+    def __init__(self) -> None:
+        super().__init__(DEFAULT_PROMPT)
+
+
 def as_prompt_template(prompt: str | DiyVideoPrompt | None) -> DiyVideoPrompt:
     """One template type for every way a prompt can be given."""
     if isinstance(prompt, DiyVideoPrompt):

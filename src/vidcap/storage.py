@@ -18,21 +18,28 @@ from typing import Any, Literal
 
 from vidcap.errors import VidcapError
 
-CacheType = Literal["json", "jsonl"]
+CacheType = Literal["json", "jsonl", "csv", "parquet", "pickle"]  # DataFlow's; vidcap writes json/jsonl
 
 
 class FileStorage:
-    """Where an operator reads its records and writes its results, step by step."""
+    """Where an operator reads its records and writes its results, step by step.
+
+    DataFlow-MM's parameters and defaults; ``cache_type`` "csv", "parquet" and "pickle", which
+    DataFlow also takes, are refused in one line.
+    """
 
     def __init__(
         self,
         first_entry_file_name: str,
         cache_path: str = "./cache",
-        file_name_prefix: str = "vidcap_cache_step",
+        file_name_prefix: str = "dataflow_cache",
         cache_type: CacheType = "jsonl",
     ) -> None:
         if cache_type not in ("json", "jsonl"):
-            raise VidcapError(f"cache_type must be 'json' or 'jsonl', got {cache_type!r}")
+            raise VidcapError(
+                f"FileStorage: cache_type {cache_type!r} is not supported by vidcap; use 'json' or 'jsonl' "
+                "(records keep their ids, big integers and nested values exactly)"
+            )
         self.first_entry_file_name = first_entry_file_name
         self.cache_path = cache_path
         self.file_name_prefix = file_name_prefix
@@ -64,18 +71,24 @@ class FileStorage:
         """The file this step writes (the next step's input)."""
         return self._step_path(self.operator_step + 1)
 
-    def read(self, output_type: Literal["dict", "dataframe"] = "dict") -> Any:
-        """This step's records: a list of dicts, or a pandas DataFrame if asked (pandas needed)."""
+    def read(self, output_type: Literal["dict", "dataframe"] = "dataframe") -> Any:
+        """This step's records: a pandas DataFrame (DataFlow's default; pandas needed) or, with
+        ``output_type="dict"``, a list of dicts exactly as in the file."""
         from vidcap.io.records import iter_records
 
+        if output_type not in ("dict", "dataframe"):
+            raise VidcapError(f"output_type must be 'dict' or 'dataframe', got {output_type!r}")
         records = [r.data for r in iter_records(self.read_path())]
         if output_type == "dict":
             return records
-        if output_type == "dataframe":
+        try:
             import pandas as pd
-
-            return pd.DataFrame(records)
-        raise VidcapError(f"output_type must be 'dict' or 'dataframe', got {output_type!r}")
+        except ImportError:
+            raise VidcapError(
+                "FileStorage.read(): a DataFrame needs pandas (pip install pandas); "
+                "read('dict') gives the records as a list of dicts"
+            ) from None
+        return pd.DataFrame(records)
 
     def write(self, data: Any) -> str:
         """Write records (list of dicts, or a DataFrame) as this step's output; returns the path."""

@@ -152,7 +152,8 @@ def run_captioning(
             timeout_s=opts.decode_timeout,
             error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
         ) as pool:
-            tasks = _tasks(todo, config, template, input_path.parent, pending)
+            video_root = Path(opts.video_root) if opts.video_root else input_path.parent
+            tasks = _tasks(todo, config, template, video_root, pending)
             batch: list[tuple[_Pending, Any]] = []
             wait_started = time.monotonic()
             for outcome in pool.imap(tasks):
