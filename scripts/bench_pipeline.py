@@ -88,7 +88,8 @@ def vidcap_cmd(model: Path, data: Path, out: Path) -> list[str]:
         "--overwrite", "--quiet", "--batch-size", "32", "--fps", "2",
         "--max-model-len", str(ENGINE["max_model_len"]),
         "--gpu-memory-utilization", str(ENGINE["gpu_memory_utilization"]),
-        "--enforce-eager", "--max-tokens", str(ENGINE["max_tokens"]), "--temperature", "0.7", "--seed", "0",
+        "--enforce-eager", "--max-tokens", str(ENGINE["max_tokens"]),
+        "--temperature", "0.7", "--top-p", "0.9", "--seed", "0",
     ]  # fmt: skip
 
 
