@@ -117,6 +117,9 @@ def test_vllm_serving_maps_and_checks_every_argument(tiny_model: Path) -> None:
         42,
     )
     assert (cfg.max_model_len, cfg.gpu_memory_utilization, cfg.tensor_parallel_size) == (4096, 0.9, 1)
+    # DataFlow's model rule: a hub id goes to hf_local_dir (already there: used as it is).
+    local = LocalModelVLMServing_vllm("Qwen/Qwen2.5-VL-7B-Instruct", hf_local_dir=str(tiny_model))
+    assert local.engine_config.model == str(tiny_model)
     # None: the model's own value (its generation_config.json).
     assert LocalModelVLMServing_vllm(str(tiny_model), vllm_top_k=None).generation.top_k is None
     with pytest.raises(VidcapError, match=r"LocalModelVLMServing_vllm: vllm_top_k must be"):

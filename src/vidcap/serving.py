@@ -14,6 +14,7 @@ use the model's own value from its ``generation_config.json`` instead (see ``vid
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from vidcap.config import EngineConfig
@@ -21,7 +22,7 @@ from vidcap.engines import create_engine
 from vidcap.engines.base import CaptionEngine
 from vidcap.errors import VidcapError
 from vidcap.generation import GenerationOptions, sampling_problem
-from vidcap.model_source import check_model_exists
+from vidcap.model_source import check_model_exists, looks_like_path, model_load_error
 
 
 class _Serving:
@@ -46,12 +47,27 @@ def _generation(owner: str, prefix: str = "", **values: Any) -> GenerationOption
     return options
 
 
+def _local_model(name: str, cache_dir: str | None, local_dir: str | None) -> str:
+    """DataFlow's rule: a path that exists is used; else a hub id goes to ``local_dir`` if given."""
+    if Path(name).expanduser().exists() or looks_like_path(name) or not local_dir:
+        return name
+    if (Path(local_dir).expanduser() / "config.json").is_file():
+        return local_dir  # downloaded before: no network needed
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id=name, cache_dir=cache_dir, local_dir=local_dir)
+    except Exception as exc:  # no network, no such model: one line, what to try
+        raise model_load_error(name, exc) from None
+
+
 class LocalModelVLMServing_vllm(_Serving):
     """A local model served by the vLLM offline engine (DataFlow-MM's parameters and defaults).
 
-    ``hf_model_name_or_path``: a hub id or a local folder; ``hf_local_dir``, when given, is the
-    local folder to use instead. ``vllm_*`` sampling values are sent as given; ``None`` means
-    the model's own (its ``generation_config.json``). ``vllm_seed`` ``None`` means unseeded.
+    ``hf_model_name_or_path``: a local folder, or a hub id, downloaded (as DataFlow does) into
+    ``hf_local_dir`` when given (kept if it already holds a model), else by vLLM into
+    ``hf_cache_dir``. ``vllm_*`` sampling values are sent as given; ``None`` means the model's
+    own (its ``generation_config.json``). ``vllm_seed`` ``None`` means unseeded.
     vidcap's additions (keyword-only): ``vllm_min_p``, ``vllm_presence_penalty``,
     ``vllm_frequency_penalty`` (default: the model's), ``num_captions``, ``json_schema``, and any
     other ``vllm.LLM`` argument as a keyword (``enforce_eager=True``, ``max_num_seqs=64`` ...).
@@ -79,9 +95,9 @@ class LocalModelVLMServing_vllm(_Serving):
         json_schema: dict[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        if not hf_model_name_or_path and not hf_local_dir:
+        if not hf_model_name_or_path:
             raise VidcapError("LocalModelVLMServing_vllm needs hf_model_name_or_path (a hub id or a folder)")
-        model = hf_local_dir or hf_model_name_or_path or ""
+        model = _local_model(hf_model_name_or_path, hf_cache_dir, hf_local_dir)
         check_model_exists(model)
         self.engine_config = EngineConfig(
             model=model,
