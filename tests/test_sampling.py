@@ -119,7 +119,7 @@ def test_a_bad_sampling_flag_is_one_line(tmp_path: Path) -> None:
     result = run_vidcap("run", "-i", str(data), "-m", "x", "--top-k", "-5")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "Error: --top-k must be a whole number >= 1, or 0 or -1 for off, not -5"
+        "error: --top-k must be a whole number >= 1, or 0 or -1 for off, not -5"
     ]
 
 
