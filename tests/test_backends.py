@@ -342,7 +342,8 @@ def test_concurrency_limit_and_request_body() -> None:
             "duration": 0.8,
         }
     }
-    assert body["mm_processor_kwargs"] == {"size": {"shortest_edge": 84 * 56, "longest_edge": 84 * 56}}
+    # One frame's area below, the video's (T + 1) x H x W above (chat.fixed_size_kwargs: both families).
+    assert body["mm_processor_kwargs"] == {"size": {"shortest_edge": 84 * 56, "longest_edge": 5 * 84 * 56}}
     video, text = body["messages"][-1]["content"]
     assert text == {"type": "text", "text": body["messages"][-1]["content"][-1]["text"]}
     url = video["video_url"]["url"]
