@@ -1,13 +1,16 @@
-"""Shard ranges and SLURM job-array environments."""
+"""Shard ranges, SLURM job-array environments, shard spans of an input file and their names."""
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
 from vidcap.errors import VidcapError
-from vidcap.io.shards import shard_from_env, shard_range
+from vidcap.io import shards
+from vidcap.io.records import SpanReader, iter_records
+from vidcap.io.shards import default_output, default_shard_outputs, find_span, shard_from_env, shard_range
 
 CASES = [(total, n) for total in [*range(0, 40), 97, 1000, 12_345] for n in [*range(1, 13), 16, 64, 100]]
 
@@ -112,3 +115,114 @@ def test_slurm_env_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(VidcapError) as info:
         shard_from_env(env)
     assert message in str(info.value)
+
+
+def test_default_output_names() -> None:
+    data = Path("/d/data.jsonl")
+    assert default_output(data) == Path("/d/data.captions.jsonl")
+    assert default_output(data, (2, 8)) == Path("/d/data.captions.shard-2-of-8.jsonl")
+    assert default_output(Path("x.y.json"), (0, 1)) == Path("x.y.captions.shard-0-of-1.json")
+
+
+def test_default_shard_outputs_are_found_beside_the_input(tmp_path: Path) -> None:
+    data = tmp_path / "da[t]a.jsonl"  # glob characters in the name are taken literally
+    for name in ["da[t]a.captions.shard-0-of-2.jsonl", "da[t]a.captions.shard-1-of-2.jsonl",
+                 "da[t]a.captions.shard-x-of-2.jsonl", "da[t]a.captions.shard-0-of-2.json",
+                 "other.captions.shard-0-of-2.jsonl", "da[t]a.captions.jsonl"]:
+        (tmp_path / name).write_text("")
+    assert [p.name for p in default_shard_outputs(data)] == [
+        "da[t]a.captions.shard-0-of-2.jsonl",
+        "da[t]a.captions.shard-1-of-2.jsonl",
+    ]
+
+
+LINES = [
+    b'{"n": 0}',
+    b"",
+    b'{"n": 1}',
+    b"   ",
+    b'{"n": 2, "s": "\\u00e9\xc3\xa9"}',
+    b'{"n": 3}',
+    b"",
+    b'{"n": 4}',
+    b'{"n": 5}',
+]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("final_newline", [True, False])
+@pytest.mark.parametrize("bom", [False, True])
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 24])  # block boundaries inside lines and at newlines
+def test_spans_tile_the_lines_and_read_exactly_their_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: bytes, final_newline: bool, bom: bool, chunk: int
+) -> None:
+    monkeypatch.setattr(shards, "_CHUNK", chunk)
+    path = tmp_path / "data.jsonl"
+    body = ending.join(LINES) + (ending if final_newline else b"")
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + body)
+    whole = [(r.line, r.data) for r in iter_records(path)]
+    for n in [1, 2, 3, 4, 9, 12]:
+        spans = [find_span(path, i, n) for i in range(n)]
+        assert all(s.units == len(LINES) and s.size == path.stat().st_size for s in spans)
+        assert [(s.start, s.stop) for s in spans] == [
+            (r.start, r.stop) for r in (shard_range(len(LINES), i, n) for i in range(n))
+        ]
+        # Byte ranges tile the file too, so no line is read by two shards or by none.
+        assert spans[0].byte_start == 0 and spans[-1].byte_stop == path.stat().st_size
+        assert all(a.byte_stop == b.byte_start for a, b in itertools.pairwise(spans))
+        read = [[(r.line, r.data) for r in SpanReader(s)] for s in spans]
+        assert [x for part in read for x in part] == whole
+        for span, part in zip(spans, read, strict=True):  # indexes count the span's own records
+            assert [r.index for r in SpanReader(span)] == list(range(len(part)))
+
+
+def test_span_digest_follows_the_span_content(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in LINES))
+
+    def digests() -> list[str | None]:
+        readers = [SpanReader(find_span(path, i, 3), digest=True) for i in range(3)]
+        for reader in readers:
+            list(reader)
+        return [reader.digest for reader in readers]
+
+    before = digests()
+    assert len(set(before)) == 3
+    changed = list(LINES)
+    changed[7] = b'{"n": 44}'  # in the last shard (lines 6..8) only
+    path.write_bytes(b"".join(line + b"\n" for line in changed))
+    after = digests()
+    assert after[:2] == before[:2] and after[2] != before[2]
+    path.write_bytes(b"".join(line + b"\r\n" for line in changed))  # line endings do not count
+    assert digests() == after
+
+
+def test_span_reads_nothing_outside_its_byte_range(tmp_path: Path) -> None:
+    """A bad line in another shard's lines does not stop this shard (it never reads it)."""
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"n": 0}\n{"n": 1}\nnot json\n{"n": 3}\n')
+    assert [r.data["n"] for r in SpanReader(find_span(path, 0, 2))] == [0, 1]
+    with pytest.raises(VidcapError, match=r"data.jsonl:3: invalid JSON"):
+        list(SpanReader(find_span(path, 1, 2)))
+    skip = SpanReader(find_span(path, 1, 2), on_bad_line="skip")
+    assert [r.data["n"] for r in skip] == [3] and skip.bad_count == 1
+
+
+def test_json_array_spans_are_elements(tmp_path: Path) -> None:
+    path = tmp_path / "data.json"
+    path.write_text("[" + ", ".join(f'{{"n": {i}}}' for i in range(7)) + "]")
+    spans = [find_span(path, i, 3) for i in range(3)]
+    assert [(s.start, s.stop, s.units, s.unit) for s in spans] == [
+        (0, 3, 7, "element"),
+        (3, 5, 7, "element"),
+        (5, 7, 7, "element"),
+    ]
+    assert [[r.data["n"] for r in SpanReader(s)] for s in spans] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [r.line for r in SpanReader(spans[1])] == [4, 5]
+
+
+def test_empty_file_has_no_units(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"")
+    span = find_span(path, 0, 2)
+    assert (span.units, span.start, span.stop, span.byte_start, span.byte_stop) == (0, 0, 0, 0, 0)

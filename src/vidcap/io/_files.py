@@ -58,13 +58,14 @@ def read_error(path: Path, e: OSError) -> VidcapError:
     return VidcapError(f"{path}: cannot read: {e.strerror or e}")
 
 
-def iter_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+def iter_lines(f: Iterable[bytes], first_line: int = 1) -> Iterator[tuple[int, bytes, bool]]:
     """Yield ``(line_number, content, ended_with_newline)`` for each line of a JSONL stream.
 
-    Streams (one line in memory at a time). A UTF-8 BOM on the first line and the line
-    terminator (``\\n`` or ``\\r\\n``) are removed from ``content``.
+    Streams (one line in memory at a time). A UTF-8 BOM on the file's first line and the line
+    terminator (``\\n`` or ``\\r\\n``) are removed from ``content``. ``first_line``: the
+    number of the stream's first line, when it starts inside a file (a shard's span).
     """
-    for number, raw in enumerate(f, start=1):
+    for number, raw in enumerate(f, start=first_line):
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         if raw.endswith(b"\n"):

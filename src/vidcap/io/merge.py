@@ -26,12 +26,7 @@ from typing import Any
 from vidcap.errors import VidcapError
 from vidcap.io import _files, jsonio
 from vidcap.io.resume import load_done
-
-
-def summary_path(output: Path) -> Path:
-    """The summary sidecar of an output file: ``out.jsonl`` -> ``out.jsonl.summary.json``."""
-    output = Path(output)
-    return output.with_name(output.name + ".summary.json")
+from vidcap.io.sidecar import summary_path
 
 
 @dataclass(frozen=True)

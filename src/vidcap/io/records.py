@@ -13,13 +13,16 @@ and does not take an index.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from vidcap.errors import VidcapError
 from vidcap.io import _files, jsonio
+from vidcap.io.shards import InputSpan
 
 OnBadLine = Literal["error", "skip"]
 
@@ -96,6 +99,79 @@ def _entries(path: Path) -> Iterator[_Entry]:
     if _files.detect_format(path, "input") == "jsonl":
         return _jsonl_entries(path)
     return _json_entries(path)
+
+
+def _jsonl_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
+    """The entries of a JSONL span: seek to its first byte, read exactly its lines."""
+    path = span.path
+    with _files.open_for_reading(path) as f:
+        try:
+            f.seek(span.byte_start)
+            lines = itertools.islice(f, span.stop - span.start)
+            for line, content, _ in _files.iter_lines(lines, first_line=span.start + 1):
+                if update is not None:
+                    update(content + b"\n")  # line endings normalized: CRLF = LF
+                if _files.is_blank(content):
+                    yield line, None, None
+                    continue
+                record, problem = _files.parse_record(content)
+                yield line, record, None if problem is None else f"{path}:{line}: {problem}"
+        except OSError as e:
+            raise _files.read_error(path, e) from None
+
+
+def _json_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
+    for number, record, problem in itertools.islice(_json_entries(span.path), span.start, span.stop):
+        if update is not None:
+            update(jsonio.dumps(record) + b"\n" if record is not None else b"!\n")
+        yield number, record, problem
+
+
+class SpanReader:
+    """Reads the records of one shard's :class:`InputSpan` and nothing else of the file.
+
+    Iterating yields the span's valid records; each :class:`InputRecord`'s ``index`` counts
+    the valid records *of the span* from 0 and ``line`` is the line (element) number in the
+    whole file. A bad line raises VidcapError with ``on_bad_line="error"``; with ``"skip"``
+    it is counted in :attr:`bad_count` and the first ones kept in :attr:`bad_lines`. With
+    ``digest=True``, :attr:`digest` is afterwards a hash of the span's content (blank and
+    bad lines too): what the run's fingerprint records so a resume can tell its input.
+    ``start``: the number of valid records to pass over (they are still read and hashed).
+    """
+
+    def __init__(
+        self, span: InputSpan, *, on_bad_line: OnBadLine = "error", digest: bool = False, start: int = 0
+    ) -> None:
+        _check_mode(on_bad_line)
+        self.span, self.on_bad_line, self.start = span, on_bad_line, start
+        self._hash = hashlib.blake2b(digest_size=16) if digest else None
+        self.records = 0
+        self.bad_count = 0
+        self.bad_lines: list[BadLine] = []
+
+    @property
+    def digest(self) -> str | None:
+        """``blake2b-128:HEX`` of the content read so far (None without ``digest=True``)."""
+        return None if self._hash is None else f"blake2b-128:{self._hash.hexdigest()}"
+
+    def __iter__(self) -> Iterator[InputRecord]:
+        span = self.span
+        entries = _jsonl_span_entries if span.format == "jsonl" else _json_span_entries
+        update = None if self._hash is None else self._hash.update
+        for line, record, problem in entries(span, update):
+            if record is None:
+                if problem is None:
+                    continue
+                if self.on_bad_line == "error":
+                    raise VidcapError(problem)
+                self.bad_count += 1
+                if len(self.bad_lines) < MAX_REPORTED_BAD_LINES:
+                    self.bad_lines.append(BadLine(line, problem))
+                continue
+            index = self.records
+            self.records += 1
+            if index >= self.start:
+                yield InputRecord(index, line, record)
 
 
 def _check_mode(on_bad_line: str) -> None:

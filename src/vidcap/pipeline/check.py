@@ -9,19 +9,21 @@ from typing import Any
 from vidcap.config import RunOptions
 from vidcap.errors import VidcapError
 from vidcap.io._files import detect_format
-from vidcap.io.records import BadLine, InputRecord, iter_records, scan_input
-from vidcap.io.resume import check_unique_ids
+from vidcap.io.records import BadLine, InputRecord, SpanReader
+from vidcap.io.shards import InputSpan
 
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """What the check pass learned: how many records, the most videos in one record, and
-    the lines skipped as bad (``--on-bad-line skip``; the first ones with their messages)."""
+    """What the check pass learned about the shard's share of the input: how many records,
+    the most videos in one record, the lines skipped as bad (``--on-bad-line skip``; the
+    first ones with their messages), and a digest of the share's content (for resume)."""
 
     records: int
     max_videos_per_record: int
     bad_count: int = 0
     bad_lines: tuple[BadLine, ...] = ()
+    digest: str | None = None
 
 
 def video_paths(record: dict, key: str) -> list[str]:
@@ -82,29 +84,42 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
     return None
 
 
-def check_records(input_path: Path, opts: RunOptions) -> DatasetFacts:
-    """One streaming pass over the input: every record usable (ids unique too, with --id-key).
+def check_records(span: InputSpan, opts: RunOptions, *, whole_input: bool = True) -> DatasetFacts:
+    """One streaming pass over the shard's span: every record usable, ids unique (--id-key).
 
-    Raises VidcapError naming ``file:line`` (``file: element N`` for a JSON array).
+    Reads nothing outside the span. Ids are checked within the span only; ``vidcap merge``
+    checks them across shards. ``whole_input``: the span is the whole file (one shard), so
+    finding no record is an error rather than an empty shard. Raises VidcapError naming
+    ``file:line`` (``file: element N`` for a JSON array).
     """
-    # With "error", the pass below stops at the first bad line itself; only "skip" needs the
-    # scan, for its report of what was skipped (a second full parse of the input otherwise).
-    scan = scan_input(input_path, on_bad_line="skip") if opts.on_bad_line == "skip" else None
-    count = 0
+    input_path = span.path
+    reader = SpanReader(span, on_bad_line=opts.on_bad_line, digest=True)
     most_videos = 0
-    for record in iter_records(input_path, on_bad_line=opts.on_bad_line):
+    first_seen: dict[str, int] = {}
+    for record in reader:
         problem = record_problem(record.data, opts)
         if problem:
             raise VidcapError(f"{record_location(input_path, record)}: {problem}")
-        count += 1
         most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
-    if count == 0:  # (with "skip", the scan has said so already, naming the bad lines)
+        if opts.id_key is not None:
+            rid = str(record.data[opts.id_key])
+            first = first_seen.setdefault(rid, record.line)
+            if first != record.line:
+                where = record_location(input_path, record)
+                raise VidcapError(
+                    f"{where}: duplicate id {rid!r} (first at {span.unit} {first}); "
+                    "--id-key values must be unique"
+                )
+    if reader.records == 0 and whole_input:
+        if reader.bad_count:
+            raise VidcapError(
+                f"{input_path}: no valid records: all {reader.bad_count} non-blank lines are bad "
+                f"(first: {reader.bad_lines[0].message})"
+            )
         raise VidcapError(f"{input_path}: input is empty: no records found")
-    if opts.id_key is not None:
-        check_unique_ids(input_path, opts.id_key, opts.on_bad_line)
-    if scan is None:
-        return DatasetFacts(count, most_videos)
-    return DatasetFacts(count, most_videos, bad_count=scan.bad_count, bad_lines=scan.bad_lines)
+    return DatasetFacts(
+        reader.records, most_videos, reader.bad_count, tuple(reader.bad_lines), digest=reader.digest
+    )
 
 
 def record_id(record: InputRecord, opts: RunOptions) -> str:

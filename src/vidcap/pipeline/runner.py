@@ -26,13 +26,14 @@ from vidcap.config import RunConfig
 from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
 from vidcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECORDS_FAILED, RecordError, one_line
 from vidcap.io.merge import summary_path
-from vidcap.io.records import InputRecord, iter_records
+from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
 from vidcap.io.writer import open_writer
 from vidcap.pipeline.assemble import output_record
 from vidcap.pipeline.captions import caption_value
 from vidcap.pipeline.check import bound, check_records, record_id, resolve_video_path, video_paths
 from vidcap.pipeline.decode import DecodeTask, decode_record
+from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
 from vidcap.pipeline.shard import Shard, resolve_shard
 from vidcap.pipeline.stats import RunStats
 from vidcap.pipeline.summary import write_summary
@@ -77,11 +78,6 @@ class _Pending:
     skipped: bool = False
 
 
-def default_output_path(input_path: Path) -> Path:
-    """``data.jsonl`` -> ``data.captions.jsonl`` beside it (same format as the input)."""
-    return input_path.with_name(f"{input_path.stem}.captions{input_path.suffix}")
-
-
 def run_captioning(
     config: RunConfig,
     engine: CaptionEngine,
@@ -97,10 +93,12 @@ def run_captioning(
     progress = progress or NullProgress()
     template = as_prompt_template(template if template is not None else opts.prompt)
     input_path = Path(opts.input)
-    output_path = Path(opts.output) if opts.output else default_output_path(input_path)
+    # The shard's span of the input, found by a newline scan: the checks read only that.
+    shard = resolve_shard(opts.shard_index, opts.num_shards, input_path)
+    output_path = Path(opts.output) if opts.output else shard.default_output()
 
     log.info("checking the records in %s", input_path)
-    facts = check_records(input_path, opts)
+    facts = check_records(shard.span, opts, whole_input=shard.count == 1)
     for bad in facts.bad_lines:
         log.warning("%s (skipped: --on-bad-line skip)", bad.message)
     if facts.bad_count > len(facts.bad_lines):
@@ -116,10 +114,16 @@ def run_captioning(
         ),
     )
     check_sampling(config.sampling)
-    shard = resolve_shard(opts.shard_index, opts.num_shards, facts.records)
+    fingerprint = run_fingerprint(
+        config, prompt=template.prompt_template, span=shard.span, digest=facts.digest
+    )
     done = None if opts.overwrite else load_done(output_path, id_key=opts.id_key)
-    writer = open_writer(output_path, resume=not opts.overwrite)
+    if done is not None:
+        check_resumable(output_path, fingerprint, done)  # before any work: nothing is written yet
     stats = RunStats(bad_lines=facts.bad_count)
+    summary = _SummaryWriter(config, output_path, shard, facts.records, fingerprint, started, started_at)
+    summary.write(stats, complete=False)  # the fingerprint is on disk before the first record
+    writer = open_writer(output_path, resume=not opts.overwrite)
     interrupted = False
     caption_started: float | None = None
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
@@ -134,12 +138,12 @@ def run_captioning(
                 config, sampling=dataclasses.replace(config.sampling, model_seq_len=engine.max_model_len)
             )
         sampling = engine.sampling().summary()
-        todo, skipped_done = _records_to_do(input_path, config, shard, done)
+        todo, skipped_done = _records_to_do(config, shard, facts.records, done)
         stats.resumed = skipped_done
         if skipped_done:
             log.info("resuming after %d records already done in %s", skipped_done, output_path)
         caption_started = time.monotonic()
-        progress.start(len(shard.range), done=skipped_done, description=f"captioning {input_path.name}")
+        progress.start(facts.records, done=skipped_done, description=f"captioning {input_path.name}")
         pending: deque[_Pending] = deque()
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
         # One batch decoding ahead while the engine works on the current one is all the overlap
@@ -177,9 +181,7 @@ def run_captioning(
             interrupted = True
         else:
             writer.close(complete=False)
-            _summary(
-                config, output_path, input_path, shard, stats, started, started_at, sampling, complete=False
-            )
+            summary.write(stats, complete=False, sampling=sampling)
             raise
     finally:
         progress.stop()
@@ -188,14 +190,12 @@ def run_captioning(
     complete = not interrupted
     writer.close(complete=complete)
     elapsed = time.monotonic() - started
-    data = _summary(
-        config, output_path, input_path, shard, stats, started, started_at, sampling, complete=complete
-    )
+    data = summary.write(stats, complete=complete, sampling=sampling)
     return RunResult(
         output=output_path,
         summary=summary_path(output_path),
         stats=stats,
-        records_in_shard=len(shard.range),
+        records_in_shard=facts.records,
         complete=complete,
         interrupted=interrupted,
         elapsed_s=elapsed,
@@ -204,21 +204,20 @@ def run_captioning(
 
 
 def _records_to_do(
-    input_path: Path, config: RunConfig, shard: Shard, done: Any
+    config: RunConfig, shard: Shard, records: int, done: Any
 ) -> tuple[Iterator[InputRecord], int]:
     """The shard's records not yet in the output, and how many were skipped as done."""
     opts = config.run
-    start, stop = shard.range.start, shard.range.stop
     if done is None:
-        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start, stop=stop), 0
+        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line)), 0
     if opts.id_key is None:
         # Output is written in input order, so position-keyed resume skips a prefix.
-        skip = min(done.count, stop - start)
-        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start + skip, stop=stop), skip
+        skip = min(done.count, records)
+        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line, start=skip)), skip
 
     # Two streaming passes (count, then filter) rather than holding the shard in memory.
     def shard_records() -> Iterator[InputRecord]:
-        return iter_records(input_path, on_bad_line=opts.on_bad_line, start=start, stop=stop)
+        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line))
 
     already = sum(1 for r in shard_records() if record_id(r, opts) in done.ids)
     return (r for r in shard_records() if record_id(r, opts) not in done.ids), already
@@ -342,27 +341,37 @@ def _length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunC
     )
 
 
-def _summary(
-    config: RunConfig,
-    output_path: Path,
-    input_path: Path,
-    shard: Shard,
-    stats: RunStats,
-    started: float,
-    started_at: str,
-    sampling: dict[str, Any] | None,
-    *,
-    complete: bool,
-) -> dict[str, Any]:
-    return write_summary(
-        summary_path(output_path),
-        config=config,
-        input_path=input_path,
-        output_path=output_path,
-        shard=shard,
-        stats=stats,
-        elapsed_s=time.monotonic() - started,
-        started_at=started_at,
-        complete=complete,
-        sampling=sampling,
-    )
+class _SummaryWriter:
+    """Writes the run's summary (with its fingerprint) beside the output, at start and at the end."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        output_path: Path,
+        shard: Shard,
+        records: int,
+        fingerprint: dict[str, Any],
+        started: float,
+        started_at: str,
+    ) -> None:
+        self.config, self.output_path, self.shard, self.records = config, output_path, shard, records
+        self.fingerprint, self.started, self.started_at = fingerprint, started, started_at
+
+    def write(
+        self, stats: RunStats, *, complete: bool, sampling: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write the summary now; ``sampling``: the sampling values sent, once the engine knows them."""
+        return write_summary(
+            summary_path(self.output_path),
+            config=self.config,
+            input_path=self.shard.span.path,
+            output_path=self.output_path,
+            shard=self.shard,
+            records_in_shard=self.records,
+            fingerprint=self.fingerprint,
+            stats=stats,
+            elapsed_s=time.monotonic() - self.started,
+            started_at=self.started_at,
+            complete=complete,
+            sampling=sampling,
+        )

@@ -1,8 +1,11 @@
 """The run summary written beside the output (``out.jsonl.summary.json``).
 
 It says what the run did (counts by status, time, throughput, tokens, the sampling values
-used and where each came from) and what ``vidcap
-merge`` needs to join shards safely (which shard, how many records it holds, complete or not).
+used and where each came from) and what ``vidcap merge`` needs to join shards safely (which
+shard, how many records it holds, complete or not), and carries the run's fingerprint
+(:mod:`vidcap.pipeline.fingerprint`): which input, which span of it and which options the
+output's records come from. The runner writes it once before the first record is appended
+(``complete: false``) and again when it stops.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def build_summary(
     input_path: Path,
     output_path: Path,
     shard: Shard,
+    records_in_shard: int,
+    fingerprint: dict[str, Any],
     stats: RunStats,
     elapsed_s: float,
     started_at: str,
@@ -41,7 +46,7 @@ def build_summary(
         "input": str(input_path.resolve()),
         "output": str(output_path.resolve()),
         "shard": {"index": shard.index, "count": shard.count},
-        "records_in_shard": len(shard.range),
+        "records_in_shard": records_in_shard,
         "records_written": stats.resumed + stats.processed,
         "complete": complete,
         "interrupted": not complete,
@@ -63,6 +68,7 @@ def build_summary(
         "generated_tokens": stats.generated_tokens,
         "generated_tokens_per_s": round(stats.generated_tokens / max(stats.generate_s, 1e-9), 2),
         "stats": stats.as_dict(),
+        "fingerprint": fingerprint,
     }
 
 
