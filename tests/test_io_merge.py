@@ -1,4 +1,5 @@
-"""Merging shard outputs: the happy path in both formats, and each refusal."""
+"""Merging shard outputs: the happy path in both formats, and each refusal (gaps, overlaps,
+shards of another input, unfinished shards, summaries of other versions, repeated ids)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from vidcap.io.shards import shard_range
 from vidcap.io.writer import open_writer
 
 INPUT = "/abs/path/data.jsonl"
-TOTAL = 11
+SIZE = 1234
+TOTAL = 11  # lines of the input, one record each
 N = 3
 
 
@@ -30,21 +32,32 @@ def make_shard(
     written: int | None = None,
     complete: bool = True,
     input_path: str = INPUT,
+    size: int = SIZE,
     claimed: int | None = None,
+    span: range | None = None,
+    id_key: str | None = None,
+    name: str | None = None,
 ) -> Path:
-    """A shard output as the runner leaves it: the records of its range, then its summary."""
-    r = shard_range(TOTAL, index, n)
-    out = folder / f"out.{index}.{ext}"
+    """A shard output as the runner leaves it: the records of its span, then its summary."""
+    r = shard_range(TOTAL, index, n) if span is None else span
+    out = folder / (name or f"out.{index}.{ext}")
     writer = open_writer(out, resume=False)
     writer.write_batch(records(r)[:written])
     writer.close(complete=complete)
     summary = {
-        "vidcap_version": "0.1.0",
+        "vidcap_version": "0.2.0",
         "input": input_path,
         "output": str(out),
         "shard": {"index": index, "count": n},
         "records_in_shard": len(r) if claimed is None else claimed,
         "complete": complete,
+        "id_key": id_key,
+        "fingerprint": {
+            "version": 1,
+            "input": {"path": input_path, "size": size, "format": "jsonl", "units": TOTAL},
+            "span": {"start": r.start, "stop": r.stop, "digest": "blake2b-128:00"},
+            "options": {"model": "m"},
+        },
     }
     summary_path(out).write_text(json.dumps(summary, indent=2))
     return out
@@ -58,14 +71,17 @@ def test_summary_path() -> None:
 def test_read_shard_summary(tmp_path: Path) -> None:
     out = make_shard(tmp_path, 1)
     s = read_shard_summary(out)
-    assert (s.output, s.index, s.count, s.input, s.records_in_shard, s.complete) == (
+    assert (s.output, s.index, s.count, s.input_path, s.start, s.stop, s.records_in_shard, s.complete) == (
         out,
         1,
         N,
         INPUT,
         4,
+        8,
+        4,
         True,
     )
+    assert (s.input.size, s.input.units, s.id_key) == (SIZE, TOTAL, None)
 
 
 @pytest.mark.parametrize("out_ext", ["jsonl", "json"])
@@ -107,8 +123,22 @@ def refusal(tmp_path: Path, shards: list[Path]) -> str:
 
 def test_refuses_missing_shard(tmp_path: Path) -> None:
     shards = [make_shard(tmp_path, i, n=8) for i in (0, 1, 2, 4, 5, 6, 7)]
-    assert refusal(tmp_path, shards) == "shard 3 of 8 missing"
-    assert refusal(tmp_path, shards[:2]) == "shards 2, 3, 4, 5, 6, 7 of 8 missing"
+    assert refusal(tmp_path, shards) == (
+        f"shards do not tile the input: line 7 of {INPUT} is in no shard output (shard 3 of 8 missing)"
+    )
+    assert refusal(tmp_path, shards[:2]) == (
+        f"shards do not tile the input: lines 5-11 of {INPUT} are in no shard output "
+        "(shards 2, 3, 4, 5, 6, 7 of 8 missing)"
+    )
+
+
+def test_refuses_a_gap_between_shards_of_different_counts(tmp_path: Path) -> None:
+    """Spans, not shard numbers, prove the tiling: shards of 3 and of 4 can leave a gap."""
+    a = make_shard(tmp_path, 0, n=4)  # lines 1-3
+    b = make_shard(tmp_path, 1, n=3)  # lines 5-8
+    c = make_shard(tmp_path, 2, n=3)  # lines 9-11
+    message = refusal(tmp_path, [a, b, c])
+    assert message == f"shards do not tile the input: line 4 of {INPUT} is in no shard output"
 
 
 def test_refuses_duplicate_shard(tmp_path: Path) -> None:
@@ -117,21 +147,71 @@ def test_refuses_duplicate_shard(tmp_path: Path) -> None:
     twin.parent.mkdir()
     twin.write_bytes(shards[1].read_bytes())
     summary_path(twin).write_bytes(summary_path(shards[1]).read_bytes())
-    assert refusal(tmp_path, [*shards, twin]) == f"shard 1 of 3 given twice: {shards[1]} and {twin}"
+    assert refusal(tmp_path, [*shards, twin]) == (
+        f"shards do not tile the input: {shards[1]} and {twin} overlap: both hold lines 5-8"
+    )
 
 
-def test_refuses_different_shard_counts(tmp_path: Path) -> None:
-    a = make_shard(tmp_path, 0, n=3)
-    (tmp_path / "b").mkdir()
-    b = make_shard(tmp_path / "b", 1, n=4)
-    assert "disagree on the shard count" in refusal(tmp_path, [a, b])
+def test_refuses_overlapping_shards(tmp_path: Path) -> None:
+    a = make_shard(tmp_path, 0, n=3)  # lines 1-4
+    b = make_shard(tmp_path, 1, n=4, name="b.jsonl")  # lines 4-6
+    c = make_shard(tmp_path, 2, n=4, name="c.jsonl")  # lines 7-9
+    d = make_shard(tmp_path, 2, n=3)  # lines 9-11
+    message = refusal(tmp_path, [d, c, b, a])
+    assert message == (
+        f"shards do not tile the input: {a} and {b} overlap: both hold lines 4-4; "
+        f"{c} and {d} overlap: both hold lines 9-9"
+    )
 
 
-def test_refuses_different_inputs(tmp_path: Path) -> None:
+def test_refuses_shards_of_another_input(tmp_path: Path) -> None:
     a = make_shard(tmp_path, 0)
     b = make_shard(tmp_path, 1, input_path="/abs/path/other.jsonl")
     c = make_shard(tmp_path, 2)
-    assert "come from different inputs" in refusal(tmp_path, [a, b, c])
+    assert refusal(tmp_path, [a, b, c]) == (
+        f"shard outputs of another input than {INPUT} ({SIZE} bytes): "
+        f"{b} is a shard of /abs/path/other.jsonl ({SIZE} bytes)"
+    )
+
+
+def test_refuses_shards_of_another_version_of_the_input(tmp_path: Path) -> None:
+    """Same path, other size: the input was changed between shard runs."""
+    a = make_shard(tmp_path, 0)
+    b = make_shard(tmp_path, 1, size=SIZE + 10)
+    c = make_shard(tmp_path, 2)
+    assert f"{b} is a shard of {INPUT} ({SIZE + 10} bytes)" in refusal(tmp_path, [a, b, c])
+
+
+def test_refuses_shards_when_the_input_changed_since(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(b"x" * 10)
+    shards = [make_shard(tmp_path, i, input_path=str(data), size=10) for i in range(N)]
+    assert merge_outputs(shards, tmp_path / "ok.jsonl").records == TOTAL
+    assert merge_outputs(shards, tmp_path / "ok2.jsonl", input_path=data).records == TOTAL
+    data.write_bytes(b"x" * 11)
+    assert "is now 11 bytes but the shards read it at 10 bytes" in refusal(tmp_path, shards)
+    with pytest.raises(VidcapError, match=r"shard outputs of another input than .*data.jsonl \(11 bytes\)"):
+        merge_outputs(shards, tmp_path / "all.jsonl", input_path=data)
+
+
+def test_refuses_an_id_in_two_shards(tmp_path: Path) -> None:
+    shards = [make_shard(tmp_path, i, id_key="id") for i in range(N)]
+    assert merge_outputs(shards, tmp_path / "ok.jsonl").records == TOTAL
+    last = shards[2].read_text().splitlines()
+    last[1] = last[1].replace('"id":"009"', '"id":"002"')  # shard 0 holds id 002
+    shards[2].write_text("\n".join(last) + "\n")
+    message = refusal(tmp_path, shards)
+    assert message == (
+        f"{shards[2]}:2: duplicate id '002' across shards (an earlier shard or record has it); "
+        "--id-key id values must be unique in the whole input"
+    )
+
+
+def test_ids_are_not_checked_without_id_key(tmp_path: Path) -> None:
+    shards = [make_shard(tmp_path, i) for i in range(N)]
+    last = shards[2].read_text().replace('"id":"009"', '"id":"002"')
+    shards[2].write_text(last)
+    assert merge_outputs(shards, tmp_path / "all.jsonl").records == TOTAL
 
 
 def test_refuses_incomplete_shard(tmp_path: Path) -> None:
@@ -153,6 +233,26 @@ def test_refuses_complete_shard_with_a_torn_line(tmp_path: Path) -> None:
     assert "has 2 records but its summary says 3" in refusal(tmp_path, shards)
 
 
+def test_refuses_summary_of_an_older_version(tmp_path: Path) -> None:
+    shards = [make_shard(tmp_path, i) for i in range(N)]
+    old = json.loads(summary_path(shards[1]).read_text())
+    del old["fingerprint"]
+    old["vidcap_version"] = "0.1.0"
+    summary_path(shards[1]).write_text(json.dumps(old))
+    assert refusal(tmp_path, shards) == (
+        f"{summary_path(shards[1])}: written by vidcap 0.1.0, which does not record which input lines the "
+        "shard read, so the tiling cannot be checked; rerun the shard with this version (--overwrite)"
+    )
+
+
+def test_refuses_summary_of_a_newer_version(tmp_path: Path) -> None:
+    shards = [make_shard(tmp_path, i) for i in range(N)]
+    new = json.loads(summary_path(shards[0]).read_text())
+    new["fingerprint"]["version"] = 7
+    summary_path(shards[0]).write_text(json.dumps(new))
+    assert "run fingerprint version 7 is newer than this vidcap reads (1)" in refusal(tmp_path, shards)
+
+
 def test_refuses_missing_summary(tmp_path: Path) -> None:
     shards = [make_shard(tmp_path, i) for i in range(N)]
     summary_path(shards[0]).unlink()
@@ -165,21 +265,19 @@ def test_refuses_missing_summary(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("summary", "message"),
     [
-        ("{not json", "unreadable shard summary"),
-        ("[]", "shard summary must be a JSON object"),
-        ('{"shard": {"index": 0}, "input": "x", "records_in_shard": 1, "complete": true}', "'shard.count'"),
-        (
-            '{"shard": {"index": 0, "count": 3}, "input": "x", "records_in_shard": 1, "complete": 1}',
-            "'complete'",
-        ),
-        (
-            '{"shard": {"index": true, "count": 3}, "input": "x", "records_in_shard": 1, "complete": true}',
-            "index",
-        ),
+        ("{not json", "unreadable summary"),
+        ("[]", "summary must be a JSON object, found a JSON array"),
+        ({"shard": {"index": 0}}, "'shard.count'"),
+        ({"complete": 1}, "'complete'"),
+        ({"shard": {"index": True, "count": 3}}, "'shard.index'"),
+        ({"fingerprint": {"version": 1}}, "'fingerprint.input.path'"),
+        ({"fingerprint": "abc"}, "'fingerprint.version'"),
     ],
 )
-def test_refuses_malformed_summary(tmp_path: Path, summary: str, message: str) -> None:
+def test_refuses_malformed_summary(tmp_path: Path, summary: str | dict, message: str) -> None:
     shards = [make_shard(tmp_path, i) for i in range(N)]
+    if isinstance(summary, dict):  # a valid summary with these fields changed
+        summary = json.dumps({**json.loads(summary_path(shards[0]).read_text()), **summary})
     summary_path(shards[0]).write_text(summary)
     assert message in refusal(tmp_path, shards)
 

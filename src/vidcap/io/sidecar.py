@@ -8,6 +8,8 @@ from typing import Any
 from vidcap.errors import VidcapError
 from vidcap.io import _files, jsonio
 
+FINGERPRINT_VERSION = 1
+"""The version of the summary's ``fingerprint`` layout this vidcap writes and reads."""
 
 def summary_path(output: Path) -> Path:
     """The summary sidecar of an output file: ``out.jsonl`` -> ``out.jsonl.summary.json``."""

@@ -18,9 +18,7 @@ from vidcap.config import RunConfig
 from vidcap.errors import VidcapError
 from vidcap.io.resume import DoneSet
 from vidcap.io.shards import InputSpan
-from vidcap.io.sidecar import read_summary, summary_path
-
-FINGERPRINT_VERSION = 1
+from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
 
 
 def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: str | None) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def build_summary(
         "interrupted": not complete,
         "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
         "status_key": config.run.status_key,
+        "id_key": config.run.id_key,
         "resumed": stats.resumed,
         "bad_lines_skipped": stats.bad_lines,
         "model": config.engine.model,
