@@ -126,20 +126,20 @@ def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
 
 def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
     """Shard 1 of 3 runs through the SLURM script and is pre-empted (SIGTERM), then requeued;
-    shards 0 and 2 run in-process; merge gives every record exactly once, in input order."""
-    shard_dir = job["tmp"] / "captions"
+    shards 0 and 2 run in-process; merge gives every record exactly once, in input order.
+    No run names an output: each shard writes its default file beside the input."""
+    data = job["data"]
     env = {
         **os.environ,
         "SLURM_ARRAY_TASK_ID": "1",
         "SLURM_ARRAY_TASK_COUNT": "3",
-        "INPUT": str(job["data"]),
-        "OUTDIR": str(shard_dir),
+        "INPUT": str(data),
         "CONFIG": str(job["config"]),
         "VIDCAP": str(Path(sys.executable).with_name("vidcap")),
     }
     script = [str(REPO / "scripts" / "slurm_array.sbatch"), "--quiet"]
     proc = subprocess.Popen(["bash", *script], env=env, cwd=job["tmp"], text=True, stderr=subprocess.PIPE)
-    shard1 = shard_dir / "shard-1.jsonl"
+    shard1 = job["tmp"] / "data.captions.shard-1-of-3.jsonl"
     wait_for_lines(shard1, 4, proc)
     proc.send_signal(signal.SIGTERM)  # SLURM signals the batch shell; the script forwards it
     _, stderr = proc.communicate(timeout=240)
@@ -150,8 +150,7 @@ def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
         config = build_config(
             {},
             {
-                "input": str(job["data"]),
-                "output": str(shard_dir / f"shard-{index}.jsonl"),
+                "input": str(data),
                 "model": "tiny",
                 "shard_index": index,
                 "num_shards": 3,
@@ -161,19 +160,19 @@ def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
         )
         assert run_captioning(config, vllm_engine).exit_code == 0
 
-    merged = job["tmp"] / "merged.jsonl"
+    merged = job["tmp"] / "data.captions.jsonl"
     with pytest.raises(Exception, match="incomplete"):  # shard 1 is not finished: merge refuses
-        merge_command([shard_dir / f"shard-{i}.jsonl" for i in range(3)], merged)
+        merge_command([str(data)], None)
     assert not merged.exists()
 
     requeued = subprocess.run(
         ["bash", *script], env=env, cwd=job["tmp"], capture_output=True, text=True, timeout=600
     )
     assert requeued.returncode == 0, requeued.stderr
-    merge_command([shard_dir / f"shard-{i}.jsonl" for i in (2, 0, 1)], merged)  # any order given
+    merge_command([str(data)], None)  # finds data.captions.shard-*-of-3.jsonl, writes data.captions.jsonl
     assert output_ids(merged) == job["ids"]
     assert [r.data["n"] for r in iter_records(merged)] == list(range(RECORDS))
-    summary = loads((job["tmp"] / "merged.jsonl.summary.json").read_bytes())
+    summary = loads((job["tmp"] / "data.captions.jsonl.summary.json").read_bytes())
     assert summary["status_counts"] == {"ok": RECORDS, "error": 0, "skipped": 0}  # all runs, not the last
     assert summary["records_per_shard"] == [32, 32, 32]
     assert summary["shards_last_runs"]["prompt_tokens"] > 0

@@ -121,9 +121,9 @@ def run_captioning(
     if done is not None:
         check_resumable(output_path, fingerprint, done)  # before any work: nothing is written yet
     stats = RunStats(bad_lines=facts.bad_count)
+    writer = open_writer(output_path, resume=not opts.overwrite)
     summary = _SummaryWriter(config, output_path, shard, facts.records, fingerprint, started, started_at)
     summary.write(stats, complete=False)  # the fingerprint is on disk before the first record
-    writer = open_writer(output_path, resume=not opts.overwrite)
     interrupted = False
     caption_started: float | None = None
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidcap import __version__
+from vidcap.errors import VidcapError
 from vidcap.io._files import atomic_write
 from vidcap.io.jsonio import dumps_pretty
 
@@ -76,5 +77,8 @@ def build_summary(
 def write_summary(path: Path, **kwargs: Any) -> dict[str, Any]:
     """Build the summary and write it atomically to ``path``; returns it."""
     data = build_summary(**kwargs)
-    atomic_write(path, [dumps_pretty(data) + b"\n"])
+    try:
+        atomic_write(path, [dumps_pretty(data) + b"\n"])
+    except OSError as e:
+        raise VidcapError(f"cannot write summary: {path}: {e.strerror or e}") from None
     return data
