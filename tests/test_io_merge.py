@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vidcap.cli.merge import find_shard_outputs, merge_command
 from vidcap.errors import VidcapError
 from vidcap.io.merge import merge_outputs, read_shard_summary, summary_path
 from vidcap.io.shards import shard_range
@@ -304,3 +305,39 @@ def test_refuses_unsupported_output_extension(tmp_path: Path) -> None:
     shards = [make_shard(tmp_path, i) for i in range(N)]
     with pytest.raises(VidcapError, match=r"unsupported output file extension '\.txt'"):
         merge_outputs(shards, tmp_path / "all.txt")
+
+
+def test_find_shard_outputs_from_input_glob_and_paths(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text("{}\n")
+    names = [f"data.captions.shard-{i}-of-{N}.jsonl" for i in range(N)]
+    shards = [make_shard(tmp_path, i, name=name) for i, name in enumerate(names)]
+    assert find_shard_outputs([str(data)]) == (shards, data)
+    pattern = str(tmp_path / "data.captions.shard-*")  # matches the summaries too; they are left out
+    assert find_shard_outputs([pattern]) == (shards, None)
+    assert find_shard_outputs([str(shards[1]), str(shards[0])]) == ([shards[1], shards[0]], None)
+    for args, message in [
+        ([str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file"),
+        ([str(tmp_path / "x*.jsonl")], "no file matches"),
+        ([str(shards[0].with_name("other.jsonl"))], "no such file"),
+    ]:
+        with pytest.raises(VidcapError, match=message):
+            find_shard_outputs(args)
+    lonely = tmp_path / "lonely.jsonl"
+    lonely.write_text("{}\n")
+    with pytest.raises(VidcapError, match=r"lonely.jsonl: no summary .* no shard outputs beside it named "):
+        find_shard_outputs([str(lonely)])
+
+
+def test_merge_command_by_input_writes_the_default_output(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(b"x" * 10)
+    for i in range(N):
+        make_shard(tmp_path, i, name=f"data.captions.shard-{i}-of-{N}.jsonl", input_path=str(data), size=10)
+    merge_command([str(data)], None)
+    merged = tmp_path / "data.captions.jsonl"
+    assert [json.loads(line) for line in merged.read_text().splitlines()] == records(range(TOTAL))
+    summary = json.loads(summary_path(merged).read_text())
+    assert summary["records_per_shard"] == [4, 4, 3] and summary["input"] == str(data.resolve())
+    with pytest.raises(VidcapError, match="give --output"):
+        merge_command([str(tmp_path / "data.captions.shard-*")], None)

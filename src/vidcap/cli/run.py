@@ -83,7 +83,8 @@ def run_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="Output .jsonl or .json (default: INPUT.captions.EXT); its folder is created if needed.",
+            help="Output .jsonl or .json (default: INPUT.captions.EXT, or for a shard "
+            "INPUT.captions.shard-I-of-N.EXT); its folder is created if needed.",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -241,7 +242,9 @@ def run_command(
     ] = None,
     shard_index: Annotated[
         int | None,
-        typer.Option(help="This shard's index (default: SLURM_ARRAY_TASK_ID or 0).", rich_help_panel=BATCH),
+        typer.Option(
+            help="This shard's index (default: from SLURM_ARRAY_TASK_ID, or 0).", rich_help_panel=BATCH
+        ),
     ] = None,
     num_shards: Annotated[
         int | None,

@@ -1,9 +1,11 @@
 """Reading input records from JSON Lines (``.jsonl``/``.ndjson``) or JSON array (``.json``) files.
 
-A run first calls :func:`scan_input`, one streaming pass that checks every line, so that a
-malformed line 90,000 lines down stops the run before the first video is decoded; then it
-streams its share with :func:`iter_records`. Both see the file through the same parser, so
-they agree on which lines are records and on each record's index.
+A run reads only its shard's span of the file (:class:`SpanReader`, over the span that
+:func:`vidcap.io.shards.find_span` found): once to check every line of it before any work,
+so that a malformed line 90,000 lines down stops the run before the first video is decoded,
+then again to stream its records. :func:`scan_input` and :func:`iter_records` read the whole
+file (other commands, tests). All of them see the file through the same parser, so they
+agree on which lines are records.
 
 Blank (whitespace-only) lines are ignored. A line that is not valid UTF-8, not valid JSON,
 or not a JSON object is a *bad line*: with ``on_bad_line="error"`` it stops the run with a

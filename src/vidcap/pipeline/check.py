@@ -89,7 +89,8 @@ def check_records(span: InputSpan, opts: RunOptions, *, whole_input: bool = True
 
     Reads nothing outside the span. Ids are checked within the span only; ``vidcap merge``
     checks them across shards. ``whole_input``: the span is the whole file (one shard), so
-    finding no record is an error rather than an empty shard. Raises VidcapError naming
+    finding no record is an error rather than an empty shard (an empty file is an error for
+    every shard). Raises VidcapError naming
     ``file:line`` (``file: element N`` for a JSON array).
     """
     input_path = span.path
@@ -110,7 +111,7 @@ def check_records(span: InputSpan, opts: RunOptions, *, whole_input: bool = True
                     f"{where}: duplicate id {rid!r} (first at {span.unit} {first}); "
                     "--id-key values must be unique"
                 )
-    if reader.records == 0 and whole_input:
+    if reader.records == 0 and (whole_input or span.size == 0):
         if reader.bad_count:
             raise VidcapError(
                 f"{input_path}: no valid records: all {reader.bad_count} non-blank lines are bad "
