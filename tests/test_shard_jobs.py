@@ -22,6 +22,9 @@ from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 13
+# Random weights may sample an empty caption, which is a record error (exit code 1) by design;
+# it says nothing about the plumbing these tests check, so it is the one error they accept.
+EMPTY = "the model returned an empty caption"
 
 
 @pytest.fixture()
@@ -35,7 +38,7 @@ def job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
     config.write_text(
         f'model = "{tiny_model}"\nmax_model_len = {TINY_ENGINE["max_model_len"]}\n'
         "gpu_memory_utilization = 0.05\nenforce_eager = true\n"
-        "max_tokens = 4\nbatch_size = 2\ndecode_workers = 0\n"
+        "max_tokens = 8\nbatch_size = 2\ndecode_workers = 0\n"
         "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
     )
     return {"data": data, "config": config, "tmp": tmp_path, "records": records, "model": str(tiny_model)}
@@ -60,9 +63,11 @@ def test_three_task_array_without_output_then_merge_by_input(job: dict) -> None:
                 [sys.executable, "-m", "vidcap", *args], env=env, stderr=subprocess.PIPE, text=True
             )
         )
+    codes = []
     for proc in procs:
         _, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr
+        assert proc.returncode in (0, 1), stderr
+        codes.append(proc.returncode)
 
     outputs = [job["tmp"] / f"data.captions.shard-{i}-of-3.jsonl" for i in range(3)]
     assert not (job["tmp"] / "data.captions.jsonl").exists()
@@ -72,12 +77,13 @@ def test_three_task_array_without_output_then_merge_by_input(job: dict) -> None:
         summary = loads(out.with_name(out.name + ".summary.json").read_bytes())
         assert summary["shard"] == {"index": index, "count": 3}
         assert summary["complete"] is True and summary["records_in_shard"] == counts[index]
+        assert codes[index] == (1 if summary["status_counts"]["error"] else 0)
 
     merged = run_vidcap("merge", str(job["data"]))
     assert merged.returncode == 0, merged.stderr
     result = [r.data for r in iter_records(job["tmp"] / "data.captions.jsonl")]
     assert [r["id"] for r in result] == [r["id"] for r in job["records"]]  # every record once, in order
-    assert all(r["status"] == "ok" for r in result)
+    assert all(r["status"] == "ok" or r["error"] == EMPTY for r in result), result
     assert [{k: r[k] for k in ("id", "video", "n")} for r in result] == job["records"]
 
 
@@ -88,7 +94,7 @@ def _config(job: dict, **flags) -> object:
         "model": job["model"],
         "batch_size": 2,
         "decode_workers": 0,
-        "max_tokens": 4,
+        "max_tokens": 8,
         "fps": 1.0,
         "min_pixels": 12544,
         "max_pixels": 50176,
@@ -110,7 +116,7 @@ def _stop_after(calls: int):
 def interrupted(job: dict, vllm_engine) -> dict:
     """An output the runner left after an interruption: 4 records of 13, with its summary."""
     result = run_captioning(_config(job), vllm_engine, should_stop=_stop_after(4))
-    assert result.interrupted
+    assert result.interrupted and result.exit_code == 75
     out = job["tmp"] / "out.jsonl"
     assert len(list(iter_records(out))) == 4
     return {**job, "out": out, "bytes": out.read_bytes(), "summary": (job["tmp"] / "out.jsonl.summary.json")}
@@ -119,7 +125,7 @@ def interrupted(job: dict, vllm_engine) -> dict:
 def _cli(job: dict, *extra: str) -> subprocess.CompletedProcess[str]:
     return run_vidcap(
         "run", "-i", str(job["data"]), "-o", str(job["out"]), "-m", job["model"],
-        "--batch-size", "2", "--decode-workers", "0", "--max-tokens", "4", "--fps", "1.0",
+        "--batch-size", "2", "--decode-workers", "0", "--max-tokens", "8", "--fps", "1.0",
         "--min-pixels", "12544", "--max-pixels", "50176", "--quiet", *extra,
     )  # fmt: skip
 
@@ -187,9 +193,9 @@ def test_output_without_a_summary_is_not_resumed(interrupted: dict) -> None:
 def test_same_run_resumes_and_overwrite_is_the_way_out(interrupted: dict, vllm_engine) -> None:
     job = interrupted
     resumed = run_captioning(_config(job), vllm_engine)
-    assert resumed.exit_code == 0 and resumed.stats.resumed == 4
+    assert resumed.complete and resumed.stats.resumed == 4 and resumed.stats.processed == RECORDS - 4
     assert [r.data["id"] for r in iter_records(job["out"])] == [r["id"] for r in job["records"]]
     changed = run_captioning(_config(job, temperature=0.2, overwrite=True), vllm_engine)
-    assert changed.exit_code == 0 and changed.stats.resumed == 0
+    assert changed.complete and changed.stats.resumed == 0 and changed.stats.processed == RECORDS
     summary = loads(job["summary"].read_bytes())
     assert summary["fingerprint"]["options"]["generation"]["temperature"] == 0.2
