@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,15 +73,25 @@ _Entry = tuple[int, dict | None, str | None]
 
 def _jsonl_entries(path: Path) -> Iterator[_Entry]:
     with _files.open_for_reading(path) as f:
-        try:
-            for line, content, _ in _files.iter_lines(f):
-                if _files.is_blank(content):
-                    yield line, None, None
-                    continue
-                record, problem = _files.parse_record(content)
-                yield line, record, None if problem is None else f"{path}:{line}: {problem}"
-        except OSError as e:
-            raise _files.read_error(path, e) from None
+        yield from _jsonl_lines(path, f, first_line=1, update=None)
+
+
+def _jsonl_lines(
+    path: Path, lines: Iterable[bytes], *, first_line: int, update: Callable[[bytes], object] | None
+) -> Iterator[_Entry]:
+    """Entries of raw JSONL ``lines`` read from ``path``, the first being line ``first_line``;
+    ``update`` (a hash's) receives each line's content, line endings normalized to LF."""
+    try:
+        for line, content, _ in _files.iter_lines(lines, first_line=first_line):
+            if update is not None:
+                update(content + b"\n")
+            if _files.is_blank(content):
+                yield line, None, None
+                continue
+            record, problem = _files.parse_record(content)
+            yield line, record, None if problem is None else f"{path}:{line}: {problem}"
+    except OSError as e:
+        raise _files.read_error(path, e) from None
 
 
 def _json_entries(path: Path) -> Iterator[_Entry]:
@@ -105,21 +115,13 @@ def _entries(path: Path) -> Iterator[_Entry]:
 
 def _jsonl_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
     """The entries of a JSONL span: seek to its first byte, read exactly its lines."""
-    path = span.path
-    with _files.open_for_reading(path) as f:
+    with _files.open_for_reading(span.path) as f:
         try:
             f.seek(span.byte_start)
-            lines = itertools.islice(f, span.stop - span.start)
-            for line, content, _ in _files.iter_lines(lines, first_line=span.start + 1):
-                if update is not None:
-                    update(content + b"\n")  # line endings normalized: CRLF = LF
-                if _files.is_blank(content):
-                    yield line, None, None
-                    continue
-                record, problem = _files.parse_record(content)
-                yield line, record, None if problem is None else f"{path}:{line}: {problem}"
         except OSError as e:
-            raise _files.read_error(path, e) from None
+            raise _files.read_error(span.path, e) from None
+        lines = itertools.islice(f, span.stop - span.start)
+        yield from _jsonl_lines(span.path, lines, first_line=span.start + 1, update=update)
 
 
 def _json_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
