@@ -341,3 +341,22 @@ def test_merge_command_by_input_writes_the_default_output(tmp_path: Path) -> Non
     assert summary["records_per_shard"] == [4, 4, 3] and summary["input"] == str(data.resolve())
     with pytest.raises(VidcapError, match="give --output"):
         merge_command([str(tmp_path / "data.captions.shard-*")], None)
+
+
+def test_merged_summary_reads_stats_of_other_versions(tmp_path: Path) -> None:
+    """Counters a shard summary has that this version does not know, or of the wrong type, are left
+    out of the merged statistics rather than failing the merge."""
+    shards = [make_shard(tmp_path, i) for i in range(N)]
+    stats = [
+        {"ok": 4, "prompt_tokens": 10, "new_counter": 3},
+        {"ok": "four", "prompt_tokens": 5, "errors_by_kind": {"x": 1}},
+        {"ok": 3, "generate_s": 2, "errors_by_kind": {"x": "y"}},
+    ]
+    for shard, s in zip(shards, stats, strict=True):
+        data = json.loads(summary_path(shard).read_text())
+        summary_path(shard).write_text(json.dumps({**data, "stats": s}))
+    merged = tmp_path / "all.jsonl"
+    merge_command([str(s) for s in shards], merged)
+    last = json.loads(summary_path(merged).read_text())["shards_last_runs"]
+    assert (last["ok"], last["prompt_tokens"], last["generate_s"]) == (7, 15, 2.0)
+    assert last["errors_by_kind"] == {"x": 1}
