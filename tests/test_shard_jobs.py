@@ -170,6 +170,7 @@ def test_resume_onto_changed_options_is_refused(interrupted: dict) -> None:
     _assert_refused(_cli(job, "--prompt", "Say hi."), job, "prompt 'Please describe")
     _assert_refused(_cli(job, "--system-prompt", "Be brief."), job, "system-prompt None -> 'Be brief.'")
     _assert_refused(_cli(job, "--fps", "2.0"), job, "sampling.fps 1.0 -> 2.0")
+    _assert_refused(_cli(job, "--max-model-len", "2048"), job, "max-model-len None -> 2048")
     _assert_refused(_cli(job, "--num-shards", "2", "--shard-index", "0"), job, "shard's end line 14 -> 7")
 
 

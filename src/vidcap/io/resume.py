@@ -6,7 +6,8 @@ Two ways to resume:
   first :attr:`DoneSet.count` records of its range;
 * by id (``--id-key``): a rerun skips records whose ``str(record[id_key])`` is in
   :attr:`DoneSet.ids`. That is only sound if ids are unique in the input, which
-  :func:`check_unique_ids` checks before the run starts.
+  the run checks (``pipeline.check.check_records``, within its shard; ``vidcap merge``
+  across shards) before it starts.
 
 A ``null`` id counts as missing: it cannot tell records apart.
 """

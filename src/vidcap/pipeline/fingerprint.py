@@ -3,9 +3,10 @@
 Recorded in the summary (written before the first record is appended, and again at the
 end), it holds the input (path, size, line or element count), the shard's span of it and a
 digest of that span's content (computed by the check pass, which reads the span anyway),
-and every option that changes what a record's output says (model, prompt, system prompt,
-generation and frame sampling, output field names). Batch size, workers, timeouts and the
-like are left out: they change how fast records are captioned, not what is written.
+and every option that changes what a record's output says (model and its context length,
+prompt, system prompt, generation and frame sampling, output field names). Batch size,
+workers, timeouts and the like are left out: they change how fast records are captioned,
+not what is written.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
         "span": {"start": span.start, "stop": span.stop, "digest": digest},
         "options": {
             "model": config.engine.model,
+            # The context length bounds the default pixel budget, so it changes the frames too.
+            "max_model_len": config.engine.max_model_len,
             "prompt": prompt,
             "system_prompt": opts.system_prompt,
             "input_video_key": opts.input_video_key,
