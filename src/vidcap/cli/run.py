@@ -392,11 +392,14 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     own lines, printed through ``terminal_out``/``terminal_err``.
     """
     from vidcap.engines import create_engine
-    from vidcap.pipeline.runner import default_output_path, run_captioning
+    from vidcap.pipeline.runner import run_captioning
+    from vidcap.pipeline.shard import default_output_path
     from vidcap.progress import make_progress
 
     config = finish_config(config)
-    output = Path(config.run.output) if config.run.output else default_output_path(Path(config.run.input))
+    run = config.run
+    # The log goes beside the output, so each shard of an array has its own (as its output).
+    output = Path(run.output or default_output_path(Path(run.input), run.shard_index, run.num_shards))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     global _stop_requested
     _stop_requested = False

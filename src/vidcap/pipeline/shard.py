@@ -28,17 +28,28 @@ class Shard:
         return default_output(self.span.path, (self.index, self.count) if self.explicit else None)
 
 
-def resolve_shard(index: int | None, count: int | None, input_path: Path) -> Shard:
-    """Flags first, else ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT``, else the whole input.
-
-    Finds the shard's span of the input by a newline scan (see :func:`find_span`).
-    """
+def shard_numbers(index: int | None, count: int | None) -> tuple[int, int, bool]:
+    """``(index, count, explicit)``: flags first, else the SLURM job array's variables, else the
+    whole input (``0, 1, False``). Reads no file."""
     if (index is None) != (count is None):
         raise VidcapError("--shard-index and --num-shards go together; give both")
-    explicit = True
-    if index is None or count is None:
-        from_env = shard_from_env(os.environ)
-        explicit = from_env is not None
-        index, count = from_env if from_env is not None else (0, 1)
-    check_shard(index, count)
+    if index is not None and count is not None:
+        check_shard(index, count)
+        return index, count, True
+    from_env = shard_from_env(os.environ)
+    if from_env is None:
+        return 0, 1, False
+    return from_env[0], from_env[1], True
+
+
+def default_output_path(input_path: Path, index: int | None, count: int | None) -> Path:
+    """Where a run writes without ``--output`` (see :meth:`Shard.default_output`); reads no file."""
+    index, count, explicit = shard_numbers(index, count)
+    return default_output(input_path, (index, count) if explicit else None)
+
+
+def resolve_shard(index: int | None, count: int | None, input_path: Path) -> Shard:
+    """The shard (see :func:`shard_numbers`) and its span of the input, found by a newline scan
+    (see :func:`find_span`)."""
+    index, count, explicit = shard_numbers(index, count)
     return Shard(index=index, count=count, span=find_span(input_path, index, count), explicit=explicit)
