@@ -14,7 +14,7 @@ from vidcap.errors import VidcapError
 
 EPILOG = (
     "Examples:\n\n"
-    "  vidcap merge data.jsonl     # data.captions.shard-*.jsonl -> data.captions.jsonl\n\n"
+    "  vidcap merge data.jsonl   # data.captions.shard-*.jsonl -> data.captions.jsonl\n\n"
     "  vidcap merge 'out/shard-*.jsonl' --output captions.jsonl"
 )
 
