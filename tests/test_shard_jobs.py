@@ -133,7 +133,7 @@ def _cli(job: dict, *extra: str) -> subprocess.CompletedProcess[str]:
 def _assert_refused(result: subprocess.CompletedProcess[str], job: dict, *needles: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    error = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1, result.stderr
     assert f"cannot resume {job['out']}" in error[0], error[0]
     assert "--overwrite" in error[0]
