@@ -166,7 +166,7 @@ def test_fingerprint_is_on_disk_before_the_first_record(job: dict, vllm_engine) 
 
 def test_resume_onto_changed_options_is_refused(interrupted: dict) -> None:
     job = interrupted
-    _assert_refused(_cli(job, "--temperature", "0.2"), job, "generation.temperature 0.7 -> 0.2")
+    _assert_refused(_cli(job, "--temperature", "0.2"), job, "generation.temperature None -> 0.2")
     _assert_refused(_cli(job, "--prompt", "Say hi."), job, "prompt 'Please describe")
     _assert_refused(_cli(job, "--system-prompt", "Be brief."), job, "system-prompt None -> 'Be brief.'")
     _assert_refused(_cli(job, "--fps", "2.0"), job, "sampling.fps 1.0 -> 2.0")
