@@ -26,6 +26,7 @@ from vidcap.errors import (
 )
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
+from vidcap.io.shards import shard_range
 from vidcap.pipeline.check import check_output_is_not_input, check_todo, todo_problems
 from vidcap.pipeline.runner import run_captioning
 from vidcap.prompts import DiyVideoPrompt
@@ -211,3 +212,19 @@ def test_a_template_field_some_records_lack_is_reported_and_fails_those_records(
     assert todo_problems(facts, on_missing_video="error") == [
         f"1 record(s) lack the prompt template field '{{topic}}' and will get status error: {data}:2"
     ]
+
+
+def test_an_empty_shard_with_overwrite_empties_the_output_without_the_engine(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data = dataset(tmp_path, clip_dir, 2)
+    empty = [i for i in range(3) if len(shard_range(2, i, 3)) == 0]
+    assert empty, "three shards over two records: one of them is empty"
+    out = tmp_path / f"shard-{empty[0]}.jsonl"
+    out.write_text('{"old": 1}\n')
+    cfg = config(data, out, shard_index=empty[0], num_shards=3, overwrite=True)
+    result = run_captioning(cfg, NotToBeStarted(tiny_model))
+    assert result.exit_code == 0
+    assert out.read_bytes() == b""
+    assert summary_of(out)["records_in_shard"] == 0
+

@@ -81,10 +81,10 @@ class OutputLock:
 
 
 def _holder(fd: int) -> str:
-    """'pid 123 on host node7 since ...' from a lock file, or a vaguer phrase if unreadable."""
+    """'pid 123 on host node7, since ...' from a lock file, or a vaguer phrase if unreadable."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        return f"pid {info['pid']} on host {info['host']} (since {info['started_at']})"
+        return f"pid {info['pid']} on host {info['host']}, since {info['started_at']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "a run that has not written its pid yet"
 
