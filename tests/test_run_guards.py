@@ -14,18 +14,16 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
+from tests.test_batch_jobs import output_ids, start_vidcap, wait_for_lines
 from vidcap.config import build_config
 from vidcap.io.jsonio import loads
 from vidcap.io.lock import acquire_output_lock, lock_path
-from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 48
@@ -59,32 +57,6 @@ def broken_model(tmp_path: Path, tiny_model: Path) -> Path:
     with open(broken / "model.safetensors", "r+b") as f:
         f.truncate(1000)
     return broken
-
-
-def output_ids(path: Path) -> list[str]:
-    return [r.data["id"] for r in iter_records(path)]
-
-
-def start_vidcap(args: list[str]) -> subprocess.Popen[str]:
-    """A vidcap process in its own process group (like a job step), stderr captured."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "vidcap", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def wait_for_lines(path: Path, lines: int, proc: subprocess.Popen[str], timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= lines:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"vidcap ended before writing {lines} lines: {proc.returncode}\n{proc.stderr.read()}")
-        time.sleep(0.05)
-    pytest.fail(f"no {lines} lines in {path} after {timeout} s")
 
 
 def test_a_second_run_on_the_same_output_is_refused_and_the_output_has_each_record_once(
