@@ -67,6 +67,36 @@ def test_sigkill_leaves_no_stale_lock(tmp_path: Path) -> None:
     assert not lock_path(out).exists()  # a normal end removes the file
 
 
+def test_a_forked_child_does_not_keep_the_lock_after_its_parent_dies(tmp_path: Path) -> None:
+    """vLLM forks its engine on GPUs: an orphaned child must not hold the output."""
+    out = tmp_path / "out.jsonl"
+    code = textwrap.dedent(
+        f"""
+        import os, time
+        from pathlib import Path
+        from vidcap.io.lock import acquire_output_lock
+        lock = acquire_output_lock(Path({str(out)!r}))
+        child = os.fork()
+        if child == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 1)  # let the test's pipe close when the parent exits
+            os.dup2(devnull, 2)
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        os._exit(0)  # dies holding the lock, as if killed: no release
+        """
+    )
+    parent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    child = int(parent.stdout)
+    try:
+        os.kill(child, 0)  # the forked child is still alive...
+        with acquire_output_lock(out):  # ...and holds no lock
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_lock_is_exclusive_within_one_process_too(tmp_path: Path) -> None:
     """flock belongs to the open file: a second open in the same process is a second holder."""
     out = tmp_path / "sub" / "out.json"

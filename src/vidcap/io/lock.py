@@ -54,6 +54,16 @@ class OutputLock:
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd = fd
+        if fd is not None:
+            # A forked child (vLLM's default start method on GPUs) would share the lock and
+            # could keep it after this process dies; children never own the output.
+            os.register_at_fork(after_in_child=self._drop_in_child)
+
+    def _drop_in_child(self) -> None:
+        if self._fd is not None:  # None once released: the number may be another file's by now
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
     @property
     def held(self) -> bool:
