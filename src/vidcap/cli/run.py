@@ -237,7 +237,9 @@ def run_command(
     overwrite: Annotated[
         bool | None,
         typer.Option(
-            help="Start over instead of resuming from records already in the output.", rich_help_panel=BATCH
+            help="Start over instead of resuming from records already in the output; the old output "
+            "stays until the new run has written its first batch.",
+            rich_help_panel=BATCH,
         ),
     ] = None,
     shard_index: Annotated[
