@@ -259,7 +259,7 @@ def run_command(
         ),
     ] = None,
     on_missing_video: Annotated[
-        str | None,
+        Literal["record", "error"] | None,
         typer.Option(
             help="A video file missing or unreadable before the model loads: record (that record "
             "fails, the run goes on) or error (stop before loading the model) (default: record).",
