@@ -60,11 +60,12 @@ def test_run_help_names_every_flag_choices_required_and_exit_codes() -> None:
         assert re.search(rf"^\s+{flag} ", text, re.MULTILINE), flag
     assert "--backend <vllm|transformers|openai>" in text
     assert "--on-bad-line <error|skip>" in text
+    assert "--on-missing-video <record|error>" in text
     assert re.search(r"^\s+-q, --quiet\s+No progress display", text, re.MULTILINE)
     assert " ".join(text.split()).count("Required, here or in --config.") == 2  # --input and --model
     assert "Usage: python -m vidcap run [OPTIONS] [INPUT]" in text
     codes = text[text.index("Exit codes:") :]
-    for code in ("0", "1", "2", "70", "75", "130"):
+    for code in ("0", "1", "2", "69", "70", "73", "75", "130"):
         assert re.search(rf"^\s+{code}\s+\w", codes, re.MULTILINE), code
     assert "Exit codes:" in run_vidcap("--help", env=narrow()).stdout
 

@@ -191,8 +191,39 @@ def test_json_output_uses_a_journal_then_writes_the_array(tmp_path: Path) -> Non
 
 def test_json_output_with_no_records_is_an_empty_array(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    open_writer(out, resume=False).close(complete=False)
+    open_writer(out, resume=False).close(complete=True)
     assert out.read_text() == "[]\n"
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.json"])
+def test_fresh_writer_keeps_the_old_output_until_its_first_batch(tmp_path: Path, name: str) -> None:
+    """--overwrite: a run that fails before writing anything (a model that does not load) loses nothing."""
+    out = tmp_path / name
+    old = b'[{"old": 1}]\n' if name.endswith(".json") else b'{"old": 1}\n'
+    out.write_bytes(old)
+    open_writer(out, resume=False).close(complete=False)
+    assert out.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # the aside file is gone
+
+    writer = open_writer(out, resume=False)
+    assert out.read_bytes() == old
+    writer.write_batch(batch(0, 2))
+    if name.endswith(".jsonl"):
+        assert read_jsonl(out) == batch(0, 2)  # replaced as soon as the first batch is durable
+        writer.write_batch(batch(2, 1))  # later batches append to the new file
+    else:
+        assert read_jsonl(journal_path(out)) == batch(0, 2)
+        writer.write_batch(batch(2, 1))
+    writer.close(complete=False)
+    assert load_done(out, id_key="id").count == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_fresh_jsonl_writer_with_no_records_empties_the_output_when_complete(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"old": 1}\n')
+    open_writer(out, resume=False).close(complete=True)
+    assert out.read_bytes() == b""
 
 
 def test_json_interrupted_close_writes_what_is_done_then_resume_continues(tmp_path: Path) -> None:
@@ -232,8 +263,9 @@ def test_json_resume_false_replaces_old_array_only_at_close(tmp_path: Path) -> N
     out.write_text(json.dumps([{"old": True}]))
     journal_path(out).write_text('{"stale": true}\n')
     writer = open_writer(out, resume=False)
-    assert journal_path(out).read_text() == ""
+    assert journal_path(out).read_text() == '{"stale": true}\n'  # until the first batch is written
     writer.write_batch(batch(0, 1))
+    assert read_jsonl(journal_path(out)) == batch(0, 1)
     assert json.loads(out.read_text()) == [{"old": True}]
     writer.close(complete=True)
     assert json.loads(out.read_text()) == batch(0, 1)

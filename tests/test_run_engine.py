@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import write_jsonl
 from vidcap.config import RunConfig, RunOptions, build_config
 from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.errors import VidcapError
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
@@ -126,21 +127,22 @@ def test_bad_videos_get_error_status_and_the_rest_go_on(vllm_engine, clip_dir: P
     ]
     data = write_jsonl(tmp_path / "data.jsonl", records)
     out = tmp_path / "out.jsonl"
-    result = run_captioning(config_for(data, out), vllm_engine, template="Describe {topic} in the video.")
-    rows = {r["id"]: r for r in read_output(out)}
-    assert list(rows) == [r["id"] for r in records]
-    for bad in ("missing", "text", "cut", "ok1", "ok2", "tmpl"):
-        assert rows[bad]["status"] == "error", rows[bad]  # no record has 'topic': the template fails
-        assert rows[bad]["caption"] is None
-    assert "topic" in rows["ok1"]["error"]
-    assert rows["none"]["status"] == "skipped" and rows["none"]["caption"] is None
-    assert result.exit_code == 1
+    # No record has 'topic': a typo, refused before the engine is used and before anything is written.
+    with pytest.raises(VidcapError, match=r"template field '\{topic\}' is in none of the 6 records"):
+        run_captioning(config_for(data, out), vllm_engine, template="Describe {topic} in the video.")
+    assert not out.exists()
 
-    data2 = write_jsonl(tmp_path / "data2.jsonl", [{**r, "topic": "the motion"} for r in records])
+    # One record lacks it: that record fails alone.
+    with_topic = [r if r["id"] == "tmpl" else {**r, "topic": "the motion"} for r in records]
+    data2 = write_jsonl(tmp_path / "data2.jsonl", with_topic)
     out2 = tmp_path / "out2.jsonl"
-    run_captioning(config_for(data2, out2), vllm_engine, template="Describe {topic} in the video.")
+    result = run_captioning(config_for(data2, out2), vllm_engine, template="Describe {topic} in the video.")
+    assert result.exit_code == 1
     rows = {r["id"]: r for r in read_output(out2)}
-    assert [rows[k]["status"] for k in ("ok1", "tmpl", "ok2")] == ["ok", "ok", "ok"]
+    assert list(rows) == [r["id"] for r in records]
+    assert [rows[k]["status"] for k in ("ok1", "tmpl", "ok2")] == ["ok", "error", "ok"]
+    assert "topic" in rows["tmpl"]["error"] and rows["tmpl"]["caption"] is None
+    assert rows["none"]["status"] == "skipped" and rows["none"]["caption"] is None
     assert "missing.mp4" in rows["missing"]["error"]
     assert rows["text"]["error"] and rows["cut"]["error"]
     for row in rows.values():

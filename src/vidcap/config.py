@@ -69,6 +69,7 @@ class RunOptions:
     shard_index: int | None = None
     num_shards: int | None = None
     on_bad_line: Literal["error", "skip"] = "error"
+    on_missing_video: Literal["record", "error"] = "record"
     decode_workers: int | None = None
     decode_timeout: float = 300.0
     decode_threads: int = 2
@@ -168,6 +169,7 @@ def validate(config: RunConfig) -> None:
         (e.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),
         (e.backend in ("vllm", "transformers", "openai"), "--backend must be vllm, transformers or openai"),
         (r.on_bad_line in ("error", "skip"), "--on-bad-line must be error or skip"),
+        (r.on_missing_video in ("record", "error"), "--on-missing-video must be record or error"),
     ]
     for ok, message in checks:
         if not ok:

@@ -12,12 +12,37 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_RECORDS_FAILED = 1
 EXIT_USAGE = 2
+EXIT_ENGINE_FAILED = 69  # EX_UNAVAILABLE: the engine (model) could not be started; nothing captioned
 EXIT_INTERNAL = 70
+EXIT_LOCKED = 73  # EX_CANTCREAT: another run holds the output's lock; this one did nothing
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGINT; rerun the same command to resume
 
 
 class VidcapError(Exception):
-    """A user-fixable error: the message is one line that names the file or record and what is wrong."""
+    """A user-fixable error: the message is one line that names the file or record and what is wrong.
+
+    ``exit_code`` is what the CLI exits with (subclasses tell the other stops apart).
+    """
+
+    exit_code = EXIT_USAGE
+
+
+class OutputLockedError(VidcapError):
+    """Another run holds the output: a cron wrapper may treat this exit code as "already running"."""
+
+    exit_code = EXIT_LOCKED
+
+
+class EngineStartError(VidcapError):
+    """The engine could not load the model or start: a failure, not an interruption."""
+
+    exit_code = EXIT_ENGINE_FAILED
+
+
+class FailedWhileStoppingError(VidcapError):
+    """The run failed while it was stopping for a signal: the failure, not the stop, is reported."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class RecordError(Exception):

@@ -1,9 +1,10 @@
 """The ``vidcap`` command: assembles the sub-commands and turns user errors into one line.
 
 Exit codes: 0 all records ok; 1 some records failed (see their ``error`` field); 2 usage or
-input error (nothing was captioned); 75 interrupted by SIGTERM/SIGINT (rerun to resume);
-70 internal error (a bug: the traceback is printed); 130 stopped at once by a second Ctrl-C.
-Every fatal error is one ``error: ...`` line on stderr.
+input error (nothing was captioned); 69 the engine could not start; 73 another run holds the
+output (nothing done); 75 interrupted by SIGTERM/SIGINT (rerun to resume); 70 internal error
+(a bug: the traceback is printed), or an error while stopping; 130 stopped at once by a second
+Ctrl-C. Every fatal error is one ``error: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import typer
 from vidcap import __version__
 from vidcap.cli import demo, merge, probe_cli, report, run
 from vidcap.cli.help import EXIT_CODES, GroupedCommand
-from vidcap.errors import EXIT_INTERNAL, EXIT_USAGE, VidcapError
+from vidcap.errors import EXIT_INTERNAL, VidcapError
 from vidcap.quiet import TerminalHandler, terminal_err
 
 app = typer.Typer(
@@ -64,7 +65,8 @@ def _log_to_stderr() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors print ``error: ...`` on stderr and exit 2; bugs keep their traceback.
+    """Entry point: user errors print ``error: ...`` on stderr and exit with their code (2 for
+    most); bugs keep their traceback.
 
     Set ``VIDCAP_DEBUG=1`` to see the traceback of user errors too.
     """
@@ -75,7 +77,7 @@ def main() -> None:
         if os.environ.get("VIDCAP_DEBUG"):
             traceback.print_exc(file=terminal_err())
         print(f"error: {exc}", file=terminal_err())
-        sys.exit(EXIT_USAGE)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("vidcap: interrupted (a second Ctrl-C); rerun the same command to resume", file=terminal_err())
         sys.exit(130)

@@ -17,7 +17,9 @@ EXIT_CODES = (
     "  0    every record ok\n"
     "  1    some records failed (their 'error' field says why)\n"
     "  2    usage or input error: nothing was captioned\n"
-    "  70   internal error (a bug: the traceback is printed)\n"
+    "  69   the engine could not start: nothing was captioned\n"
+    "  70   internal error (a bug: traceback printed), or failed while stopping\n"
+    "  73   another run is writing this output: nothing done (already running)\n"
     "  75   stopped by SIGTERM or Ctrl-C after the current batch (rerun to resume)\n"
     "  130  stopped at once by a second Ctrl-C (rerun to resume)"
 )

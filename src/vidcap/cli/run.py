@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,7 +34,7 @@ from vidcap.cli.options import (
     sampling_values,
 )
 from vidcap.config import RunConfig, build_config, load_config_file
-from vidcap.errors import VidcapError
+from vidcap.errors import FailedWhileStoppingError, VidcapError, one_line
 from vidcap.procs import STOP_SIGNALS
 from vidcap.quiet import Capture, capture_output, log_path_for, terminal_err
 
@@ -237,7 +238,9 @@ def run_command(
     overwrite: Annotated[
         bool | None,
         typer.Option(
-            help="Start over instead of resuming from records already in the output.", rich_help_panel=BATCH
+            help="Start over instead of resuming from records already in the output; the old output "
+            "stays until the new run has written its first batch.",
+            rich_help_panel=BATCH,
         ),
     ] = None,
     shard_index: Annotated[
@@ -255,6 +258,14 @@ def run_command(
         typer.Option(
             help="A line that is not a record: stop before any work, or report and skip it "
             "(default: error).",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
+    on_missing_video: Annotated[
+        Literal["record", "error"] | None,
+        typer.Option(
+            help="A video file missing or unreadable before the model loads: record (that record "
+            "fails, the run goes on) or error (stop before loading the model) (default: record).",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -328,6 +339,7 @@ def run_command(
         "shard_index": shard_index,
         "num_shards": num_shards,
         "on_bad_line": on_bad_line,
+        "on_missing_video": on_missing_video,
         "decode_workers": decode_workers,
         "decode_timeout": decode_timeout,
         "api_base": api_base,
@@ -419,8 +431,19 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
             )
     except VidcapError as exc:
         if capture is not None and capture.captured_bytes:  # e.g. the engine's root cause
-            raise VidcapError(f"{exc} (more in {capture.path})") from exc
+            # The same type: its exit code tells a locked output or a failed engine start apart.
+            raise type(exc)(f"{exc} (more in {capture.path})") from exc
         raise
+    except Exception as exc:
+        _print_note(capture)
+        if not _stop_requested:
+            raise
+        # Failing while stopping is a failure: say so (75 would tell a requeue to try again).
+        if verbose:
+            traceback.print_exc(file=terminal_err())
+        raise FailedWhileStoppingError(
+            f"the run failed while stopping for a signal: {one_line(exc)} (--verbose shows the traceback)"
+        ) from exc
     except BaseException:
         _print_note(capture)
         raise

@@ -8,7 +8,9 @@ parsed, and what a "torn" last line is.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -138,12 +140,27 @@ def json_array_chunks(records: Iterable[dict]) -> Iterator[bytes]:
 
 
 def temp_path(path: Path) -> Path:
-    """The temporary sibling of ``path`` used for atomic replacement (same folder, same filesystem).
+    """A new temporary sibling of ``path`` for atomic replacement (same folder, same filesystem).
 
-    A fixed name rather than a random one, so a temp file left by a killed run is simply
-    overwritten by the next attempt instead of piling up.
+    Unique per call (pid and a random part): two writers of the same file (a run and a
+    merge, two runs before the output lock existed) never write into each other's temp
+    file. A killed writer's leftovers are removed by :func:`remove_stale_temps`.
     """
-    return path.with_name(f".{path.name}.tmp")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete temp files of ``path`` left by killed writers; returns how many.
+
+    Only for a caller that owns ``path`` (holds its output lock): a live writer's temp file
+    looks the same as a dead one's.
+    """
+    removed = 0
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
@@ -153,8 +170,9 @@ def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
     producing a chunk raises, the temp file is removed and ``path`` is untouched.
     """
     tmp = temp_path(path)
+    f = open(tmp, "xb")  # noqa: SIM115 - exclusive create, outside the try: never unlink another's file
     try:
-        with open(tmp, "wb") as f:
+        with f:
             for chunk in chunks:
                 f.write(chunk)
             f.flush()

@@ -9,6 +9,9 @@ what it leaves behind is at worst a *torn* last line, which a resumed writer cut
   ``<output>.partial.jsonl``, and :meth:`RecordWriter.close` writes the whole array at once
   (temp file + ``os.replace``), then deletes the journal.
 
+Starting afresh (``--overwrite``) never loses the old output before the new run has written
+its first batch: the new file is written aside and renamed over the old one only then.
+
 Resuming: call :func:`vidcap.io.resume.load_done` first (it reads the same files, raises on
 real damage and counts exactly the records the writer keeps), then
 ``open_writer(path, resume=True)``.
@@ -72,18 +75,35 @@ def _repair_tail(fd: int) -> int:
 
 
 class _AppendFile:
-    """A JSONL file opened for appending whole, fsynced batches."""
+    """A JSONL file opened for appending whole, fsynced batches.
 
-    def __init__(self, path: Path, *, resume: bool, report_as: Path) -> None:
+    ``aside=True`` (starting afresh over a file that may hold an earlier run's records):
+    batches go to a new temp sibling, which replaces ``path`` right after the first batch is
+    durable (or at :meth:`publish`). Until then ``path`` is untouched, so a run that fails
+    before it has written anything (a model that does not load) loses nothing.
+    """
+
+    def __init__(self, path: Path, *, resume: bool, report_as: Path, aside: bool = False) -> None:
         self.path = path
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
+        self._aside: Path | None = _files.temp_path(path) if aside else None
+        target = self._aside or path
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        if aside:
+            flags |= os.O_EXCL
+        elif not resume:
+            flags |= os.O_TRUNC
         try:
-            self._fd: int | None = os.open(path, flags, 0o666)
+            self._fd: int | None = os.open(target, flags, 0o666)
         except OSError as e:
             raise _cannot_write(report_as, e) from None
         # Make the file's creation itself durable, not just its content.
         _files.fsync_dir(path.parent)
         self.repaired_bytes = _repair_tail(self._fd) if resume else 0
+
+    @property
+    def in_place(self) -> bool:
+        """True once ``path`` is the file being written (always, unless written aside)."""
+        return self._aside is None
 
     def append(self, records: list[dict]) -> None:
         if self._fd is None:
@@ -94,11 +114,24 @@ class _AppendFile:
         data = b"".join([jsonio.dumps(r) + b"\n" for r in records])
         _files.write_all(self._fd, data)
         os.fsync(self._fd)
+        self.publish()
+
+    def publish(self) -> None:
+        """Put the aside file in place of ``path`` (the descriptor follows the rename)."""
+        if self._aside is None or self._fd is None:
+            return
+        os.replace(self._aside, self.path)
+        self._aside = None
+        _files.fsync_dir(self.path.parent)
 
     def close(self) -> None:
+        """Close; an aside file that was never published is deleted (``path`` stays as it was)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._aside is not None:
+            with contextlib.suppress(OSError):
+                self._aside.unlink()
 
 
 class RecordWriter:
@@ -111,6 +144,11 @@ class RecordWriter:
     path: Path
     repaired_bytes: int
 
+    @property
+    def touched_output(self) -> bool:
+        """False while a fresh (``resume=False``) writer has not yet replaced the old output."""
+        raise NotImplementedError
+
     def write_batch(self, records: list[dict]) -> None:
         """Append ``records`` durably (returns after fsync); an empty list is a no-op."""
         raise NotImplementedError
@@ -118,9 +156,10 @@ class RecordWriter:
     def close(self, *, complete: bool) -> None:
         """Finish the output; calling it again does nothing.
 
-        ``complete`` says whether the run finished its range (false: interrupted). Both
-        formats leave a valid file holding every record written so far either way, which a
-        later ``resume=True`` run continues; the flag does not change what is written.
+        ``complete`` says whether the run finished its range (false: interrupted or failed).
+        Both formats leave a valid file holding every record written so far either way, which
+        a later ``resume=True`` run continues. One exception: a fresh writer that wrote no
+        record and is closed incomplete leaves the old output (if any) exactly as it was.
         """
         raise NotImplementedError
 
@@ -128,13 +167,19 @@ class RecordWriter:
 class _JsonlWriter(RecordWriter):
     def __init__(self, path: Path, *, resume: bool) -> None:
         self.path = path
-        self._file = _AppendFile(path, resume=resume, report_as=path)
+        self._file = _AppendFile(path, resume=resume, report_as=path, aside=not resume)
         self.repaired_bytes = self._file.repaired_bytes
+
+    @property
+    def touched_output(self) -> bool:
+        return self._file.in_place
 
     def write_batch(self, records: list[dict]) -> None:
         self._file.append(records)
 
     def close(self, *, complete: bool) -> None:
+        if complete:
+            self._file.publish()  # a complete run with no records leaves an empty output
         self._file.close()
 
 
@@ -144,8 +189,15 @@ class _JsonArrayWriter(RecordWriter):
         self.journal = journal_path(path)
         if resume and not self.journal.exists() and path.exists():
             self._seed_journal()
-        self._file: _AppendFile | None = _AppendFile(self.journal, resume=resume, report_as=path)
+        self._file: _AppendFile | None = _AppendFile(
+            self.journal, resume=resume, report_as=path, aside=not resume
+        )
         self.repaired_bytes = self._file.repaired_bytes
+        self._touched = resume
+
+    @property
+    def touched_output(self) -> bool:
+        return self._touched or (self._file is not None and self._file.in_place)
 
     def _seed_journal(self) -> None:
         """Start the journal from an existing array (a finished or interrupted earlier run)."""
@@ -168,8 +220,13 @@ class _JsonArrayWriter(RecordWriter):
     def close(self, *, complete: bool) -> None:
         if self._file is None:
             return
+        if complete:
+            self._file.publish()
+        self._touched = self._touched or self._file.in_place
         self._file.close()
         self._file = None
+        if not self._touched:
+            return  # a fresh run that wrote nothing: the old array and journal stay as they were
         records = (record for _, record in _files.iter_output_records(self.journal))
         try:
             _files.atomic_write(self.path, _files.json_array_chunks(records))
@@ -185,9 +242,10 @@ class _JsonArrayWriter(RecordWriter):
 def open_writer(path: str | Path, *, resume: bool) -> RecordWriter:
     """Open an output for writing; the format follows the extension (``.jsonl``/``.ndjson`` or ``.json``).
 
-    ``resume=False`` starts the output afresh (a ``.json`` file is only replaced when the
-    writer is closed). ``resume=True`` continues an existing output after cutting off a torn
-    last line; a ``.json`` output continues its journal, or one seeded from the array.
+    ``resume=False`` starts the output afresh, writing aside: the old output stays until the
+    first batch is durable (a ``.json`` array is only replaced when the writer is closed).
+    ``resume=True`` continues an existing output after cutting off a torn last line; a
+    ``.json`` output continues its journal, or one seeded from the array.
     The folder is created if missing; VidcapError if it cannot be created or written.
     """
     path = Path(path)

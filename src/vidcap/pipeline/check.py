@@ -1,16 +1,30 @@
-"""Check every input record before any work starts, and learn what the engine must reserve."""
+"""Check every input record before any work starts, and learn what the engine must reserve.
+
+Also the checks that need the records a run will caption (``check_todo``: video files,
+prompt fields) and the paths it will write (``check_output_is_not_input``): everything that
+can be known before the model loads is known then.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunOptions
 from vidcap.errors import VidcapError
 from vidcap.io._files import detect_format
+from vidcap.io.lock import lock_path
+from vidcap.io.merge import summary_path
 from vidcap.io.records import BadLine, InputRecord, SpanReader
 from vidcap.io.shards import InputSpan
+from vidcap.io.writer import journal_path
+from vidcap.prompts import DiyVideoPrompt, conversation_prompt
+
+EXAMPLES = 10  # problems listed one per line before "... and N more"
 
 
 @dataclass(frozen=True)
@@ -144,3 +158,134 @@ def bound(record: dict[str, Any], name: str) -> float | None:
     """A record's optional ``video_start``/``video_end`` in seconds."""
     value = record.get(name)
     return float(value) if value is not None else None
+
+
+def record_where(input_path: Path, record: InputRecord) -> str:
+    """``file:line`` of a JSONL record, ``file: element N`` of a JSON-array element."""
+    if detect_format(input_path, "input") == "json":
+        return f"{input_path}: element {record.line}"
+    return f"{input_path}:{record.line}"
+
+
+def check_output_is_not_input(input_path: Path, output_path: Path) -> None:
+    """Refuse a run whose output (or a file written beside it) is the input itself.
+
+    Compares files, not names (``os.path.samefile``: a symlink or a hard link to the input
+    is the input), so the input is never truncated, repaired or replaced.
+    """
+    written = [output_path, journal_path(output_path), summary_path(output_path), lock_path(output_path)]
+    for path in written:
+        same = path.absolute() == input_path.absolute()
+        if not same:
+            try:
+                same = os.path.samefile(path, input_path)
+            except OSError:
+                same = False  # does not exist (yet): cannot be the input
+        if same:
+            what = "the output" if path == output_path else f"a file the run writes ({path.name})"
+            raise VidcapError(
+                f"{path}: {what} is the input file {input_path}; choose another --output "
+                "(vidcap never writes its input)"
+            )
+
+
+@dataclass
+class TodoFacts:
+    """What ``check_todo`` found in the records a run is about to caption.
+
+    ``missing_videos``: ``where: path: problem`` for the first few unreadable video files,
+    ``missing_count`` all of them. ``field_misses``: per template field, how many records
+    that use the template lack it, with the first few locations; ``template_records``: how
+    many records use the template (the others have their own prompt in the conversation).
+    """
+
+    records: int = 0
+    missing_videos: list[str] = field(default_factory=list)
+    missing_count: int = 0
+    template_records: int = 0
+    field_misses: dict[str, list[str]] = field(default_factory=dict)
+    field_counts: dict[str, int] = field(default_factory=dict)
+    fields_seen: set[str] = field(default_factory=set)
+
+
+def _video_problem(path: str) -> str | None:
+    """Why a local video file cannot be read, or None (URLs are left to the decoder)."""
+    if "://" in path:
+        return None
+    try:
+        if not os.path.isfile(path):
+            return "no such file" if not os.path.exists(path) else "not a file"
+    except OSError as e:
+        return e.strerror or str(e)
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)"
+    return None
+
+
+def check_todo(
+    records: Iterable[InputRecord], input_path: Path, opts: RunOptions, template: DiyVideoPrompt
+) -> TodoFacts:
+    """One pass over the records to caption: a stat per video path, the template's fields.
+
+    Only reports; :func:`todo_problems` turns the facts into warnings or a stop.
+    """
+    facts = TodoFacts()
+    base = Path(opts.video_root) if opts.video_root else input_path.parent
+    for record in records:
+        facts.records += 1
+        paths = video_paths(record.data, opts.input_video_key)
+        for path in paths:
+            problem = _video_problem(resolve_video_path(path, base))
+            if problem is not None:
+                facts.missing_count += 1
+                if len(facts.missing_videos) < EXAMPLES:
+                    facts.missing_videos.append(f"{record_where(input_path, record)}: {path}: {problem}")
+        if not paths or conversation_prompt(record.data.get(opts.conversation_key)) is not None:
+            continue  # no video (skipped) or its own prompt: the template is not used
+        facts.template_records += 1
+        if len(facts.fields_seen) < 1000:
+            facts.fields_seen.update(k for k in record.data if isinstance(k, str))
+        for name in template.fields:
+            if name not in record.data:
+                facts.field_counts[name] = facts.field_counts.get(name, 0) + 1
+                examples = facts.field_misses.setdefault(name, [])
+                if len(examples) < EXAMPLES:
+                    examples.append(record_where(input_path, record))
+    return facts
+
+
+def todo_problems(facts: TodoFacts, *, on_missing_video: str) -> list[str]:
+    """Warnings to print for ``facts``; raises VidcapError for what must stop the run.
+
+    A template field that no record has is a typo: it would fail every record, so it stops
+    the run. A field some records lack, or a missing video, fails only those records (as it
+    would have without the check), unless ``on_missing_video == "error"``.
+    """
+    for name, count in facts.field_counts.items():
+        if count == facts.template_records:
+            close = difflib.get_close_matches(name, sorted(facts.fields_seen), n=1)
+            hint = f"; did you mean '{{{close[0]}}}'?" if close else ""
+            raise VidcapError(
+                f"prompt template field '{{{name}}}' is in none of the {count} records that use the "
+                f"template (first: {facts.field_misses[name][0]}){hint}"
+            )
+    warnings: list[str] = []
+    if facts.missing_count:
+        if on_missing_video == "error":
+            raise VidcapError(
+                f"{facts.missing_count} video file(s) missing or unreadable (first: "
+                f"{facts.missing_videos[0]}); nothing was captioned (--on-missing-video error)"
+            )
+        warnings.append(
+            f"{facts.missing_count} video file(s) missing or unreadable; their records will get "
+            "status error (--on-missing-video error stops instead):"
+        )
+        warnings += [f"  {line}" for line in facts.missing_videos]
+        if facts.missing_count > len(facts.missing_videos):
+            warnings.append(f"  ... and {facts.missing_count - len(facts.missing_videos)} more")
+    for name, count in facts.field_counts.items():
+        warnings.append(
+            f"{count} record(s) lack the prompt template field '{{{name}}}' and will get status "
+            f"error: {', '.join(facts.field_misses[name])}" + (" ..." if count > EXAMPLES else "")
+        )
+    return warnings

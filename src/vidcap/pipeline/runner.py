@@ -1,13 +1,15 @@
 """The run loop: strings the steps together for one shard of one input file.
 
 Order of work, and why:
-1. check every record and the output folder before loading the model (a bad line at
-   record 90,000 should cost seconds, not a GPU hour);
-2. find what the output already holds (resume) and open it for appending;
-3. start the engine;
-4. decode in worker processes ahead of the engine (bounded look-ahead), generate batch by
+1. check every record, and that the output is not the input, before loading the model (a
+   bad line at record 90,000 should cost seconds, not a GPU hour);
+2. lock the output (one writer per output, ``io/lock.py``) for the rest of the run;
+3. find what the output already holds (resume): if that is every record, stop there, else
+   check the records to do (video files exist, prompt fields) and open the output;
+4. start the engine (a failure is an ``EngineStartError``, not an interruption);
+5. decode in worker processes ahead of the engine (bounded look-ahead), generate batch by
    batch, and append each finished batch in input order, flushed to disk;
-5. between batches, honour a stop request (SIGTERM/SIGINT): write what is done and return.
+6. between batches, honour a stop request (SIGTERM/SIGINT): write what is done and return.
 """
 
 from __future__ import annotations
@@ -24,19 +26,38 @@ from typing import Any
 
 from vidcap.config import RunConfig
 from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
-from vidcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECORDS_FAILED, RecordError, one_line
+from vidcap.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RECORDS_FAILED,
+    EngineStartError,
+    RecordError,
+    VidcapError,
+    one_line,
+)
+from vidcap.io.jsonio import loads
+from vidcap.io.lock import acquire_output_lock
 from vidcap.io.merge import summary_path
 from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
 from vidcap.io.writer import open_writer
 from vidcap.pipeline.assemble import output_record
 from vidcap.pipeline.captions import caption_value
-from vidcap.pipeline.check import bound, check_records, record_id, resolve_video_path, video_paths
+from vidcap.pipeline.check import (
+    bound,
+    check_output_is_not_input,
+    check_records,
+    check_todo,
+    record_id,
+    resolve_video_path,
+    todo_problems,
+    video_paths,
+)
 from vidcap.pipeline.decode import DecodeTask, decode_record
 from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
 from vidcap.pipeline.shard import Shard, resolve_shard
 from vidcap.pipeline.stats import RunStats
-from vidcap.pipeline.summary import write_summary
+from vidcap.pipeline.summary import build_summary, write_summary
 from vidcap.progress import NullProgress, Progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
 from vidcap.video.plan import check_sampling
@@ -86,16 +107,20 @@ def run_captioning(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    """Caption one shard of ``config.run.input`` into ``config.run.output``; see the module doc."""
+    """Caption one shard of ``config.run.input`` into ``config.run.output``; see the module doc.
+
+    Raises VidcapError (before any work) for bad input, ``OutputLockedError`` when another
+    run holds the output, ``EngineStartError`` when the model cannot be started.
+    """
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     opts = config.run
-    progress = progress or NullProgress()
     template = as_prompt_template(template if template is not None else opts.prompt)
     input_path = Path(opts.input)
     # The shard's span of the input, found by a newline scan: the checks read only that.
     shard = resolve_shard(opts.shard_index, opts.num_shards, input_path)
     output_path = Path(opts.output) if opts.output else shard.default_output()
+    check_output_is_not_input(input_path, output_path)
 
     log.info("checking the records in %s", input_path)
     facts = check_records(shard.span, opts, whole_input=shard.count == 1)
@@ -117,33 +142,110 @@ def run_captioning(
     fingerprint = run_fingerprint(
         config, prompt=template.prompt_template, span=shard.span, digest=facts.digest
     )
-    done = None if opts.overwrite else load_done(output_path, id_key=opts.id_key)
-    if done is not None:
-        check_resumable(output_path, fingerprint, done)  # before any work: nothing is written yet
-    stats = RunStats(bad_lines=facts.bad_count)
-    writer = open_writer(output_path, resume=not opts.overwrite)
-    summary = _SummaryWriter(config, output_path, shard, facts.records, fingerprint, started, started_at)
-    summary.write(stats, complete=False)  # the fingerprint is on disk before the first record
-    interrupted = False
-    caption_started: float | None = None
+    # One writer per output, from here to the end (io/lock.py); a second run stops here.
+    with acquire_output_lock(output_path):
+        run = _Run(
+            config=config,
+            engine=engine,
+            template=template,
+            input_path=input_path,
+            output_path=output_path,
+            shard=shard,
+            records=facts.records,
+            fingerprint=fingerprint,
+            started=started,
+            started_at=started_at,
+        )
+        return run.execute(facts, progress or NullProgress(), should_stop)
+
+
+@dataclass
+class _Run:
+    """One locked run: what to do, the engine, and where the summary goes."""
+
+    config: RunConfig
+    engine: CaptionEngine
+    template: DiyVideoPrompt
+    input_path: Path
+    output_path: Path
+    shard: Shard
+    records: int  # in this shard
+    fingerprint: dict[str, Any]  # what a resume must match (pipeline/fingerprint.py)
+    started: float
+    started_at: str
+    stats: RunStats = field(default_factory=RunStats)
+    summary_written: bool = False  # by this run, with its fingerprint
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
-    try:
-        log.info("%d records ok; loading the model %s", facts.records, config.engine.model)
-        load_started = time.monotonic()
-        engine.start(max_videos_per_prompt=facts.max_videos_per_record)
-        stats.load_s = time.monotonic() - load_started
-        log.info("model loaded in %.1f s", stats.load_s)
-        if engine.max_model_len:  # the default pixel budget fits the engine's context
-            config = dataclasses.replace(
-                config, sampling=dataclasses.replace(config.sampling, model_seq_len=engine.max_model_len)
-            )
-        sampling = engine.sampling().summary()
-        todo, skipped_done = _records_to_do(config, shard, facts.records, done)
-        stats.resumed = skipped_done
-        if skipped_done:
-            log.info("resuming after %d records already done in %s", skipped_done, output_path)
-        caption_started = time.monotonic()
-        progress.start(facts.records, done=skipped_done, description=f"captioning {input_path.name}")
+
+    def execute(self, facts: Any, progress: Progress, should_stop: Callable[[], bool]) -> RunResult:
+        """Resume, check the records to do, start the engine, caption; see the module doc."""
+        opts = self.config.run
+        self.stats.bad_lines = facts.bad_count
+        done = None if opts.overwrite else load_done(self.output_path, id_key=opts.id_key)
+        if done is not None:
+            check_resumable(self.output_path, self.fingerprint, done)  # before any work or write
+        todo, skipped_done = _records_to_do(self.config, self.shard, self.records, done)
+        self.stats.resumed = skipped_done
+        if skipped_done == self.records:
+            return self._nothing_to_do()
+        report = check_todo(todo(), self.input_path, opts, self.template)
+        for line in todo_problems(report, on_missing_video=opts.on_missing_video):
+            log.warning("%s", line)
+
+        writer = open_writer(self.output_path, resume=not opts.overwrite)
+        # The fingerprint goes on disk before the first record is appended. With --overwrite the
+        # records go aside first and the old output (and its summary) stay until the first batch
+        # replaces them: the summary follows that batch (see _caption).
+        if not opts.overwrite:
+            self._summary(complete=False)
+        interrupted = False
+        caption_started: float | None = None
+        try:
+            log.info("%d records ok; loading the model %s", facts.records, self.config.engine.model)
+            load_started = time.monotonic()
+            self._start_engine(facts.max_videos_per_record)
+            self.stats.load_s = time.monotonic() - load_started
+            log.info("model loaded in %.1f s", self.stats.load_s)
+            if self.engine.max_model_len:  # the default pixel budget fits the engine's context
+                sampling = dataclasses.replace(self.config.sampling, model_seq_len=self.engine.max_model_len)
+                self.config = dataclasses.replace(self.config, sampling=sampling)
+            self.sampling = self.engine.sampling().summary()
+            if skipped_done:
+                log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
+            caption_started = time.monotonic()
+            progress.start(self.records, done=skipped_done, description=f"captioning {self.input_path.name}")
+            interrupted = self._caption(todo(), writer, progress, should_stop)
+        except BaseException as exc:
+            writer.close(complete=False)
+            if writer.touched_output or self.summary_written:  # else the old output and summary stay
+                failed = one_line(exc) if not isinstance(exc, KeyboardInterrupt) else None
+                self._summary(complete=False, interrupted=should_stop(), failed=failed)
+            raise
+        finally:
+            if caption_started is not None:  # a failed engine start has no "0/0 records" line to print
+                progress.stop()
+        if caption_started is not None:
+            self.stats.caption_s = time.monotonic() - caption_started
+        complete = not interrupted
+        writer.close(complete=complete)
+        data = self._summary(complete=complete)
+        return self._result(complete, data)
+
+    def _start_engine(self, max_videos_per_record: int) -> None:
+        """Load the model; any failure is an EngineStartError (a failure, not an interruption)."""
+        try:
+            self.engine.start(max_videos_per_prompt=max_videos_per_record)
+        except VidcapError as exc:
+            raise EngineStartError(str(exc)) from exc
+        except Exception as exc:
+            backend = self.config.engine.backend
+            raise EngineStartError(f"cannot start the {backend} engine: {one_line(exc)}") from exc
+
+    def _caption(
+        self, todo: Iterator[InputRecord], writer: Any, progress: Progress, should_stop: Callable[[], bool]
+    ) -> bool:
+        """Decode ahead, generate and write batch by batch; True if a stop ended it early."""
+        opts, config, stats = self.config.run, self.config, self.stats
         pending: deque[_Pending] = deque()
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
         # One batch decoding ahead while the engine works on the current one is all the overlap
@@ -156,71 +258,124 @@ def run_captioning(
             timeout_s=opts.decode_timeout,
             error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
         ) as pool:
-            video_root = Path(opts.video_root) if opts.video_root else input_path.parent
-            tasks = _tasks(todo, config, template, video_root, pending)
+            video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
+            tasks = _tasks(todo, config, self.template, video_root, pending)
             batch: list[tuple[_Pending, Any]] = []
             wait_started = time.monotonic()
             for outcome in pool.imap(tasks):
                 stats.decode_wait_s += time.monotonic() - wait_started
                 # Between two batches, or before the first (a stop asked while the model loaded).
                 if should_stop():
-                    interrupted = True
-                    break
+                    return True
                 batch.append((pending.popleft(), outcome))
                 if len(batch) >= opts.batch_size:
-                    _finish_batch(batch, config, engine, writer, stats, progress)
+                    _finish_batch(batch, config, self.engine, writer, stats, progress)
+                    self._first_batch_written(writer)
                     batch = []
                 wait_started = time.monotonic()
-            if batch and not interrupted:
-                interrupted = should_stop()
-                if not interrupted:
-                    _finish_batch(batch, config, engine, writer, stats, progress)
+            if batch:
+                if should_stop():
+                    return True
+                _finish_batch(batch, config, self.engine, writer, stats, progress)
+                self._first_batch_written(writer)
         # A stop asked during the last batch is moot: every record is written, the run is complete.
-    except BaseException:
-        if should_stop():  # the engine died from the same signal that asked us to stop
-            interrupted = True
-        else:
-            writer.close(complete=False)
-            summary.write(stats, complete=False, sampling=sampling)
-            raise
-    finally:
-        progress.stop()
-    if caption_started is not None:
-        stats.caption_s = time.monotonic() - caption_started
-    complete = not interrupted
-    writer.close(complete=complete)
-    elapsed = time.monotonic() - started
-    data = summary.write(stats, complete=complete, sampling=sampling)
-    return RunResult(
-        output=output_path,
-        summary=summary_path(output_path),
-        stats=stats,
-        records_in_shard=facts.records,
-        complete=complete,
-        interrupted=interrupted,
-        elapsed_s=elapsed,
-        summary_data=data,
-    )
+        return False
+
+    def _first_batch_written(self, writer: Any) -> None:
+        """With --overwrite, the summary (with this run's fingerprint) follows the first batch."""
+        if not self.summary_written and writer.touched_output:
+            self._summary(complete=False)
+
+    def _nothing_to_do(self) -> RunResult:
+        """Every record of the shard is in the output already: finish without the engine."""
+        log.info(
+            "%s: all %d records of this shard are already done; nothing to do (--overwrite starts over)",
+            self.output_path,
+            self.records,
+        )
+        # A .json output killed after its last batch still has to become an array (and an
+        # empty shard with --overwrite leaves an empty output).
+        overwrite = self.config.run.overwrite
+        open_writer(self.output_path, resume=not overwrite).close(complete=True)
+        previous = _read_summary(summary_path(self.output_path))
+        # A finished run's summary keeps its statistics; one that is missing or says
+        # "incomplete" (killed after the last batch) is written anew.
+        keep = not overwrite and previous is not None and previous.get("complete") is True
+        data = self._summary(complete=True, write=not keep)
+        return self._result(True, data)
+
+    def _result(self, complete: bool, data: dict[str, Any]) -> RunResult:
+        return RunResult(
+            output=self.output_path,
+            summary=summary_path(self.output_path),
+            stats=self.stats,
+            records_in_shard=self.records,
+            complete=complete,
+            interrupted=not complete,
+            elapsed_s=time.monotonic() - self.started,
+            summary_data=data,
+        )
+
+    def _summary(
+        self,
+        *,
+        complete: bool,
+        interrupted: bool | None = None,
+        failed: str | None = None,
+        write: bool = True,
+    ) -> dict[str, Any]:
+        values = dict(
+            config=self.config,
+            input_path=self.input_path,
+            output_path=self.output_path,
+            shard=self.shard,
+            records_in_shard=self.records,
+            fingerprint=self.fingerprint,
+            stats=self.stats,
+            elapsed_s=time.monotonic() - self.started,
+            started_at=self.started_at,
+            complete=complete,
+            sampling=self.sampling,
+            interrupted=interrupted,
+            failed=failed,
+        )
+        if not write:
+            return build_summary(**values)
+        self.summary_written = True
+        return write_summary(summary_path(self.output_path), **values)
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """An existing summary as a dict, or None when absent or unreadable."""
+    try:
+        data = loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _records_to_do(
     config: RunConfig, shard: Shard, records: int, done: Any
-) -> tuple[Iterator[InputRecord], int]:
-    """The shard's records not yet in the output, and how many were skipped as done."""
+) -> tuple[Callable[[], Iterator[InputRecord]], int]:
+    """The shard's records not yet in the output (a function giving a fresh pass over them each
+    call: the pre-model check reads them once, the run again), and how many were skipped as done.
+
+    Only the shard's span of the input is read (``SpanReader``)."""
     opts = config.run
+
+    def shard_records(skip: int = 0) -> Iterator[InputRecord]:
+        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line, start=skip))
+
     if done is None:
-        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line)), 0
+        return shard_records, 0
     if opts.id_key is None:
         # Output is written in input order, so position-keyed resume skips a prefix.
         skip = min(done.count, records)
-        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line, start=skip)), skip
+        return (lambda: shard_records(skip)), skip
 
-    # Two streaming passes (count, then filter) rather than holding the shard in memory.
-    def shard_records() -> Iterator[InputRecord]:
-        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line))
-
+    # Streaming passes (count, then filter) rather than holding the shard in memory.
     already = sum(1 for r in shard_records() if record_id(r, opts) in done.ids)
-    return (r for r in shard_records() if record_id(r, opts) not in done.ids), already
+    return (lambda: (r for r in shard_records() if record_id(r, opts) not in done.ids)), already
 
 
 def _tasks(
@@ -339,39 +494,3 @@ def _length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunC
         f"prompt too long: {tokens} tokens ({request.video_tokens} visual) but the model takes "
         f"{limit} (--max-model-len); lower --fps, --max-frames or --max-pixels, or raise --max-model-len"
     )
-
-
-class _SummaryWriter:
-    """Writes the run's summary (with its fingerprint) beside the output, at start and at the end."""
-
-    def __init__(
-        self,
-        config: RunConfig,
-        output_path: Path,
-        shard: Shard,
-        records: int,
-        fingerprint: dict[str, Any],
-        started: float,
-        started_at: str,
-    ) -> None:
-        self.config, self.output_path, self.shard, self.records = config, output_path, shard, records
-        self.fingerprint, self.started, self.started_at = fingerprint, started, started_at
-
-    def write(
-        self, stats: RunStats, *, complete: bool, sampling: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Write the summary now; ``sampling``: the sampling values sent, once the engine knows them."""
-        return write_summary(
-            summary_path(self.output_path),
-            config=self.config,
-            input_path=self.shard.span.path,
-            output_path=self.output_path,
-            shard=self.shard,
-            records_in_shard=self.records,
-            fingerprint=self.fingerprint,
-            stats=stats,
-            elapsed_s=time.monotonic() - self.started,
-            started_at=self.started_at,
-            complete=complete,
-            sampling=sampling,
-        )

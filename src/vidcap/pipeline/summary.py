@@ -38,9 +38,15 @@ def build_summary(
     started_at: str,
     complete: bool,
     sampling: dict[str, Any] | None = None,
+    interrupted: bool | None = None,
+    failed: str | None = None,
 ) -> dict[str, Any]:
     """The summary as a dict (see module doc). ``sampling``: each sampling value sent and where
-    it came from (``ResolvedSampling.summary()``; None when the engine never started)."""
+    it came from (``ResolvedSampling.summary()``; None when the engine never started).
+
+    ``interrupted``: a stop signal ended the run (default: not ``complete``); ``failed``: the
+    one-line error that ended it (an engine that could not start, an error while stopping).
+    """
     elapsed = max(elapsed_s, 1e-9)
     return {
         "vidcap_version": __version__,
@@ -50,7 +56,8 @@ def build_summary(
         "records_in_shard": records_in_shard,
         "records_written": stats.resumed + stats.processed,
         "complete": complete,
-        "interrupted": not complete,
+        "interrupted": (not complete) if interrupted is None else interrupted,
+        "failed": failed,
         "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
         "status_key": config.run.status_key,
         "id_key": config.run.id_key,
