@@ -136,8 +136,15 @@ def test_a_json_output_killed_after_its_last_batch_is_finished_without_the_engin
 ) -> None:
     data = dataset(tmp_path, clip_dir, 3)
     out = tmp_path / "out.json"
-    records = [{"id": i, "video": "x", "status": "ok"} for i in range(3)]
-    write_jsonl(tmp_path / "out.json.partial.jsonl", records)  # journal full, array never written
+    run_captioning(config(data, out), FakeEngine(tiny_model))
+    records = json.loads(out.read_text())
+    # As a kill after the last batch leaves it: the journal full, the array never written, the
+    # summary (with the run's fingerprint) not yet marked complete.
+    out.unlink()
+    write_jsonl(tmp_path / "out.json.partial.jsonl", records)
+    summary = summary_of(out)
+    summary["complete"] = False
+    out.with_name("out.json.summary.json").write_text(json.dumps(summary))
     result = run_captioning(config(data, out), NotToBeStarted(tiny_model))
     assert result.exit_code == 0
     assert json.loads(out.read_text()) == records
