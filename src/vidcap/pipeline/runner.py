@@ -422,6 +422,7 @@ def _finish_batch(
     opts = config.run
     results: dict[int, dict[str, Any]] = {}
     requests: dict[str, tuple[_Pending, CaptionRequest]] = {}
+    notes: dict[int, dict[str, Any]] = {}  # per decoded record: what decoding had to assume
     videos = 0
     for entry, outcome in batch:
         data, index = entry.record.data, entry.record.index
@@ -443,11 +444,14 @@ def _finish_batch(
             videos += len(request.videos)
             stats.videos += len(request.videos)
             stats.frames += sum(v.plan.nframes for v in outcome.result)
+            notes[index] = _notes_field(outcome.result, opts.output_key)
             error = _length_problem(engine, request, config)
             if error is None:
                 requests[request.request_id] = (entry, request)
                 continue
-        results[index] = output_record(data, opts, status="error", error=error, prompt=entry.prompt)
+        results[index] = output_record(
+            data, opts, status="error", error=error, prompt=entry.prompt, extra=notes.get(index)
+        )
         stats.count_error(error, entry.paths)
 
     generate_started = time.monotonic()
@@ -466,11 +470,11 @@ def _finish_batch(
         error = output.error or (value.error if value else "the engine returned no text")
         if error is None and value is not None:
             results[index] = output_record(
-                data, opts, status="ok", caption=value.caption, prompt=entry.prompt
+                data, opts, status="ok", caption=value.caption, prompt=entry.prompt, extra=notes[index]
             )
             stats.ok += 1
         else:
-            extra = value.extra if value else None
+            extra = {**(value.extra or {} if value else {}), **notes[index]}
             results[index] = output_record(
                 data, opts, status="error", error=error, prompt=entry.prompt, extra=extra
             )
@@ -480,6 +484,17 @@ def _finish_batch(
     writer.write_batch([results[entry.record.index] for entry, _ in batch])
     stats.write_s += time.monotonic() - write_started
     progress.advance(len(batch), videos=videos, errors=stats.error)
+
+
+def _notes_field(videos: list[Any], output_key: str) -> dict[str, Any]:
+    """``{output_key}_notes``: what probing, planning and decoding had to assume (an irregular
+    frame rate, a container count past the last frame, packed B-frames, ...); absent when nothing was.
+    With several videos in a record, each note names its video."""
+    named = len(videos) > 1
+    lines = [
+        f"{Path(v.info.path).name}: {note}" if named else note for v in videos for note in v.all_notes
+    ]
+    return {f"{output_key}_notes": lines} if lines else {}
 
 
 def _length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunConfig) -> str | None:
