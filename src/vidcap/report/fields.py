@@ -20,7 +20,7 @@ class ReportFields:
     error: str = "error"
     video: str = "video"
     id: str = "id"
-    notes: str = "notes"
+    notes: str = "caption_notes"  # ``{output_key}_notes``: what decoding had to assume
     info: str = "info"
     windows: str = "windows"
     # Inside an info object.

@@ -60,7 +60,10 @@ def resolve_fields(given: dict[str, str], outputs: list[OutputFile]) -> ReportFi
     for option, value in recorded_options(outputs).items():
         if option in FIELD_OPTIONS and isinstance(value, str):
             names[FIELD_OPTIONS[option]] = value
-    return ReportFields(**{**names, **given})
+    merged = {**names, **given}
+    # What decoding assumed sits beside the caption, named after it (``vidcap run``'s ``{output_key}_notes``).
+    merged.setdefault("notes", f"{merged.get('caption', ReportFields.caption)}_notes")
+    return ReportFields(**merged)
 
 
 def _from_summary(outputs: list[OutputFile]) -> Sampling | None:
