@@ -84,6 +84,11 @@ def test_record_already_has_output_key(tmp_path: Path, tiny_model: Path) -> None
     data = write_jsonl(tmp_path / "data.jsonl", [{"video": "a.mp4", "caption": "old"}])
     result = vidcap("run", "--input", str(data), "--model", str(tiny_model))
     assert_one_line_error(result, "already has a 'caption' field", "--output-key")
+    # The fields written beside the caption are guarded too (never silently replaced).
+    for name in ("caption_notes", "caption_raw"):
+        data = write_jsonl(tmp_path / "data.jsonl", [{"video": "a.mp4", name: "mine"}])
+        result = vidcap("run", "--input", str(data), "--model", str(tiny_model))
+        assert_one_line_error(result, f"already has a '{name}' field", "--output-key")
 
 
 def test_empty_input(tmp_path: Path, tiny_model: Path) -> None:

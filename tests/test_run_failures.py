@@ -235,3 +235,20 @@ def test_an_empty_shard_with_overwrite_empties_the_output_without_the_engine(
     assert out.read_bytes() == b""
     assert summary_of(out)["records_in_shard"] == 0
 
+
+
+def test_overwrite_stopped_before_its_first_batch_keeps_the_old_output_and_summary(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data = dataset(tmp_path, clip_dir, 4)
+    out = tmp_path / "out.jsonl"
+    run_captioning(config(data, out, prompt="Old prompt."), FakeEngine(tiny_model))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("out.")}
+    new = config(data, out, prompt="New prompt.", overwrite=True)
+    stopped = run_captioning(new, FakeEngine(tiny_model), should_stop=lambda: True)
+    assert stopped.interrupted
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("out.")}
+    assert after == before  # the old records keep their own fingerprint
+    # So a resume with the new prompt cannot take the old records for its own.
+    with pytest.raises(VidcapError, match="prompt"):
+        run_captioning(config(data, out, prompt="New prompt."), FakeEngine(tiny_model))

@@ -70,6 +70,9 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_output_has_each_reco
     first = start_vidcap(args)
     wait_for_lines(out, 4, first)
 
+    summary = job["tmp"] / "out.jsonl.summary.json"
+    log = job["tmp"] / "out.jsonl.log"
+    summary_before = summary.read_bytes()  # the first run's, written before its first record
     started = time.monotonic()
     second = run_vidcap(*args)
     assert first.poll() is None, "the first run ended before the second one started: nothing tested"
@@ -82,7 +85,9 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_output_has_each_reco
         rf"\(pid {first.pid} on host {re.escape(socket.gethostname())}, since \S+\); nothing done",
         errors[0],
     ), errors
-    assert not (job["tmp"] / "out.jsonl.summary.json").exists()  # the refused run wrote no summary
+    # The refused run wrote nothing: not the summary, not a line into the running job's log.
+    assert summary.read_bytes() == summary_before
+    assert not log.exists() or log.read_bytes().count(b"--- vidcap run") == 1  # the first run's header
 
     os.killpg(first.pid, signal.SIGTERM)  # end the first run early: what it wrote must be clean
     _, stderr = first.communicate(timeout=600)

@@ -34,7 +34,13 @@ from vidcap.cli.options import (
     sampling_values,
 )
 from vidcap.config import RunConfig, build_config, load_config_file
-from vidcap.errors import FailedWhileStoppingError, VidcapError, one_line
+from vidcap.errors import (
+    EngineStartError,
+    FailedWhileStoppingError,
+    OutputLockedError,
+    VidcapError,
+    one_line,
+)
 from vidcap.procs import STOP_SIGNALS
 from vidcap.quiet import Capture, capture_output, log_path_for, terminal_err
 
@@ -404,6 +410,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     own lines, printed through ``terminal_out``/``terminal_err``.
     """
     from vidcap.engines import create_engine
+    from vidcap.io.lock import acquire_output_lock
+    from vidcap.pipeline.check import check_output_is_not_input
     from vidcap.pipeline.runner import run_captioning
     from vidcap.pipeline.shard import default_output_path
     from vidcap.progress import make_progress
@@ -419,7 +427,11 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
     capture = None
     try:
+        check_output_is_not_input(Path(run.input), output)
         with (
+            # Locked before the log opens: a run refused here writes nothing, not even a log line
+            # into the running job's log.
+            acquire_output_lock(output) as lock,
             capture_output(log_path_for(output), enabled=not verbose, release=False) as capture,
             create_engine(config.engine, config.generation) as engine,
         ):
@@ -428,12 +440,16 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
                 engine,
                 progress=make_progress(terminal_err(), enabled=not quiet),
                 should_stop=lambda: _stop_requested,
+                output_lock=lock,
             )
     except VidcapError as exc:
         if capture is not None and capture.captured_bytes:  # e.g. the engine's root cause
             # The same type: its exit code tells a locked output or a failed engine start apart.
-            raise type(exc)(f"{exc} (more in {capture.path})") from exc
-        raise
+            exc = type(exc)(f"{exc} (more in {capture.path})")
+        if _stop_requested and not isinstance(exc, OutputLockedError | EngineStartError):
+            # Failing while stopping is a failure (exit 70), even when the error is a known one.
+            raise FailedWhileStoppingError(f"the run failed while stopping for a signal: {exc}") from exc
+        raise exc
     except Exception as exc:
         _print_note(capture)
         if not _stop_requested:
@@ -451,7 +467,12 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _print_note(capture)
-    print_summary(result.summary_data, interrupted=result.interrupted, id_key=config.run.id_key)
+    print_summary(
+        result.summary_data,
+        interrupted=result.interrupted,
+        id_key=config.run.id_key,
+        overwrite=config.run.overwrite,
+    )
     return result.exit_code
 
 
@@ -462,7 +483,9 @@ def _print_note(capture: Capture | None) -> None:
         print(note, file=terminal_err())
 
 
-def print_summary(data: dict[str, Any], *, interrupted: bool, id_key: str | None = None) -> None:
+def print_summary(
+    data: dict[str, Any], *, interrupted: bool, id_key: str | None = None, overwrite: bool = False
+) -> None:
     """A few lines on the terminal: counts by status, time, rates, where the files and failures are.
 
     The captioning rate counts from the first record on, as the progress bar does; the
@@ -486,7 +509,9 @@ def print_summary(data: dict[str, Any], *, interrupted: bool, id_key: str | None
     if counts["error"]:
         lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
     if interrupted:
-        lines.append("  rerun the same command to resume")
+        lines.append(
+            "  rerun without --overwrite to resume" if overwrite else "  rerun the same command to resume"
+        )
     print("\n".join(lines), file=terminal_err())
 
 

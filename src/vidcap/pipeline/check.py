@@ -85,6 +85,10 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
         (opts.output_key, "output_key"),
         (opts.status_key, "status_key"),
         (opts.error_key, "error_key"),
+        # Written beside the caption when needed (raw text of a failed structured caption,
+        # what decoding assumed): named after the output key.
+        (f"{opts.output_key}_raw", "output_key"),
+        (f"{opts.output_key}_notes", "output_key"),
     ):
         if name in record:
             flag = "--" + option.replace("_", "-")

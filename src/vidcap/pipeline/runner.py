@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from vidcap.errors import (
     one_line,
 )
 from vidcap.io.jsonio import loads
-from vidcap.io.lock import acquire_output_lock
+from vidcap.io.lock import OutputLock, acquire_output_lock, lock_path
 from vidcap.io.merge import summary_path
 from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
@@ -106,11 +107,13 @@ def run_captioning(
     template: DiyVideoPrompt | str | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    output_lock: OutputLock | None = None,
 ) -> RunResult:
     """Caption one shard of ``config.run.input`` into ``config.run.output``; see the module doc.
 
     Raises VidcapError (before any work) for bad input, ``OutputLockedError`` when another
     run holds the output, ``EngineStartError`` when the model cannot be started.
+    ``output_lock``: the output's lock, when the caller took it already (else it is taken here).
     """
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -142,8 +145,11 @@ def run_captioning(
     fingerprint = run_fingerprint(
         config, prompt=template.prompt_template, span=shard.span, digest=facts.digest
     )
-    # One writer per output, from here to the end (io/lock.py); a second run stops here.
-    with acquire_output_lock(output_path):
+    # One writer per output, from here to the end (io/lock.py); a second run stops here. A
+    # caller that locked the output already (the CLI, before it opens the log) passes its lock.
+    if output_lock is not None and output_lock.path != lock_path(output_path):
+        raise ValueError(f"output_lock is {output_lock.path}, not the lock of {output_path}")
+    with nullcontext(output_lock) if output_lock is not None else acquire_output_lock(output_path):
         run = _Run(
             config=config,
             engine=engine,
@@ -228,7 +234,10 @@ class _Run:
             self.stats.caption_s = time.monotonic() - caption_started
         complete = not interrupted
         writer.close(complete=complete)
-        data = self._summary(complete=complete)
+        # An --overwrite run stopped before its first batch left the old output in place: its
+        # summary (and fingerprint) must stay with it, or a resume would take the old records
+        # for this run's.
+        data = self._summary(complete=complete, write=writer.touched_output or self.summary_written)
         return self._result(complete, data)
 
     def _start_engine(self, max_videos_per_record: int) -> None:
