@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
+from vidcap.errors import EXIT_ENGINE_FAILED
 
 # Every line vidcap itself writes to stderr has one of these shapes.
 OWN_LINE = re.compile(
@@ -275,7 +276,7 @@ def test_a_broken_model_still_ends_with_a_clear_error(
         weights.write_bytes(b"not safetensors")
     out = tmp_path / "o.jsonl"
     result = run_vidcap("run", str(one_record), "-o", str(out), "-m", str(broken), *ENGINE_FLAGS, timeout=900)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_ENGINE_FAILED, result.stderr  # 69: the model could not be started
     assert "Traceback" not in result.stderr
     assert foreign_lines(result.stderr) == [], result.stderr
     last = result.stderr.splitlines()[-1]
