@@ -109,7 +109,9 @@ def test_run_flags_records_and_counts_flags_in_the_summary(
     records = [{"id": i, "video": str(clip_dir / "a.mp4")} for i in range(n)]
     data = write_jsonl(tmp_path / "data.jsonl", records)
     out = tmp_path / "out.jsonl"
-    result = run_captioning(config(data, out, nframes=2, info_key="qa"), ScriptedEngine(tiny_model))
+    # One batch, answered in reverse: the later of two equal captions is the duplicate.
+    engine = ScriptedEngine(tiny_model)
+    result = run_captioning(config(data, out, nframes=2, info_key="qa", batch_size=n), engine)
     rows = [r.data for r in iter_records(out)]
     assert [r["id"] for r in rows] == list(range(n))
     flags = [r["qa"]["flags"] for r in rows]

@@ -469,6 +469,9 @@ def _finish_batch(
     generate_started = time.monotonic()
     outputs = engine.generate([request for _, request in requests.values()]) if requests else []
     stats.generate_s += time.monotonic() - generate_started
+    # In input order, whatever order the engine answered in: "duplicate" flags the later record.
+    order = {request_id: position for position, request_id in enumerate(requests)}
+    outputs = sorted(outputs, key=lambda output: order.get(output.request_id, len(order)))
     for output in outputs:
         entry, _ = requests[output.request_id]
         data, index = entry.record.data, entry.record.index
