@@ -111,7 +111,11 @@ def test_operator_steps_and_diy_prompt(
         again.run(storage=storage.step(), output_key="summary")  # step 1 wrote 'status'
     storage.reset().step()
     again.run(
-        storage=storage.step(), output_key="summary", status_key="summary_status", error_key="summary_error"
+        storage=storage.step(),
+        output_key="summary",
+        status_key="summary_status",
+        error_key="summary_error",
+        info_key="summary_info",
     )
     step2 = [r.data for r in iter_records(tmp_path / "cache" / "cap_step2.jsonl")]
     assert [r["caption"] for r in step2] == [r["caption"] for r in step1]

@@ -150,6 +150,10 @@ def test_every_backend_writes_the_same_records(
             shapes[name] = _shape(rows)
             assert [r["status"] for r in rows] == ["ok", "ok", "error", "skipped", "ok"], name
             assert result.stats.prompt_tokens > 0 and result.stats.generated_tokens > 0, name
+            # Every record the engine answered has its info: a finish reason, tokens that add up.
+            answered = [r for r in rows if r["status"] == "ok"]
+            assert all(r["info"]["finish_reason"] in ("stop", "length") for r in answered), name
+            assert sum(r["info"]["generated_tokens"] for r in answered) == result.stats.generated_tokens, name
     api.close()
     assert shapes["transformers"] == shapes["vllm"]
     assert shapes["openai"] == shapes["vllm"]
@@ -174,6 +178,10 @@ def test_transformers_prompt_tokens_match_the_count(hf_engine, tiny_model: Path,
         assert output.error is None, output.error
         assert output.prompt_tokens == hf_engine.count_prompt_tokens(request), request.request_id
         assert 1 <= output.generated_tokens <= GENERATION.max_tokens
+        # Fewer tokens than max_tokens: a stop token ended it; "length" only at the limit.
+        assert len(output.finish_reasons) == len(output.texts or [])
+        expected = {"stop"} if output.generated_tokens < GENERATION.max_tokens else {"stop", "length"}
+        assert set(output.finish_reasons) <= expected, request.request_id
     text_config = json.loads((tiny_model / "config.json").read_text())["text_config"]
     assert hf_engine.max_model_len == text_config["max_position_embeddings"]
 

@@ -360,3 +360,17 @@ def test_merged_summary_reads_stats_of_other_versions(tmp_path: Path) -> None:
     last = json.loads(summary_path(merged).read_text())["shards_last_runs"]
     assert (last["ok"], last["prompt_tokens"], last["generate_s"]) == (7, 15, 2.0)
     assert last["errors_by_kind"] == {"x": 1}
+
+
+def test_merged_summary_counts_flags_from_the_merged_records(tmp_path: Path) -> None:
+    shards = [make_shard(tmp_path, i) for i in range(N)]
+    flags = {"000": ["truncated"], "004": ["truncated", "duplicate"], "010": ["repetition"]}
+    for shard in shards:
+        lines = [json.loads(line) for line in shard.read_text().splitlines()]
+        for row in lines:
+            row["info"] = {"finish_reason": "stop", "flags": flags.get(row["id"], [])}
+        shard.write_text("".join(json.dumps(row) + "\n" for row in lines))
+    merged = tmp_path / "all.jsonl"
+    merge_command([str(s) for s in shards], merged)
+    summary = json.loads(summary_path(merged).read_text())
+    assert summary["flag_counts"] == {"truncated": 2, "duplicate": 1, "repetition": 1}

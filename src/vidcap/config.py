@@ -63,6 +63,7 @@ class RunOptions:
     output_key: str = "caption"
     status_key: str = "status"
     error_key: str = "error"
+    info_key: str = "info"
     id_key: str | None = None
     batch_size: int = 32
     overwrite: bool = False
@@ -177,9 +178,9 @@ def validate(config: RunConfig) -> None:
     problem = sampling_problem(g)
     if problem is not None:
         raise VidcapError(problem)
-    keys = [r.output_key, r.status_key, r.error_key]
+    keys = [r.output_key, r.status_key, r.error_key, r.info_key]
     if len(set(keys)) != len(keys):
-        raise VidcapError("--output-key, --status-key and --error-key must be different names")
+        raise VidcapError("--output-key, --status-key, --error-key and --info-key must be different names")
 
 
 def _check_keys(values: dict[str, Any], *, source: str) -> None:

@@ -61,6 +61,7 @@ class VideoToCaptionGenerator:
         input_audio_key: str = "audio",
         status_key: str = "status",
         error_key: str = "error",
+        info_key: str = "info",
         progress: Progress | None = None,
     ) -> str:
         """Caption the storage step's records into its next step's file; returns ``output_key``.
@@ -71,8 +72,8 @@ class VideoToCaptionGenerator:
         vidcap captions videos only: a record that holds images under ``input_image_key`` or
         audio under ``input_audio_key`` is refused before any work (the model would not see
         them). When chaining caption steps, give each step its own ``output_key``,
-        ``status_key`` and ``error_key``: a record that already has one of these fields is
-        refused before any work.
+        ``status_key``, ``error_key`` and ``info_key`` (finish reason, token counts, quality
+        flags): a record that already has one of these fields is refused before any work.
         """
         if not output_key:
             raise VidcapError("output_key must be a non-empty string")
@@ -85,6 +86,7 @@ class VideoToCaptionGenerator:
             output_key=output_key,
             status_key=status_key,
             error_key=error_key,
+            info_key=info_key,
             batch_size=self.batch_size,
             decode_workers=self.decode_workers,
             overwrite=not self.resume,

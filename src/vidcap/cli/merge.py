@@ -101,9 +101,10 @@ def find_shard_outputs(args: list[str]) -> tuple[list[Path], Path | None]:
 def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, Any]:
     """``OUTPUT.summary.json`` for the merged file.
 
-    Status counts come from the merged records themselves (a shard's own summary describes
-    only its last run, not what earlier, interrupted runs wrote); the other counters are the
-    shards' last-run stats added up.
+    Status and flag counts come from the merged records themselves (a shard's own summary
+    describes only its last run, not what earlier, interrupted runs wrote); the other counters
+    are the shards' last-run stats added up. A duplicate flag says the caption repeats another
+    of its own shard's run, not of the whole merged file.
     """
     from vidcap import __version__
     from vidcap.io._files import atomic_write
@@ -114,7 +115,14 @@ def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, An
 
     shard_summaries = [loads(summary_path(Path(p)).read_bytes()) for p in shard_outputs]
     status_key = shard_summaries[0].get("status_key", "status")
-    statuses = Counter(str(r.data.get(status_key)) for r in iter_records(report.output))
+    info_key = shard_summaries[0].get("info_key", "info")
+    statuses: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    for record in iter_records(report.output):
+        statuses[str(record.data.get(status_key))] += 1
+        info = record.data.get(info_key)
+        if isinstance(info, dict) and isinstance(info.get("flags"), list):
+            flags.update(f for f in dict.fromkeys(info["flags"]) if isinstance(f, str))
     last_runs = sum((_last_run(s) for s in shard_summaries), RunStats())
     summary = {
         "vidcap_version": __version__,
@@ -126,6 +134,8 @@ def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, An
         "complete": True,
         "status_counts": {k: statuses.get(k, 0) for k in ("ok", "error", "skipped")},
         "status_key": status_key,
+        "flag_counts": dict(flags),
+        "info_key": info_key,
         "shards_last_runs": last_runs.as_dict(),
     }
     atomic_write(summary_path(Path(report.output)), [dumps_pretty(summary) + b"\n"])

@@ -139,6 +139,13 @@ def run_command(
     error_key: Annotated[
         str | None, typer.Option(help="Field for the error message (default: error).", rich_help_panel=JOB)
     ] = None,
+    info_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Field for finish reason, token counts and quality flags (default: info).",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
     id_key: Annotated[
         str | None,
         typer.Option(
@@ -319,6 +326,7 @@ def run_command(
         "output_key": output_key,
         "status_key": status_key,
         "error_key": error_key,
+        "info_key": info_key,
         "id_key": id_key,
         "backend": backend,
         "cache_dir": cache_dir,
@@ -506,6 +514,9 @@ def print_summary(
         f"  output:  {data['output']}",
         f"  summary: {data['output']}.summary.json",
     ]
+    flag_counts = data.get("flag_counts") or {}
+    if flag_counts:  # records with each quality flag (pipeline/assess.py); flags never fail a record
+        lines.insert(4, "  flags:   " + ", ".join(f"{n} {flag}" for flag, n in _ordered_flags(flag_counts)))
     if counts["error"]:
         lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
     if interrupted:
@@ -513,6 +524,14 @@ def print_summary(
             "  rerun without --overwrite to resume" if overwrite else "  rerun the same command to resume"
         )
     print("\n".join(lines), file=terminal_err())
+
+
+def _ordered_flags(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """The flag counts in the order pipeline/assess.py lists the flags, unknown ones after."""
+    from vidcap.pipeline.assess import FLAGS
+
+    order = [f for f in FLAGS if f in counts] + [f for f in counts if f not in FLAGS]
+    return [(f, counts[f]) for f in order]
 
 
 def _failed_records(output: Path, status_key: str, id_key: str | None, limit: int = 5) -> str:

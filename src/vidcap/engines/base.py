@@ -50,13 +50,18 @@ class CaptionRequest:
 
 @dataclass
 class CaptionOutput:
-    """The answer for one request: ``texts`` (one per caption asked for) or an ``error``."""
+    """The answer for one request: ``texts`` (one per caption asked for) or an ``error``.
+
+    ``finish_reasons``: why each text ended, one per text: ``"stop"`` (a stop token or string),
+    ``"length"`` (it reached ``max_tokens``), or what the backend says; empty when unknown.
+    """
 
     request_id: str
     texts: list[str] | None = None
     error: str | None = None
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    finish_reasons: list[str | None] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -256,6 +256,7 @@ class OpenAIEngine(CaptionEngine):
             texts=[c.message.content or "" for c in choices],
             prompt_tokens=int(usage.prompt_tokens) if usage else 0,
             generated_tokens=int(usage.completion_tokens) if usage else 0,
+            finish_reasons=[c.finish_reason for c in choices],
         )
 
     def _request_kwargs(self, request: CaptionRequest) -> dict[str, Any]:

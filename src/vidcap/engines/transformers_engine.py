@@ -165,10 +165,12 @@ class TransformersEngine(CaptionEngine):
         new_tokens = sequences[:, prompt_width:].tolist()
         outputs = []
         for i, request in enumerate(requests):
-            texts, generated = [], 0
+            texts, reasons, generated = [], [], 0
             for row in new_tokens[i * rows : (i + 1) * rows]:
-                text, count = self._decode(row)
+                text, count, stopped = self._decode(row)
                 texts.append(text)
+                # No stop token within max_new_tokens: cut off, as vLLM's "length".
+                reasons.append("stop" if stopped else "length")
                 generated += count
             copies = g.num_captions // rows
             outputs.append(
@@ -177,6 +179,7 @@ class TransformersEngine(CaptionEngine):
                     texts=texts * copies,
                     prompt_tokens=int(prompt_lengths[i]),
                     generated_tokens=generated * copies,
+                    finish_reasons=reasons * copies,
                 )
             )
         return outputs
@@ -198,15 +201,16 @@ class TransformersEngine(CaptionEngine):
             }
         return self._processor(text=texts, padding=True, return_tensors="pt", **kwargs)
 
-    def _decode(self, row: list[int]) -> tuple[str, int]:
-        """Text and token count of one generated row, up to and including its first stop token."""
-        count = len(row)
+    def _decode(self, row: list[int]) -> tuple[str, int, bool]:
+        """Text and token count of one generated row, up to and including its first stop token,
+        and whether it had one (else generation stopped at ``max_new_tokens``)."""
+        count, stopped = len(row), False
         for position, token in enumerate(row):
             if token in self._eos_ids:
-                count = position + 1  # vLLM counts the stop token as generated too
+                count, stopped = position + 1, True  # vLLM counts the stop token as generated too
                 break
         tokenizer = getattr(self._processor, "tokenizer", self._processor)
-        return tokenizer.decode(row[:count], skip_special_tokens=True), count
+        return tokenizer.decode(row[:count], skip_special_tokens=True), count, stopped
 
     def _free_cache(self) -> None:
         gc.collect()

@@ -181,6 +181,7 @@ class VllmEngine(CaptionEngine):
                     texts=[c.text for c in result.outputs],
                     prompt_tokens=len(result.prompt_token_ids or []),
                     generated_tokens=sum(len(c.token_ids) for c in result.outputs),
+                    finish_reasons=[c.finish_reason for c in result.outputs],
                 )
         for request_id in set(pending.values()) - set(outputs):
             outputs[request_id] = CaptionOutput(request_id, error="the engine returned no output")

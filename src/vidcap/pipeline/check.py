@@ -85,6 +85,7 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
         (opts.output_key, "output_key"),
         (opts.status_key, "status_key"),
         (opts.error_key, "error_key"),
+        (opts.info_key, "info_key"),
         # Written beside the caption when needed (raw text of a failed structured caption,
         # what decoding assumed): named after the output key.
         (f"{opts.output_key}_raw", "output_key"),

@@ -45,6 +45,7 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             "output_key": opts.output_key,
             "status_key": opts.status_key,
             "error_key": opts.error_key,
+            "info_key": opts.info_key,
             "generation": dataclasses.asdict(config.generation),
             "sampling": dataclasses.asdict(config.sampling),
         },

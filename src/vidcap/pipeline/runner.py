@@ -43,6 +43,7 @@ from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
 from vidcap.io.writer import open_writer
 from vidcap.pipeline.assemble import output_record
+from vidcap.pipeline.assess import SeenCaptions, caption_info
 from vidcap.pipeline.captions import caption_value
 from vidcap.pipeline.check import (
     bound,
@@ -182,6 +183,7 @@ class _Run:
     stats: RunStats = field(default_factory=RunStats)
     summary_written: bool = False  # by this run, with its fingerprint
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
+    seen: SeenCaptions = field(default_factory=SeenCaptions)  # caption hashes, for the duplicate flag
 
     def execute(self, facts: Any, progress: Progress, should_stop: Callable[[], bool]) -> RunResult:
         """Resume, check the records to do, start the engine, caption; see the module doc."""
@@ -278,14 +280,14 @@ class _Run:
                     return True
                 batch.append((pending.popleft(), outcome))
                 if len(batch) >= opts.batch_size:
-                    _finish_batch(batch, config, self.engine, writer, stats, progress)
+                    _finish_batch(batch, config, self.engine, writer, stats, progress, self.seen)
                     self._first_batch_written(writer)
                     batch = []
                 wait_started = time.monotonic()
             if batch:
                 if should_stop():
                     return True
-                _finish_batch(batch, config, self.engine, writer, stats, progress)
+                _finish_batch(batch, config, self.engine, writer, stats, progress, self.seen)
                 self._first_batch_written(writer)
         # A stop asked during the last batch is moot: every record is written, the run is complete.
         return False
@@ -426,8 +428,9 @@ def _finish_batch(
     writer: Any,
     stats: RunStats,
     progress: Progress,
+    seen: SeenCaptions,
 ) -> None:
-    """Length-check, generate, assemble and write one batch, in input order."""
+    """Length-check, generate, assess, assemble and write one batch, in input order."""
     opts = config.run
     results: dict[int, dict[str, Any]] = {}
     requests: dict[str, tuple[_Pending, CaptionRequest]] = {}
@@ -466,11 +469,23 @@ def _finish_batch(
     generate_started = time.monotonic()
     outputs = engine.generate([request for _, request in requests.values()]) if requests else []
     stats.generate_s += time.monotonic() - generate_started
+    # In input order, whatever order the engine answered in: "duplicate" flags the later record.
+    order = {request_id: position for position, request_id in enumerate(requests)}
+    outputs = sorted(outputs, key=lambda output: order.get(output.request_id, len(order)))
     for output in outputs:
         entry, _ = requests[output.request_id]
         data, index = entry.record.data, entry.record.index
         stats.prompt_tokens += output.prompt_tokens
         stats.generated_tokens += output.generated_tokens
+        info = caption_info(
+            output.texts if output.error is None else None,
+            output.finish_reasons,
+            prompt_tokens=output.prompt_tokens,
+            generated_tokens=output.generated_tokens,
+            num_captions=config.generation.num_captions,
+            seen=seen,
+        )
+        stats.count_flags(info["flags"])
         value = (
             caption_value(output.texts, config.generation, raw_key=f"{opts.output_key}_raw")
             if output.error is None and output.texts is not None
@@ -478,12 +493,13 @@ def _finish_batch(
         )
         error = output.error or (value.error if value else "the engine returned no text")
         if error is None and value is not None:
+            extra = {opts.info_key: info, **notes[index]}
             results[index] = output_record(
-                data, opts, status="ok", caption=value.caption, prompt=entry.prompt, extra=notes[index]
+                data, opts, status="ok", caption=value.caption, prompt=entry.prompt, extra=extra
             )
             stats.ok += 1
         else:
-            extra = {**(value.extra or {} if value else {}), **notes[index]}
+            extra = {**(value.extra or {} if value else {}), opts.info_key: info, **notes[index]}
             results[index] = output_record(
                 data, opts, status="error", error=error, prompt=entry.prompt, extra=extra
             )

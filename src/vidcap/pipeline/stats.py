@@ -29,6 +29,7 @@ class RunStats:
     load_s: float = 0.0  # starting the engine (loading the model)
     caption_s: float = 0.0  # from the first record to the last: what the progress bar's rate counts
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    flag_counts: dict[str, int] = field(default_factory=dict)  # records with each quality flag
 
     @property
     def processed(self) -> int:
@@ -40,6 +41,11 @@ class RunStats:
         self.error += 1
         kind = error_kind(message, paths)
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+    def count_flags(self, flags: Iterable[str]) -> None:
+        """Count one record's quality flags (``pipeline/assess.py``)."""
+        for flag in flags:
+            self.flag_counts[flag] = self.flag_counts.get(flag, 0) + 1
 
     def __add__(self, other: RunStats) -> RunStats:
         merged = RunStats()

@@ -60,6 +60,8 @@ def build_summary(
         "failed": failed,
         "status_counts": {"ok": stats.ok, "error": stats.error, "skipped": stats.skipped},
         "status_key": config.run.status_key,
+        "flag_counts": dict(stats.flag_counts),
+        "info_key": config.run.info_key,
         "id_key": config.run.id_key,
         "resumed": stats.resumed,
         "bad_lines_skipped": stats.bad_lines,

@@ -26,6 +26,7 @@ FIELD_OPTIONS = {
     "output_key": "caption",
     "status_key": "status",
     "error_key": "error",
+    "info_key": "info",
     "input_video_key": "video",
 }
 DEFAULTS_SOURCE = "vidcap run's defaults; pass the run's --config or sampling flags if it used others"
