@@ -165,13 +165,6 @@ def bound(record: dict[str, Any], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def record_where(input_path: Path, record: InputRecord) -> str:
-    """``file:line`` of a JSONL record, ``file: element N`` of a JSON-array element."""
-    if detect_format(input_path, "input") == "json":
-        return f"{input_path}: element {record.line}"
-    return f"{input_path}:{record.line}"
-
-
 def check_output_is_not_input(input_path: Path, output_path: Path) -> None:
     """Refuse a run whose output (or a file written beside it) is the input itself.
 
@@ -244,7 +237,7 @@ def check_todo(
             if problem is not None:
                 facts.missing_count += 1
                 if len(facts.missing_videos) < EXAMPLES:
-                    facts.missing_videos.append(f"{record_where(input_path, record)}: {path}: {problem}")
+                    facts.missing_videos.append(f"{record_location(input_path, record)}: {path}: {problem}")
         if not paths or conversation_prompt(record.data.get(opts.conversation_key)) is not None:
             continue  # no video (skipped) or its own prompt: the template is not used
         facts.template_records += 1
@@ -255,7 +248,7 @@ def check_todo(
                 facts.field_counts[name] = facts.field_counts.get(name, 0) + 1
                 examples = facts.field_misses.setdefault(name, [])
                 if len(examples) < EXAMPLES:
-                    examples.append(record_where(input_path, record))
+                    examples.append(record_location(input_path, record))
     return facts
 
 
