@@ -3,6 +3,12 @@
 A backend receives ``CaptionRequest`` objects that already hold the decoded, planned frames
 and the prompt text, and returns one ``CaptionOutput`` per request, matched by
 ``request_id``. Backends never see input records, files or statuses: that is the runner's job.
+
+Two ways in, one contract: the feed streams (``submit`` requests as their frames are ready,
+``collect`` outputs as they finish, in whatever order they finish); ``generate`` is the
+one-batch form for callers that have all their requests at once. An engine with its own
+scheduler (vLLM) implements the streaming pair; the base class gives the others (one model call
+per batch) a streaming face by running what was submitted as one ``generate`` batch.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ class CaptionRequest:
     prompt: str
     videos: list[VideoInput]
     system_prompt: str | None = None
+    #: Sampling values for this request only, over the run's (``seed`` for a retry, ``max_tokens``
+    #: and ``min_tokens`` for a benchmark's forced lengths); names as in ``SamplingParams``.
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     @property
     def video_tokens(self) -> int:
@@ -93,6 +102,48 @@ class CaptionEngine(ABC):
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Generate captions for a batch; the outputs are matched to requests by ``request_id``."""
+
+    # -- streaming: what the feed uses ------------------------------------------------------
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """Hand requests to the engine, which works on them while the caller goes on.
+
+        Returns the outputs of requests refused at once (with their ``error``; they are not in
+        flight and ``collect`` will not return them). Request ids must be unique among the
+        requests in flight. Default: held until ``collect`` runs them as one ``generate`` batch.
+        """
+        self._held().extend(requests)
+        return []
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        """Outputs of submitted requests that finished since the last call, in finishing order.
+
+        ``wait=True`` blocks until at least one has finished (``[]`` only when nothing is in
+        flight); ``wait=False`` returns at once, maybe ``[]``. Default: ``wait=True`` runs every
+        held request as one ``generate`` batch; ``wait=False`` returns ``[]`` (nothing runs
+        between calls in an engine without a scheduler).
+        """
+        held = self._held()
+        if not wait or not held:
+            return []
+        batch = list(held)
+        held.clear()
+        return self.generate(batch)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet returned by ``collect``."""
+        return len(self._held())
+
+    def max_in_flight(self, batch_size: int) -> int:
+        """How many requests the feed keeps in flight by default. An engine without a scheduler
+        gains nothing from more than one batch (``batch_size``); vLLM says what it can schedule."""
+        return batch_size
+
+    def _held(self) -> list[CaptionRequest]:
+        held = self.__dict__.get("_held_requests")
+        if held is None:
+            held = self.__dict__["_held_requests"] = []
+        return held
 
     def sampling(self) -> ResolvedSampling:
         """The sampling values requests are sent with, and where each came from."""
