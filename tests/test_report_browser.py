@@ -1,9 +1,10 @@
 """The report page in a real browser: headless Chromium opens what ``vidcap report`` wrote.
 
 The output comes from a real ``vidcap run`` of the tiny random-weight model (real engine): two
-clips captioned ``ok`` (noise captions: random weights) and a missing video, ``error``. vidcap does
-not write ``info`` (token counts, quality flags) or ``windows`` yet (issue 11), so the test adds
-them by hand to two of the real records, in the documented shape, before making the report.
+clips captioned ``ok`` (noise captions: random weights) and a missing video, ``error``. The run's
+own ``info`` flags depend on what the random model samples (``truncated`` when it runs to
+``max_tokens``), so the test sets both records' info by hand, in the documented shape, and adds
+``windows`` to one, before making the report: the filters then have known answers.
 
 Needs Debian's ``chromium`` package; skipped with that reason when no Chromium is found, except
 under CI (``VIDCAP_REQUIRE_BROWSER=1``, set by ``.ci/run``, which installs the package).
@@ -63,9 +64,10 @@ def report_page(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> d
     assert run.returncode == 1, run.stderr  # the missing video fails its record, the others are captioned
     records = [r.data for r in iter_records(out)]
     assert [r["status"] for r in records] == ["ok", "ok", "error"]
-    # Fields vidcap does not write yet (issue 11), added by hand in their documented shape.
+    # Known info and windows, in their documented shape (the sampled flags vary with the noise).
     records[0]["info"] = {"finish_reason": "length", "prompt_tokens": 120, "generated_tokens": 8,
                           "flags": ["truncated"]}
+    records[1]["info"] = {"finish_reason": "stop", "prompt_tokens": 90, "generated_tokens": 6, "flags": []}
     records[1]["windows"] = WINDOWS
     write_jsonl(out, records)
 
