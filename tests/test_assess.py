@@ -8,6 +8,7 @@ tests/test_caption_info.py).
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,10 +17,18 @@ import pytest
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config
 from vidcap.cli import run as cli_run
+from vidcap.config import build_config
 from vidcap.engines.base import CaptionOutput, CaptionRequest
 from vidcap.errors import VidcapError
 from vidcap.io.records import iter_records
-from vidcap.pipeline.assess import SeenCaptions, caption_info, is_repetitive, periodic_tail
+from vidcap.pipeline.assess import (
+    SeenCaptions,
+    caption_info,
+    flag_failure,
+    is_repetitive,
+    periodic_tail,
+    retry_seed,
+)
 from vidcap.pipeline.runner import run_captioning
 
 SENTENCE = "A man in a red coat walks a brown dog along a wet street at night while cars pass by."
@@ -143,3 +152,36 @@ def test_a_record_with_the_info_field_is_refused_before_any_work(
     assert not (tmp_path / "out.jsonl").exists()
     with pytest.raises(VidcapError, match="must be different names"):
         config(data, tmp_path / "out.jsonl", info_key="status")
+
+
+# -- --fail-on and --retries: the options and the rule (the feed applies them) ----------------
+
+
+def test_fail_on_parses_flags_from_a_flag_or_a_config_list() -> None:
+    config = build_config({"fail_on": ["truncated", "duplicate"]}, {"input": "x.jsonl"})
+    assert config.run.fail_on == ("truncated", "duplicate")
+    config = build_config({}, {"fail_on": "repetition, truncated,repetition", "retries": 2})
+    assert config.run.fail_on == ("repetition", "truncated") and config.run.retries == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"fail_on": "truncated,loops"}, "--fail-on: unknown flag 'loops'"),
+        ({"fail_on": "empty"}, "--fail-on: unknown flag 'empty'"),
+        ({"retries": 2}, "give --fail-on too"),
+        ({"fail_on": "truncated", "retries": -1}, "--retries must be >= 0"),
+        ({"fail_on": "truncated", "retries": 1, "temperature": 0.0}, "needs --temperature > 0"),
+    ],
+)
+def test_bad_fail_on_and_retries_are_one_line_errors(values: dict, message: str) -> None:
+    with pytest.raises(VidcapError, match=re.escape(message)):
+        build_config({}, values)
+
+
+def test_flag_failure_names_the_flags_that_fail() -> None:
+    assert flag_failure(["duplicate"], ("truncated",)) is None
+    assert flag_failure([], ("truncated",)) is None
+    error = flag_failure(["truncated", "repetition", "duplicate"], ("repetition", "truncated"))
+    assert error == "caption flagged truncated, repetition (--fail-on repetition,truncated); its text is kept"
+    assert [retry_seed(7, a) for a in (1, 2)] == [8, 9] and retry_seed(None, 1) == 1

@@ -21,6 +21,8 @@ from vidcap.generation import GenerationOptions, sampling_problem
 from vidcap.video.types import SamplingOptions
 
 DEFAULT_PROMPT = "Please describe the video in detail."
+#: The quality flags ``--fail-on`` may name (``empty`` is always an error).
+FAILABLE_FLAGS = ("truncated", "repetition", "duplicate")
 Backend = Literal["vllm", "transformers", "openai"]
 
 
@@ -64,6 +66,10 @@ class RunOptions:
     status_key: str = "status"
     error_key: str = "error"
     info_key: str = "info"
+    # Quality flags that make a caption an error (raw text kept), and how often such a record is
+    # tried again with a new seed first (pipeline/assess.py).
+    fail_on: tuple[str, ...] = ()
+    retries: int = 0
     id_key: str | None = None
     batch_size: int = 32
     overwrite: bool = False
@@ -144,6 +150,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ru
                 merged.pop(key, None)
     merged.update(flags)
     _check_keys(merged, source="options")
+    if "fail_on" in merged:
+        merged["fail_on"] = parse_flag_list(merged["fail_on"])
     groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
     for key, value in merged.items():
         groups[KEY_GROUP[key]][key] = value
@@ -175,12 +183,32 @@ def validate(config: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise VidcapError(message)
+    unknown = [f for f in r.fail_on if f not in FAILABLE_FLAGS]
+    if unknown:
+        raise VidcapError(
+            f"--fail-on: unknown flag {unknown[0]!r}; choose from {', '.join(FAILABLE_FLAGS)}"
+            " (an empty caption is an error already)"
+        )
+    if r.retries < 0:
+        raise VidcapError("--retries must be >= 0")
+    if r.retries and not r.fail_on:
+        raise VidcapError("--retries retries the captions --fail-on fails; give --fail-on too")
+    if r.retries and g.temperature == 0:
+        raise VidcapError("--retries draws a new sample: it needs --temperature > 0 (0 repeats the caption)")
     problem = sampling_problem(g)
     if problem is not None:
         raise VidcapError(problem)
     keys = [r.output_key, r.status_key, r.error_key, r.info_key]
     if len(set(keys)) != len(keys):
         raise VidcapError("--output-key, --status-key, --error-key and --info-key must be different names")
+
+
+def parse_flag_list(value: Any) -> tuple[str, ...]:
+    """``fail_on`` from a flag (``"truncated,repetition"``) or a config file (a string or a list)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise VidcapError("fail_on must be a comma-separated string or a list of flag names")
+    return tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
 
 
 def _check_keys(values: dict[str, Any], *, source: str) -> None:

@@ -146,6 +146,22 @@ def run_command(
             rich_help_panel=JOB,
         ),
     ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FLAGS",
+            help="Quality flags that make a caption an error, e.g. truncated,repetition,duplicate; "
+            "the text is kept in OUTPUT_KEY_raw (default: none).",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            help="Try a caption that --fail-on fails again, with a new seed, up to N times (default: 0).",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
     id_key: Annotated[
         str | None,
         typer.Option(
@@ -327,6 +343,8 @@ def run_command(
         "status_key": status_key,
         "error_key": error_key,
         "info_key": info_key,
+        "fail_on": fail_on,
+        "retries": retries,
         "id_key": id_key,
         "backend": backend,
         "cache_dir": cache_dir,

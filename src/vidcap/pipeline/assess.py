@@ -8,7 +8,8 @@ With ``--num-captions`` > 1, ``finish_reason`` is a list (one per caption, in ca
 the token counts are the record's (its prompt once, every caption's generated tokens added
 up), and a flag is set when any of the record's captions has it.
 
-The flags (they never change a record's status):
+The flags (they change a record's status only when ``--fail-on`` names them: see
+:func:`flag_failure`):
 
 - ``truncated``: generation stopped at ``--max-tokens`` (finish reason ``length``);
 - ``repetition``: the caption's tail is one short unit repeated back to back (see
@@ -137,3 +138,17 @@ def caption_info(
         "generated_tokens": generated_tokens,
         "flags": flags,
     }
+
+
+def flag_failure(flags: Sequence[str], fail_on: Sequence[str]) -> str | None:
+    """The error of a caption whose flags ``--fail-on`` names, or None when it passes."""
+    hit = [f for f in flags if f in fail_on]
+    if not hit:
+        return None
+    return f"caption flagged {', '.join(hit)} (--fail-on {','.join(fail_on)}); its text is kept"
+
+
+def retry_seed(seed: int | None, attempt: int) -> int:
+    """The seed of retry ``attempt`` (1, 2, ...) of a caption ``--fail-on`` failed: the run's seed
+    (0 when it has none) plus the attempt, so a seeded run's retries repeat too."""
+    return (seed or 0) + attempt
