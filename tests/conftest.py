@@ -59,6 +59,12 @@ def vllm_engine(tiny_model: Path):
     engine.close()
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: at most 2 workers (each may hold a vLLM engine and its KV cache in memory;
+    most of the time goes to start-up, imports and decoding, which two processes overlap well)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     """Write records as JSON Lines with vidcap's faithful encoder."""
     path.write_bytes(b"".join(dumps(r) + b"\n" for r in records))
