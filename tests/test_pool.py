@@ -296,7 +296,7 @@ def test_no_segment_left_after_errors_timeouts_deaths_and_close() -> None:
 
 
 def test_segments_of_a_killed_parent_are_removed_by_the_next_pool() -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     dead_pid = int(dead.stdout)
     left = Path(SHM, f"vidcap-pool-{dead_pid}-0-5")
     left.write_bytes(b"x")
@@ -304,7 +304,8 @@ def test_segments_of_a_killed_parent_are_removed_by_the_next_pool() -> None:
     alive.write_bytes(b"x")
     try:
         with OrderedPool(act, workers=1, max_pending=1) as p:
-            assert [o.result for o in p.imap([("value", (0, 1))])][0][0] == 1
+            [outcome] = p.imap([("value", (0, 1))])
+            assert outcome.result[0] == 1
         assert not left.exists() and alive.exists()
     finally:
         left.unlink(missing_ok=True)
