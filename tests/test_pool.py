@@ -300,16 +300,21 @@ def test_segments_of_a_killed_parent_are_removed_by_the_next_pool() -> None:
     dead_pid = int(dead.stdout)
     left = Path(SHM, f"vidcap-pool-{dead_pid}-0-5")
     left.write_bytes(b"x")
+    young = Path(SHM, f"vidcap-pool-{dead_pid}-0-6")  # maybe another PID namespace's: kept for now
+    young.write_bytes(b"x")
     alive = Path(SHM, f"vidcap-pool-{os.getpid()}-999999-0")  # a live process's: kept
     alive.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    for path in (left, alive):
+        os.utime(path, (an_hour_ago, an_hour_ago))
     try:
         with OrderedPool(act, workers=1, max_pending=1) as p:
             [outcome] = p.imap([("value", (0, 1))])
             assert outcome.result[0] == 1
-        assert not left.exists() and alive.exists()
+        assert not left.exists() and young.exists() and alive.exists()
     finally:
-        left.unlink(missing_ok=True)
-        alive.unlink(missing_ok=True)
+        for path in (left, young, alive):
+            path.unlink(missing_ok=True)
 
 
 def test_abandoned_imap_does_not_disturb_the_next(pool: OrderedPool) -> None:

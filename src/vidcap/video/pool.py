@@ -15,8 +15,8 @@ Segments are named ``vidcap-pool-<parent pid>-<pool>-<task>``. A worker that is 
 mid-task may leave its task's segment: the parent unlinks that name once the worker is reaped
 (timeout, crash, close). Only a parent that is SIGKILLed itself can leave segments behind (those its
 workers had written and it had not yet received, at most one per worker); the next pool started on
-the machine removes segments whose parent process no longer exists. Where /dev/shm is missing or
-full, results go through the pipe whole, as before.
+the machine removes those whose parent process no longer exists, once ten minutes old. Where
+/dev/shm is missing or full, results go through the pipe whole, as before.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ _JOIN_S = 2.0  # how long close() lets workers exit before SIGKILL
 _SHM_DIR = Path("/dev/shm")  # POSIX shared memory on Linux: what shm_open itself opens
 _SHM_PREFIX = "vidcap-pool-"
 _SHM_MIN_BYTES = 1 << 20  # smaller buffers stay in the pipe: a segment costs more than a copy
+_ORPHAN_AGE_S = 600.0  # a segment of a dead parent this old is an orphan (see _remove_orphan_segments)
 _SHM_ALIGN = 64  # each buffer starts on a cache line (and is aligned for any dtype)
 _pool_numbers = itertools.count()
 
@@ -169,12 +170,18 @@ def _load_shared(shared: _Shared) -> Any:
 
 
 def _remove_orphan_segments() -> None:
-    """Unlink segments left by pools whose parent process was killed (it can unlink nothing then)."""
+    """Unlink segments left by pools whose parent process was killed (it can unlink nothing then).
+
+    Only those over ``_ORPHAN_AGE_S`` old: a live segment is received within moments, and a
+    process of another PID namespace sharing /dev/shm (containers of one pod) would look dead.
+    """
     with contextlib.suppress(OSError):
         for path in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
             pid = path.name[len(_SHM_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                _unlink_segment(path.name)
+            with contextlib.suppress(OSError):
+                old = time.time() - path.stat().st_mtime > _ORPHAN_AGE_S
+                if old and pid.isdigit() and not _alive(int(pid)):
+                    _unlink_segment(path.name)
 
 
 def _alive(pid: int) -> bool:
