@@ -6,6 +6,7 @@ assertions beyond generous limits: the machine is shared and noisy.
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import signal
@@ -24,6 +25,14 @@ import pytest
 from vidcap.video.pool import OrderedPool, TaskOutcome, default_workers
 
 FRAMES_SHAPE = (10, 720, 1280, 3)  # ~28 MB of uint8, the size of a decoded clip
+
+
+SHM = "/dev/shm"
+
+
+def segments(pid: int | None = None) -> list[str]:
+    """The pool's shared-memory segments in /dev/shm (of parent ``pid``, default this process)."""
+    return sorted(p.name for p in Path(SHM).glob(f"vidcap-pool-{pid or os.getpid()}-*"))
 
 
 class ExpectedError(Exception):
@@ -60,6 +69,10 @@ def act(task: tuple[str, Any]) -> Any:
             time.sleep(1)
     if kind == "frames":
         return frames_for(arg)
+    if kind == "segment":  # (pool, key, then): leave the task's shared-memory segment, then hang or die
+        pool, key, then = arg
+        Path(SHM, f"vidcap-pool-{os.getppid()}-{pool}-{key}").write_bytes(b"x" * 4096)
+        return act((then, None))
     if kind == "unpicklable":
         return lambda: None
     if kind == "touch":  # (folder, i): leave a trace that the task ran
@@ -226,6 +239,82 @@ def test_large_arrays_arrive_intact(pool: OrderedPool) -> None:
         assert outcome.error is None
         assert outcome.result.shape == FRAMES_SHAPE and outcome.result.dtype == np.uint8
         assert np.array_equal(outcome.result, frames_for(outcome.task[1]))
+
+
+def mapping_of(array: np.ndarray) -> object:
+    """What ``array``'s memory belongs to, at the end of its chain of bases."""
+    base: object = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+@pytest.mark.parametrize("shared_memory", [True, False])
+def test_large_arrays_come_as_views_of_shared_memory_or_through_the_pipe(shared_memory: bool) -> None:
+    with OrderedPool(act, workers=1, max_pending=2, shared_memory=shared_memory) as p:
+        outcomes = list(p.imap([("frames", i) for i in range(2)] + [("value", (0, np.zeros(4)))]))
+    for outcome in outcomes[:2]:
+        frames = outcome.result
+        assert np.array_equal(frames, frames_for(outcome.task[1]))
+        assert isinstance(mapping_of(frames), mmap.mmap) == shared_memory
+        frames[0, 0, 0] = 1  # writable, as a pickled array is
+    assert np.array_equal(outcomes[2].result[0], np.zeros(4))  # small arrays stay in the pipe
+    assert not isinstance(mapping_of(outcomes[2].result[0]), mmap.mmap)
+    assert segments() == []  # names are unlinked on receipt: the mappings alone keep the pages
+
+
+def test_no_segment_left_after_errors_timeouts_deaths_and_close() -> None:
+    with OrderedPool(act, workers=2, max_pending=4, timeout_s=2.0, error_types=(ExpectedError,)) as p:
+        pool = p._pool
+        tasks = [
+            ("frames", 0),
+            ("segment", (pool, 1, "hang")),  # a worker killed on timeout with its segment written
+            ("expected", "corrupt video"),
+            ("segment", (pool, 3, "kill")),  # a worker that dies with its segment written
+            ("frames", 4),
+            ("bug", "oops"),
+            ("frames", 6),
+        ]
+        outcomes = list(p.imap(tasks))
+        assert [o.error for o in outcomes] == [
+            None,
+            "timed out after 2 s",
+            "corrupt video",
+            "worker died (signal 9 SIGKILL)",
+            None,
+            "ValueError: oops",
+            None,
+        ]
+        assert np.array_equal(outcomes[6].result, frames_for(6))
+        # An abandoned imap: results received and dropped, a hanging task killed by close().
+        abandoned = p.imap([("frames", 10), ("frames", 11), ("segment", (pool, 9, "hang")), ("frames", 12)])
+        next(abandoned)
+        abandoned.close()
+        time.sleep(0.5)
+    assert segments() == []
+    assert np.array_equal(outcomes[4].result, frames_for(4))  # still mapped after close and unlink
+
+
+def test_segments_of_a_killed_parent_are_removed_by_the_next_pool() -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    left = Path(SHM, f"vidcap-pool-{dead_pid}-0-5")
+    left.write_bytes(b"x")
+    young = Path(SHM, f"vidcap-pool-{dead_pid}-0-6")  # maybe another PID namespace's: kept for now
+    young.write_bytes(b"x")
+    alive = Path(SHM, f"vidcap-pool-{os.getpid()}-999999-0")  # a live process's: kept
+    alive.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    for path in (left, alive):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    try:
+        with OrderedPool(act, workers=1, max_pending=1) as p:
+            [outcome] = p.imap([("value", (0, 1))])
+            assert outcome.result[0] == 1
+        assert not left.exists() and young.exists() and alive.exists()
+    finally:
+        for path in (left, young, alive):
+            path.unlink(missing_ok=True)
 
 
 def test_abandoned_imap_does_not_disturb_the_next(pool: OrderedPool) -> None:

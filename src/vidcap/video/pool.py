@@ -4,19 +4,32 @@ Workers are ``spawn``-ed, never forked (the main process may hold CUDA state), s
 reused. A dispatcher thread in the parent feeds them and collects results, so they keep working
 ahead while the caller is busy generating; ``imap`` pulls tasks and hands out outcomes in order.
 
-Results come back over one Pipe per worker, pickled with protocol 5. Measured with a 28 MB array
-(2 shared cores): ~15 ms a transfer, against ~25 ms through ``multiprocessing.shared_memory``
-(fresh pages fault in, and the array must be copied out to unlink at once); so no shared memory,
-which could also leak segments when a worker is killed.
+Results come back over one Pipe per worker, pickled with protocol 5. Their large buffers (numpy
+arrays of 1 MiB or more: decoded frames) travel out of band through POSIX shared memory: the worker
+writes them into a file of its own in /dev/shm and sends only its name and the pickle's small rest;
+the dispatcher thread maps the file, unlinks its name at once and unpickles the arrays as views of
+the mapping, so the parent never copies frames (scripts/bench_host_ceiling.py measures both ways).
+The pages live as long as an array refers to them and are freed with the last one.
+
+Segments are named ``vidcap-pool-<parent pid>-<pool>-<task>``. A worker that is killed or dies
+mid-task may leave its task's segment: the parent unlinks that name once the worker is reaped
+(timeout, crash, close). Only a parent that is SIGKILLed itself can leave segments behind (those its
+workers had written and it had not yet received, at most one per worker); the next pool started on
+the machine removes those whose parent process no longer exists, once ten minutes old. Where
+/dev/shm is missing or full, results go through the pipe whole, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
+import itertools
 import math
+import mmap
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -37,6 +50,12 @@ R = TypeVar("R")
 _READY = "ready"  # a worker's first message: it is imported and waiting for tasks
 _MAX_START_FAILURES = 3  # workers dying before ready, in a row: fn's module cannot load; give up
 _JOIN_S = 2.0  # how long close() lets workers exit before SIGKILL
+_SHM_DIR = Path("/dev/shm")  # POSIX shared memory on Linux: what shm_open itself opens
+_SHM_PREFIX = "vidcap-pool-"
+_SHM_MIN_BYTES = 1 << 20  # smaller buffers stay in the pipe: a segment costs more than a copy
+_ORPHAN_AGE_S = 600.0  # a segment of a dead parent this old is an orphan (see _remove_orphan_segments)
+_SHM_ALIGN = 64  # each buffer starts on a cache line (and is aligned for any dtype)
+_pool_numbers = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,107 @@ def _call(fn: Callable[[Any], Any], task: Any, error_types: tuple) -> tuple[bool
         return False, one_line(exc, expected=error_types)
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """A result whose large buffers wait in the shared-memory segment ``name``, at ``spans``
+    (offset, length); ``data`` is the pickle of the rest."""
+
+    name: str
+    spans: tuple[tuple[int, int], ...]
+    data: bytes
+
+
+def _segment_name(parent_pid: int, pool: int, key: int) -> str:
+    """The segment a task's result may use: the parent can find it again after killing the worker."""
+    return f"{_SHM_PREFIX}{parent_pid}-{pool}-{key}"
+
+
+def _unlink_segment(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(_SHM_DIR / name)
+
+
+def _encode(message: tuple, segment: str | None) -> bytes:
+    """Pickle ``message`` for the pipe; its buffers of ``_SHM_MIN_BYTES`` or more go into the shared
+    memory file ``segment`` (None: everything in the pipe). Falls back to the pipe when /dev/shm fails."""
+    if segment is None:
+        return ForkingPickler.dumps(message, protocol=5)
+    buffers: list[pickle.PickleBuffer] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < _SHM_MIN_BYTES:
+            return True  # in band
+        buffers.append(buffer)
+        return False
+
+    stream = io.BytesIO()
+    ForkingPickler(stream, 5, True, out_of_band).dump(message)  # positional: it takes no keywords
+    if not buffers:
+        return stream.getvalue()
+    spans, offset = [], 0
+    for buffer in buffers:
+        spans.append((offset, buffer.raw().nbytes))
+        offset += -(-buffer.raw().nbytes // _SHM_ALIGN) * _SHM_ALIGN
+    try:
+        # Written with pwrite, not through a mapping: a full /dev/shm is then an error (ENOSPC)
+        # instead of a SIGBUS.
+        fd = os.open(_SHM_DIR / segment, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, offset)
+            for buffer, (start, _) in zip(buffers, spans, strict=True):
+                view = buffer.raw()
+                while view.nbytes:
+                    written = os.pwrite(fd, view, start)
+                    view, start = view[written:], start + written
+        finally:
+            os.close(fd)
+    except OSError:
+        _unlink_segment(segment)
+        return ForkingPickler.dumps(message, protocol=5)
+    return ForkingPickler.dumps(_Shared(segment, tuple(spans), stream.getvalue()), protocol=5)
+
+
+def _load_shared(shared: _Shared) -> Any:
+    """Map a result's segment, unlink its name (the mapping stays valid), and unpickle its arrays
+    as views of the mapping: no copy. The pages are freed when the last array is."""
+    path = _SHM_DIR / shared.name
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            mapping = mmap.mmap(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    finally:
+        _unlink_segment(shared.name)
+    view = memoryview(mapping)
+    return pickle.loads(shared.data, buffers=[view[start : start + size] for start, size in shared.spans])
+
+
+def _remove_orphan_segments() -> None:
+    """Unlink segments left by pools whose parent process was killed (it can unlink nothing then).
+
+    Only those over ``_ORPHAN_AGE_S`` old: a live segment is received within moments, and a
+    process of another PID namespace sharing /dev/shm (containers of one pod) would look dead.
+    """
+    with contextlib.suppress(OSError):
+        for path in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
+            pid = path.name[len(_SHM_PREFIX) :].split("-", 1)[0]
+            with contextlib.suppress(OSError):
+                old = time.time() - path.stat().st_mtime > _ORPHAN_AGE_S
+                if old and pid.isdigit() and not _alive(int(pid)):
+                    _unlink_segment(path.name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's process
+        return True
+    return True
+
+
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         with contextlib.suppress(ValueError):
@@ -81,7 +201,9 @@ def _exit_reason(code: int | None) -> str:
     return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any], error_types: tuple, parent_pid: int) -> None:
+def _worker_main(
+    conn: Connection, fn: Callable[[Any], Any], error_types: tuple, parent_pid: int, pool: int | None
+) -> None:
     # Ctrl-C and SLURM pre-emption signal every process of the job; the parent decides when to
     # stop (see vidcap.procs) and ends workers itself: idle ones by message, busy ones by SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -103,7 +225,7 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any], error_types: tuple,
         key, task = message
         ok, payload = _call(fn, task, error_types)
         try:
-            data = ForkingPickler.dumps((key, ok, payload), protocol=5)
+            data = _encode((key, ok, payload), None if pool is None else _segment_name(parent_pid, pool, key))
         except Exception as exc:
             data = ForkingPickler.dumps((key, False, one_line(f"result could not be pickled: {exc}")))
         try:
@@ -133,6 +255,7 @@ class OrderedPool(Generic[T, R]):
     or call ``close()``, which terminates the workers and never hangs. Tasks of an ``imap``
     abandoned early are not interrupted: they run to the end (or timeout) and are dropped.
     Workers are daemonic, so ``fn`` cannot start processes of its own with multiprocessing.
+    ``shared_memory=False`` sends results whole through the pipes (see the module's docstring).
     """
 
     def __init__(
@@ -143,6 +266,7 @@ class OrderedPool(Generic[T, R]):
         max_pending: int,
         timeout_s: float | None = None,
         error_types: tuple[type[BaseException], ...] = (Exception,),
+        shared_memory: bool = True,
     ) -> None:
         if workers < 0 or max_pending < 1 or (timeout_s is not None and timeout_s <= 0):
             raise ValueError(f"bad pool size: {workers=} {max_pending=} {timeout_s=}")
@@ -159,7 +283,11 @@ class OrderedPool(Generic[T, R]):
         self._start_failures = 0  # workers in a row that died before ready (dispatcher thread only)
         self._workers: list[_Worker] = []
         self._thread: threading.Thread | None = None
+        # This pool's number in its segments' names; None: no shared memory.
+        self._pool: int | None = next(_pool_numbers) if shared_memory and _SHM_DIR.is_dir() else None
         if workers:
+            if self._pool is not None:
+                _remove_orphan_segments()
             ForkingPickler.dumps(fn)  # fail here, not in a worker, when fn is a lambda or closure
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_r, False)
@@ -289,7 +417,7 @@ class OrderedPool(Generic[T, R]):
     def _spawn(self) -> _Worker:
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        args = (child_conn, self._fn, self._error_types, os.getpid())
+        args = (child_conn, self._fn, self._error_types, os.getpid(), self._pool)
         proc = ctx.Process(target=_worker_main, args=args, name="vidcap-pool-worker", daemon=True)
         proc.start()
         child_conn.close()
@@ -321,6 +449,8 @@ class OrderedPool(Generic[T, R]):
         data = w.conn.recv_bytes()  # EOFError, OSError: the worker died
         try:
             message = ForkingPickler.loads(data)
+            if isinstance(message, _Shared):
+                message = _load_shared(message)
         except Exception as exc:  # e.g. the result's class cannot be imported here
             message = (w.key, False, one_line(f"result could not be unpickled: {exc}"))
         if message == _READY:
@@ -344,6 +474,7 @@ class OrderedPool(Generic[T, R]):
         w = self._workers[i]
         w.proc.join(timeout=_JOIN_S)
         w.conn.close()
+        self._unlink_left(w)
         if w.key is not None:
             self._finish(w.key, TaskOutcome(w.task, None, error))
         self._workers[i] = self._spawn()
@@ -362,3 +493,9 @@ class OrderedPool(Generic[T, R]):
                 w.proc.kill()
                 w.proc.join(timeout=_JOIN_S)
             w.conn.close()
+            self._unlink_left(w)
+
+    def _unlink_left(self, w: _Worker) -> None:
+        """Unlink the segment a reaped worker may have left for its unfinished (or unreceived) task."""
+        if self._pool is not None and w.key is not None and not w.proc.is_alive():
+            _unlink_segment(_segment_name(os.getpid(), self._pool, w.key))
