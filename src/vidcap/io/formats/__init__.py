@@ -11,12 +11,13 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io.formats.base import RecordFormat
+from vidcap.io.formats.csv_table import CsvFormat
 from vidcap.io.formats.json_array import JsonArrayFormat
 from vidcap.io.formats.jsonl import JsonlFormat
 from vidcap.io.formats.parquet import ParquetFormat
 from vidcap.io.shards import InputSpan, check_shard
 
-FORMATS: tuple[RecordFormat, ...] = (JsonlFormat(), JsonArrayFormat(), ParquetFormat())
+FORMATS: tuple[RecordFormat, ...] = (JsonlFormat(), JsonArrayFormat(), ParquetFormat(), CsvFormat())
 """Every format, in the order the list of supported extensions names them."""
 
 _BY_EXTENSION = {ext: fmt for fmt in FORMATS for ext in fmt.extensions}
