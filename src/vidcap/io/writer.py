@@ -32,9 +32,14 @@ __all__ = ["RecordWriter", "journal_path", "open_writer", "side_files"]
 
 
 def side_files(output: str | Path) -> list[Path]:
-    """What a writer of ``output`` keeps beside it while it works (a journal, a parts folder)."""
+    """What a writer of ``output`` keeps beside it while it works (a journal, a parts folder);
+    none for an extension no format takes (opening its writer is what refuses it)."""
     output = Path(output)
-    return format_for(output, "output").side_files(output)
+    try:
+        fmt = format_for(output, "output")
+    except VidcapError:
+        return []
+    return fmt.side_files(output)
 
 
 def open_writer(path: str | Path, *, resume: bool, like: str | Path | None = None) -> RecordWriter:
