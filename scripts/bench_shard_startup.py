@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from vidcap.config import RunOptions
-    from vidcap.io.shards import find_span
+    from vidcap.io.formats import find_span
 
     path = make_input(args.workdir / f"data-{args.records}.jsonl", args.records)
     size_mb = path.stat().st_size / 1e6

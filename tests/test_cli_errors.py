@@ -99,10 +99,10 @@ def test_empty_input(tmp_path: Path, tiny_model: Path) -> None:
 
 
 def test_unsupported_input_extension(tmp_path: Path, tiny_model: Path) -> None:
-    data = tmp_path / "data.csv"
+    data = tmp_path / "data.txt"
     data.write_text("video\na.mp4\n")
     result = vidcap("run", "--input", str(data), "--model", str(tiny_model))
-    assert_one_line_error(result, "data.csv")
+    assert_one_line_error(result, "data.txt")
 
 
 def test_unwritable_output_folder(dataset: Path, tiny_model: Path, tmp_path: Path) -> None:

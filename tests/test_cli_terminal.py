@@ -205,11 +205,11 @@ def test_hub_id_fails_at_once_when_the_hub_cannot_be_reached(one_record: Path, t
 
 def test_probe_and_run_read_a_dataset_alike(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> None:
     data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / "a.mp4")}, {"clip": "b.mp4"}])
-    table = tmp_path / "data.csv"
+    table = tmp_path / "data.txt"
     table.write_text("video\na.mp4\n")
     for dataset, message in (
         (data, f"{data}:2: record has no 'video' field"),
-        (table, f"{table}: unsupported input file extension '.csv'"),
+        (table, f"{table}: unsupported input file extension '.txt'"),
     ):
         probe = run_vidcap("probe", str(dataset))
         run = run_vidcap("run", str(dataset), "--model", str(tiny_model))

@@ -126,8 +126,8 @@ def test_vllm_serving_maps_and_checks_every_argument(tiny_model: Path) -> None:
         LocalModelVLMServing_vllm(str(tiny_model), vllm_top_k=-7)
     with pytest.raises(VidcapError, match="needs hf_model_name_or_path"):
         LocalModelVLMServing_vllm()
-    with pytest.raises(VidcapError, match="FileStorage: cache_type 'parquet' is not supported"):
-        FileStorage("x.json", cache_type="parquet")
+    with pytest.raises(VidcapError, match="FileStorage: cache_type 'pickle' is not supported"):
+        FileStorage("x.json", cache_type="pickle")
 
 
 def test_records_with_images_are_refused_before_any_work(tiny_model: Path, tmp_path: Path) -> None:

@@ -143,9 +143,9 @@ def test_directory(tmp_path: Path) -> None:
 
 
 def test_unsupported_extension(tmp_path: Path) -> None:
-    path = write(tmp_path / "data.csv", "a,b\n")
+    path = write(tmp_path / "data.txt", "a,b\n")
     with pytest.raises(
-        VidcapError, match=r"data\.csv: unsupported input file extension '\.csv'; use \.jsonl"
+        VidcapError, match=r"data\.txt: unsupported input file extension '\.txt'; use \.jsonl"
     ):
         scan_input(path)
     with pytest.raises(VidcapError, match=r"data: input file has no extension; use \.jsonl"):

@@ -83,7 +83,7 @@ def test_json_journal_is_preferred_over_the_array(tmp_path: Path) -> None:
 
 def test_unsupported_output_extension(tmp_path: Path) -> None:
     with pytest.raises(VidcapError, match="unsupported output file extension"):
-        load_done(tmp_path / "out.csv", id_key=None)
+        load_done(tmp_path / "out.txt", id_key=None)
 
 
 def test_unique_ids_pass(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.util
 import io
 import json
 import re
@@ -198,15 +197,6 @@ def test_bad_outputs_are_one_line_errors(tmp_path: Path) -> None:
     result = run_vidcap("report", str(tmp_path / "notes.txt"))
     assert result.returncode == 2 and "not a vidcap output file" in result.stderr
     assert not (tmp_path / "bad.report.html").exists()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None, reason="pyarrow is installed")
-def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
-    parquet = tmp_path / "out.parquet"
-    parquet.write_bytes(b"PAR1")
-    result = run_vidcap("report", str(parquet))
-    assert result.returncode == 2
-    assert f"error: {parquet}: reading Parquet needs pyarrow" in result.stderr
 
 
 def test_cli_writes_beside_the_output_and_names_missing_videos(outdir: Path) -> None:

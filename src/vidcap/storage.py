@@ -1,13 +1,15 @@
 """``FileStorage``: DataFlow's step-based file storage, without pandas in the record path.
 
-Step 0 reads ``first_entry_file_name`` (JSON array or JSONL, by extension). Each operator
+Step 0 reads ``first_entry_file_name`` (JSON array, JSONL, Parquet or CSV, by extension). Each operator
 writes the next step's file, ``{cache_path}/{file_name_prefix}_step{N}.{cache_type}``, which
 the next ``step()`` reads. With the quick start's arguments, captions land in
 ``./cache/video_caption_step1.json``, with a run summary beside it
 (``video_caption_step1.json.summary.json``).
 
 Records never pass through a DataFrame: ids like ``"007"``, big integers, nested values and
-key order reach the output unchanged.
+key order reach the output unchanged with ``json``/``jsonl``, and keep their column types
+with ``parquet``. ``csv`` is lossy for types, as in DataFlow: every cell reads back as a
+string, an empty cell as null, and nested values are stored as JSON text.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from typing import Any, Literal
 
 from vidcap.errors import VidcapError
 
-CacheType = Literal["json", "jsonl", "csv", "parquet", "pickle"]  # DataFlow's; vidcap writes json/jsonl
+CacheType = Literal["json", "jsonl", "csv", "parquet", "pickle"]  # DataFlow's; vidcap refuses pickle
 
 
 class FileStorage:
     """Where an operator reads its records and writes its results, step by step.
 
-    DataFlow-MM's parameters and defaults; ``cache_type`` "csv", "parquet" and "pickle", which
-    DataFlow also takes, are refused in one line.
+    DataFlow-MM's parameters and defaults. ``cache_type``: ``json``, ``jsonl``, ``parquet`` or
+    ``csv`` (lossy for types, see the module doc); ``pickle``, which DataFlow also takes, is
+    refused in one line (a pickle runs code when it is read).
     """
 
     def __init__(
@@ -35,10 +38,10 @@ class FileStorage:
         file_name_prefix: str = "dataflow_cache",
         cache_type: CacheType = "jsonl",
     ) -> None:
-        if cache_type not in ("json", "jsonl"):
+        if cache_type not in ("json", "jsonl", "parquet", "csv"):
             raise VidcapError(
-                f"FileStorage: cache_type {cache_type!r} is not supported by vidcap; use 'json' or 'jsonl' "
-                "(records keep their ids, big integers and nested values exactly)"
+                f"FileStorage: cache_type {cache_type!r} is not supported by vidcap; use 'jsonl', 'json', "
+                "'parquet' or 'csv' (csv is lossy for types)"
             )
         self.first_entry_file_name = first_entry_file_name
         self.cache_path = cache_path
@@ -97,7 +100,8 @@ class FileStorage:
         records = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
         path = self.write_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = open_writer(path, resume=False)
+        # A Parquet step file keeps the types of the columns this step read.
+        writer = open_writer(path, resume=False, like=self.read_path() if self.operator_step >= 0 else None)
         writer.write_batch(records)
         writer.close(complete=True)
         return str(path)

@@ -107,7 +107,7 @@ def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, An
     of its own shard's run, not of the whole merged file.
     """
     from vidcap import __version__
-    from vidcap.io._files import atomic_write
+    from vidcap.io.files import atomic_write
     from vidcap.io.jsonio import dumps_pretty, loads
     from vidcap.io.merge import summary_path
     from vidcap.io.records import iter_records

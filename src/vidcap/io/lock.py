@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vidcap.errors import OutputLockedError, VidcapError
-from vidcap.io import _files
+from vidcap.io import files
 from vidcap.io.merge import summary_path
 from vidcap.io.writer import journal_path
 
@@ -153,5 +153,5 @@ def acquire_output_lock(output: Path) -> OutputLock:
         os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
     # Only a dead writer's temp files can be there now: a live one would hold the lock.
     for written in (output, journal_path(output), summary_path(output)):
-        _files.remove_stale_temps(written)
+        files.remove_stale_temps(written)
     return OutputLock(path, fd)

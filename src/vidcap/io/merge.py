@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError
-from vidcap.io import _files, jsonio
+from vidcap.io.formats import format_for, format_named
 from vidcap.io.resume import load_done
 from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
 
@@ -158,7 +158,7 @@ def _check_one_input(summaries: list[ShardSummary], input_path: Path | None) -> 
 
 def _check_tiling(summaries: list[ShardSummary], source: InputIdentity) -> list[ShardSummary]:
     """Check that the shards' spans cover the input's lines once each; return them in input order."""
-    unit = "line" if source.format == "jsonl" else "element"
+    unit = format_named(source.format).unit
     ordered = sorted(summaries, key=lambda s: (s.start, s.stop, s.index))
     problems: list[str] = []
     counts = {s.count for s in summaries}
@@ -210,17 +210,9 @@ def _shard_records(s: ShardSummary, counts: list[int]) -> Iterator[tuple[object,
     """Stream one shard's ``(location, record)``, checking their number against its summary at the end."""
     if not s.output.exists():
         raise VidcapError(f"shard {s.index} output {s.output} is missing (its summary exists)")
-    if _files.detect_format(s.output, "shard output") == "jsonl":
-        records: Iterator[tuple[object, dict]] = (
-            (f"{s.output}:{line}", r) for line, r in _files.iter_output_records(s.output)
-        )
-    else:
-        items, _ = _files.load_json_array(s.output, "shard output")
-        records = ((f"{s.output}: element {n}", r) for n, r in enumerate(items, start=1))
+    records = format_for(s.output, "shard output").read_output(s.output, "shard output")
     n = 0
     for where, record in records:
-        if not isinstance(record, dict):
-            raise VidcapError(f"{s.output}: element {n + 1} is {_files.describe_kind(record)}, not a record")
         n += 1
         yield where, record
     if n != s.records_in_shard:
@@ -258,7 +250,7 @@ def _unique_ids(located: Iterator[tuple[object, dict]], id_key: str | None) -> I
 def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path | None = None) -> MergeReport:
     """Concatenate complete shard outputs in input order into ``output`` (format by extension).
 
-    Shard outputs may be given in any order and in either format; their spans must tile one
+    Shard outputs may be given in any order and in any format; their spans must tile one
     input (see the module doc). ``input_path``: the input they must come from (else the one
     most of them read). Streams JSON Lines shards record by record; writes ``output``
     atomically (temp file + rename).
@@ -266,10 +258,10 @@ def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path |
     if not shard_outputs:
         raise VidcapError("merge: no shard outputs given")
     output = Path(output)
-    fmt = _files.detect_format(output, "output")
+    fmt = format_for(output, "output")
     paths = [Path(p) for p in shard_outputs]
     for p in paths:
-        _files.detect_format(p, "shard output")
+        format_for(p, "shard output")
         if p.resolve() == output.resolve():
             raise VidcapError(f"merge output {output} is also one of the shard outputs; choose another name")
     summaries = [read_shard_summary(p) for p in paths]
@@ -285,13 +277,11 @@ def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path |
             yield from _shard_records(s, counts)
 
     records = _unique_ids(located(), next(iter(id_keys), None))
-    if fmt == "jsonl":
-        chunks: Iterator[bytes] = (jsonio.dumps(r) + b"\n" for r in records)
-    else:
-        chunks = _files.json_array_chunks(records)
+    # A typed output keeps the input's column types; the input is only a hint for that.
+    like = Path(source.path) if Path(source.path).is_file() else None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        _files.atomic_write(output, chunks)
+        fmt.write_file(output, records, like=like)
     except OSError as e:
         raise VidcapError(f"cannot write output: {output}: {e.strerror or e}") from None
     return MergeReport(output, source.path, len(ordered), sum(counts), tuple(counts))

@@ -1,14 +1,14 @@
-"""Reading input records from JSON Lines (``.jsonl``/``.ndjson``) or JSON array (``.json``) files.
+"""Reading input records, whatever the format (``vidcap.io.formats``, chosen by extension).
 
 A run reads only its shard's span of the file (:class:`SpanReader`, over the span that
-:func:`vidcap.io.shards.find_span` found): once to check every line of it before any work,
+:func:`vidcap.io.formats.find_span` found): once to check every line of it before any work,
 so that a malformed line 90,000 lines down stops the run before the first video is decoded,
 then again to stream its records. :func:`scan_input` and :func:`iter_records` read the whole
 file (other commands, tests). All of them see the file through the same parser, so they
 agree on which lines are records.
 
-Blank (whitespace-only) lines are ignored. A line that is not valid UTF-8, not valid JSON,
-or not a JSON object is a *bad line*: with ``on_bad_line="error"`` it stops the run with a
+Blank (whitespace-only) lines are ignored. A unit (line, element) that is not valid UTF-8,
+not valid JSON, or not a JSON object is a *bad line*: with ``on_bad_line="error"`` it stops the run with a
 ``file:line: what is wrong`` message; with ``"skip"`` it is left out, reported by the scan,
 and does not take an index.
 """
@@ -16,15 +16,16 @@ and does not take an index.
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from vidcap.errors import VidcapError
-from vidcap.io import _files, jsonio
+from vidcap.io.formats import find_span, format_for
 from vidcap.io.shards import InputSpan
+
+__all__ = ["BadLine", "InputRecord", "InputScan", "SpanReader", "find_span", "iter_records", "scan_input"]
 
 OnBadLine = Literal["error", "skip"]
 
@@ -38,7 +39,8 @@ class InputRecord:
 
     ``index`` is its 0-based position among the valid records (bad and blank lines take no
     index); ``line`` is its 1-based line in a JSONL file, or its 1-based element number in a
-    JSON array; ``data`` is the parsed object, keys in file order.
+    JSON array (each format's ``location`` words it in messages); ``data`` is the parsed
+    object, keys in file order.
     """
 
     index: int
@@ -59,76 +61,11 @@ class InputScan:
     """What :func:`scan_input` found: counts, and the bad lines (with ``on_bad_line="skip"``)."""
 
     path: Path
-    format: _files.Format
+    format: str
     records: int  # valid records: the indexes 0..records-1
     blank_lines: int
     bad_count: int  # every bad line, even beyond MAX_REPORTED_BAD_LINES
     bad_lines: tuple[BadLine, ...]  # the first MAX_REPORTED_BAD_LINES of them, in file order
-
-
-# One entry per non-empty unit of the file: (line, record, None) for a record,
-# (line, None, message) for a bad line, (line, None, None) for a blank line.
-_Entry = tuple[int, dict | None, str | None]
-
-
-def _jsonl_entries(path: Path) -> Iterator[_Entry]:
-    with _files.open_for_reading(path) as f:
-        yield from _jsonl_lines(path, f, first_line=1, update=None)
-
-
-def _jsonl_lines(
-    path: Path, lines: Iterable[bytes], *, first_line: int, update: Callable[[bytes], object] | None
-) -> Iterator[_Entry]:
-    """Entries of raw JSONL ``lines`` read from ``path``, the first being line ``first_line``;
-    ``update`` (a hash's) receives each line's content, line endings normalized to LF."""
-    try:
-        for line, content, _ in _files.iter_lines(lines, first_line=first_line):
-            if update is not None:
-                update(content + b"\n")
-            if _files.is_blank(content):
-                yield line, None, None
-                continue
-            record, problem = _files.parse_record(content)
-            yield line, record, None if problem is None else f"{path}:{line}: {problem}"
-    except OSError as e:
-        raise _files.read_error(path, e) from None
-
-
-def _json_entries(path: Path) -> Iterator[_Entry]:
-    items, text = _files.load_json_array(path, "input")
-    lines: list[int] | None = None  # computed only when a bad element needs its line
-    for number, item in enumerate(items, start=1):
-        if isinstance(item, dict):
-            yield number, item, None
-            continue
-        if lines is None:
-            lines = jsonio.element_lines(text)
-        where = f"{path}:{lines[number - 1]}: element {number}"
-        yield number, None, f"{where}: record is {_files.describe_kind(item)}, expected an object"
-
-
-def _entries(path: Path) -> Iterator[_Entry]:
-    if _files.detect_format(path, "input") == "jsonl":
-        return _jsonl_entries(path)
-    return _json_entries(path)
-
-
-def _jsonl_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
-    """The entries of a JSONL span: seek to its first byte, read exactly its lines."""
-    with _files.open_for_reading(span.path) as f:
-        try:
-            f.seek(span.byte_start)
-        except OSError as e:
-            raise _files.read_error(span.path, e) from None
-        lines = itertools.islice(f, span.stop - span.start)
-        yield from _jsonl_lines(span.path, lines, first_line=span.start + 1, update=update)
-
-
-def _json_span_entries(span: InputSpan, update: Callable[[bytes], object] | None) -> Iterator[_Entry]:
-    for number, record, problem in itertools.islice(_json_entries(span.path), span.start, span.stop):
-        if update is not None:
-            update(jsonio.dumps(record) + b"\n" if record is not None else b"!\n")
-        yield number, record, problem
 
 
 class SpanReader:
@@ -160,9 +97,8 @@ class SpanReader:
 
     def __iter__(self) -> Iterator[InputRecord]:
         span = self.span
-        entries = _jsonl_span_entries if span.format == "jsonl" else _json_span_entries
         update = None if self._hash is None else self._hash.update
-        for line, record, problem in entries(span, update):
+        for line, record, problem in format_for(span.path, "input").span_entries(span, update):
             if record is None:
                 if problem is None:
                     continue
@@ -192,10 +128,10 @@ def scan_input(path: str | Path, *, on_bad_line: OnBadLine = "error") -> InputSc
     """
     _check_mode(on_bad_line)
     path = Path(path)
-    fmt = _files.detect_format(path, "input")
+    fmt = format_for(path, "input")
     records = blank = bad_count = 0
     bad: list[BadLine] = []
-    for line, record, problem in _entries(path):
+    for line, record, problem in fmt.entries(path):
         if record is not None:
             records += 1
         elif problem is None:
@@ -212,7 +148,7 @@ def scan_input(path: str | Path, *, on_bad_line: OnBadLine = "error") -> InputSc
                 f"{path}: no valid records: all {bad_count} non-blank lines are bad (first: {bad[0].message})"
             )
         raise VidcapError(f"{path}: input is empty: no records found")
-    return InputScan(path, fmt, records, blank, bad_count, tuple(bad))
+    return InputScan(path, fmt.name, records, blank, bad_count, tuple(bad))
 
 
 def iter_records(
@@ -235,7 +171,7 @@ def iter_records(
     if stop == start:
         return
     index = 0
-    for line, record, problem in _entries(Path(path)):
+    for line, record, problem in format_for(Path(path), "input").entries(Path(path)):
         if record is None:
             if problem is not None and on_bad_line == "error":
                 raise VidcapError(problem)

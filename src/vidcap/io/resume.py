@@ -14,14 +14,12 @@ A ``null`` id counts as missing: it cannot tell records apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidcap.errors import VidcapError
-from vidcap.io import _files, jsonio
+from vidcap.io.formats import format_for
 from vidcap.io.records import OnBadLine, iter_records
-from vidcap.io.writer import journal_path
 
 
 @dataclass(frozen=True)
@@ -43,53 +41,17 @@ def _id_of(record: dict, id_key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _done_records(output: Path) -> tuple[Path | None, Iterator[tuple[object, dict]]]:
-    """The file holding the done records, and ``(location, record)`` pairs read from it.
-
-    A location turns into ``file:line`` (or ``file:line: element N``) when formatted.
-    """
-    fmt = _files.detect_format(output, "output")
-    source = output
-    if fmt == "json" and journal_path(output).exists():
-        # The journal is newer than the array: the writer finalizes the array from it.
-        source = journal_path(output)
-    if not source.exists():
-        return None, iter(())
-    if source == output and fmt == "json":
-        return source, _array_records(output)
-    return source, ((f"{source}:{line}", r) for line, r in _files.iter_output_records(source))
-
-
-def _array_records(path: Path) -> Iterator[tuple[object, dict]]:
-    items, text = _files.load_json_array(path, "output")
-    for number, item in enumerate(items, start=1):
-        # Finding an element's line is slow, so it is done only if a message is formatted.
-        where = _ElementLocation(path, text, number)
-        if not isinstance(item, dict):
-            raise VidcapError(f"{where}: output record is {_files.describe_kind(item)}, expected an object")
-        yield where, item
-
-
-class _ElementLocation:
-    """``file:line: element N`` for an element of a JSON array, computed when formatted."""
-
-    def __init__(self, path: Path, text: str, number: int) -> None:
-        self.path, self.text, self.number = path, text, number
-
-    def __str__(self) -> str:
-        line = jsonio.element_lines(self.text)[self.number - 1]
-        return f"{self.path}:{line}: element {self.number}"
-
-
 def load_done(output_path: str | Path, *, id_key: str | None) -> DoneSet:
-    """Read an existing output (``.jsonl``; ``.json`` or its journal) and say what is done.
+    """Read an existing output (or the journal its writer keeps beside it) and say what is done.
 
     A missing output means nothing is done. A torn last line (left by a kill) is tolerated
     and not counted; damage before the last line, or a done record without ``id_key``
     (when given), raises VidcapError naming the output file and line.
     """
     output = Path(output_path)
-    source, records = _done_records(output)
+    fmt = format_for(output, "output")
+    source = fmt.done_source(output)
+    records = fmt.done_records(output)
     count = 0
     ids: set[str] = set()
     for where, record in records:
@@ -111,16 +73,15 @@ def check_unique_ids(path: str | Path, id_key: str, on_bad_line: OnBadLine = "er
     ``"7"`` are the same id. Reads the whole input once, keeping one entry per record.
     """
     path = Path(path)
-    # In a .json array, InputRecord.line is the element number, so say "element".
-    unit = "line" if _files.detect_format(path, "input") == "jsonl" else "element"
+    fmt = format_for(path, "input")
     first_seen: dict[str, int] = {}
     for record in iter_records(path, on_bad_line=on_bad_line):
-        where = f"{path}:{record.line}" if unit == "line" else f"{path}: element {record.line}"
+        where = fmt.location(path, record.line)
         rid = _id_of(record.data, id_key)
         if rid is None:
             raise VidcapError(f"{where}: record has no {id_key!r} value; --id-key needs it in every record")
         first = first_seen.setdefault(rid, record.line)
         if first != record.line:
             raise VidcapError(
-                f"{where}: duplicate id {rid!r} (first at {unit} {first}); --id-key values must be unique"
+                f"{where}: duplicate id {rid!r} (first at {fmt.unit} {first}); --id-key values must be unique"
             )

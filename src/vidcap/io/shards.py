@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidcap.errors import VidcapError
-from vidcap.io._files import Format, detect_format, load_json_array, open_for_reading, read_error
+from vidcap.io.files import open_for_reading, read_error
 
 
 def check_shard(shard_index: int, num_shards: int) -> None:
@@ -118,25 +118,23 @@ def default_shard_outputs(input_path: Path) -> list[Path]:
 class InputSpan:
     """The part of an input file that one shard reads: units ``[start, stop)`` of ``units``.
 
-    A unit is a line of a JSON Lines file (blank and bad lines included) or an element of a
-    JSON array, so the split needs no parsing: a JSONL shard finds its lines with a newline
-    scan and then reads and checks only ``[byte_start, byte_stop)``. A JSON array is read
-    whole anyway, so its span has no byte range (both 0). ``size``: the file's size in bytes.
+    A unit is what the format counts (``unit``): a line of a JSON Lines file (blank and bad
+    lines included), an element of a JSON array, a row of a Parquet or CSV table, so the
+    split needs no parsing: a JSONL shard finds its lines with a newline scan and then reads
+    and checks only ``[byte_start, byte_stop)``; a Parquet shard reads only the row groups
+    that hold its rows. Formats read whole have no byte range (both 0). ``size``: the file's
+    size in bytes; ``format``: the format's name (``jsonl``, ``json``, ``parquet``, ``csv``).
     """
 
     path: Path
-    format: Format
+    format: str
     size: int
     units: int
     start: int
     stop: int
     byte_start: int = 0
     byte_stop: int = 0
-
-    @property
-    def unit(self) -> str:
-        """What a unit is called in messages: ``line`` or ``element``."""
-        return "line" if self.format == "jsonl" else "element"
+    unit: str = "line"
 
 
 _CHUNK = 1 << 24  # 16 MiB: large enough that bytes.count runs at memory speed
@@ -166,23 +164,19 @@ def _line_offset(fd: int, size: int, counts: list[int], line: int) -> int:
     return size  # the last line has no newline: it ends at the end of the file
 
 
-def find_span(path: Path, shard_index: int, num_shards: int) -> InputSpan:
-    """Shard ``shard_index`` of ``num_shards`` of the input at ``path``, found without parsing it.
+def line_span(path: Path, format_name: str, shard_index: int, num_shards: int) -> InputSpan:
+    """Shard ``shard_index`` of ``num_shards`` of a line-based input, found without parsing it.
 
-    JSONL: one pass counting newlines (at disk/memory speed, no JSON parsing), then two
-    block reads to turn the shard's first and last line into byte offsets. The lines are
-    split with :func:`shard_range`, so the spans of all shards tile the file's lines.
+    One pass counting newlines (at disk/memory speed, no JSON parsing), then two block reads
+    to turn the shard's first and last line into byte offsets. The lines are split with
+    :func:`shard_range`, so the spans of all shards tile the file's lines. (Each format's
+    ``find_span`` is reached through ``vidcap.io.formats.find_span``.)
     """
     check_shard(shard_index, num_shards)
-    fmt = detect_format(path, "input")
     with open_for_reading(path) as f:
         try:
             fd = f.fileno()
             size = os.fstat(fd).st_size
-            if fmt == "json":
-                items, _ = load_json_array(path, "input")
-                r = shard_range(len(items), shard_index, num_shards)
-                return InputSpan(path, fmt, size, len(items), r.start, r.stop)
             counts = _chunk_newlines(fd, size)
             newlines = sum(counts)
             last = os.pread(fd, 1, size - 1) if size else b"\n"
@@ -192,4 +186,4 @@ def find_span(path: Path, shard_index: int, num_shards: int) -> InputSpan:
             byte_stop = _line_offset(fd, size, counts, r.stop)
         except OSError as e:
             raise read_error(path, e) from None
-    return InputSpan(path, fmt, size, units, r.start, r.stop, byte_start, byte_stop)
+    return InputSpan(path, format_name, size, units, r.start, r.stop, byte_start, byte_stop)

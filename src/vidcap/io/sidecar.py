@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError
-from vidcap.io import _files, jsonio
+from vidcap.io import files, jsonio
 
 FINGERPRINT_VERSION = 1
 """The version of the summary's ``fingerprint`` layout this vidcap writes and reads."""
@@ -26,11 +26,11 @@ def read_summary(output: Path) -> dict[str, Any] | None:
     path = summary_path(output)
     if not path.exists():
         return None
-    with _files.open_for_reading(path) as f:
+    with files.open_for_reading(path) as f:
         try:
             data = jsonio.loads(f.read())
         except (ValueError, OSError) as e:
             raise VidcapError(f"{path}: unreadable summary: {e}") from None
     if not isinstance(data, dict):
-        raise VidcapError(f"{path}: summary must be a JSON object, found {_files.describe_kind(data)}")
+        raise VidcapError(f"{path}: summary must be a JSON object, found {files.describe_kind(data)}")
     return data

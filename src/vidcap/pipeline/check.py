@@ -16,12 +16,12 @@ from typing import Any
 
 from vidcap.config import RunOptions
 from vidcap.errors import VidcapError
-from vidcap.io._files import detect_format
+from vidcap.io.formats import format_for
 from vidcap.io.lock import lock_path
 from vidcap.io.merge import summary_path
 from vidcap.io.records import BadLine, InputRecord, SpanReader
 from vidcap.io.shards import InputSpan
-from vidcap.io.writer import journal_path
+from vidcap.io.writer import side_files
 from vidcap.prompts import DiyVideoPrompt, conversation_prompt
 
 EXAMPLES = 10  # problems listed one per line before "... and N more"
@@ -63,10 +63,9 @@ def video_field_problem(record: dict, key: str) -> str | None:
 
 
 def record_location(input_path: Path, record: InputRecord) -> str:
-    """``file:line`` for a JSONL record, ``file: element N`` for a JSON array's."""
-    if detect_format(input_path, "input") == "json":
-        return f"{input_path}: element {record.line}"
-    return f"{input_path}:{record.line}"
+    """``file:line`` for a JSONL record, ``file: element N`` for a JSON array's, ``file: row N``
+    for a table's."""
+    return format_for(input_path, "input").location(input_path, record.line)
 
 
 def record_problem(record: dict, opts: RunOptions) -> str | None:
@@ -114,10 +113,15 @@ def check_records(span: InputSpan, opts: RunOptions, *, whole_input: bool = True
     """
     input_path = span.path
     reader = SpanReader(span, on_bad_line=opts.on_bad_line, digest=True)
+    # The output's extension (the input's, without --output) decides what it can hold: a
+    # Parquet output refuses values it would change (a column of mixed types) before any work.
+    fits_output = format_for(Path(opts.output) if opts.output else input_path, "output").record_checker()
     most_videos = 0
     first_seen: dict[str, int] = {}
     for record in reader:
         problem = record_problem(record.data, opts)
+        if problem is None and fits_output is not None:
+            problem = fits_output(record.data)
         if problem:
             raise VidcapError(f"{record_location(input_path, record)}: {problem}")
         most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
@@ -171,7 +175,7 @@ def check_output_is_not_input(input_path: Path, output_path: Path) -> None:
     Compares files, not names (``os.path.samefile``: a symlink or a hard link to the input
     is the input), so the input is never truncated, repaired or replaced.
     """
-    written = [output_path, journal_path(output_path), summary_path(output_path), lock_path(output_path)]
+    written = [output_path, *side_files(output_path), summary_path(output_path), lock_path(output_path)]
     for path in written:
         same = path.absolute() == input_path.absolute()
         if not same:

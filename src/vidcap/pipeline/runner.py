@@ -200,7 +200,7 @@ class _Run:
         for line in todo_problems(report, on_missing_video=opts.on_missing_video):
             log.warning("%s", line)
 
-        writer = open_writer(self.output_path, resume=not opts.overwrite)
+        writer = open_writer(self.output_path, resume=not opts.overwrite, like=self.input_path)
         # The fingerprint goes on disk before the first record is appended. With --overwrite the
         # records go aside first and the old output (and its summary) stay until the first batch
         # replaces them: the summary follows that batch (see _caption).

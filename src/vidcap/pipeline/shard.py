@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidcap.errors import VidcapError
-from vidcap.io.shards import InputSpan, check_shard, default_output, find_span, shard_from_env
+from vidcap.io.formats import find_span
+from vidcap.io.shards import InputSpan, check_shard, default_output, shard_from_env
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap import __version__
 from vidcap.errors import VidcapError
-from vidcap.io._files import atomic_write
+from vidcap.io.files import atomic_write
 from vidcap.io.jsonio import dumps_pretty
 
 if TYPE_CHECKING:

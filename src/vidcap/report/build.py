@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import RecordError, VidcapError
-from vidcap.io._files import atomic_write
+from vidcap.io.files import atomic_write
 from vidcap.report.charts import bar_chart, histogram
 from vidcap.report.fields import STATUSES, ReportFields
 from vidcap.report.page import PAGE_SIZE, render_page

@@ -1,4 +1,4 @@
-"""Reading what the report shows: output files (JSONL, JSON, Parquet), their summaries, and a
+"""Reading what the report shows: output files (any record format), their summaries, and a
 normalised view of each record.
 
 Records are streamed (a report may be asked of a million-record output): the report reads the
@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError
+from vidcap.io.formats import format_for, supported
 from vidcap.io.jsonio import dumps_pretty, loads
 from vidcap.io.merge import summary_path
 from vidcap.io.records import iter_records
 from vidcap.pipeline.check import resolve_video_path
 from vidcap.report.fields import ReportFields
-
-RECORD_SUFFIXES = (".jsonl", ".ndjson", ".json")
-PARQUET_SUFFIX = ".parquet"
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,10 @@ class RecordView:
 
 def open_output(path: Path, video_root: Path | None) -> OutputFile:
     """Check that ``path`` is an output the report can read; find its summary and video folder."""
-    suffix = path.suffix.lower()
-    if suffix not in (*RECORD_SUFFIXES, PARQUET_SUFFIX):
-        raise VidcapError(f"{path}: not a vidcap output file (expected .jsonl, .ndjson, .json or .parquet)")
+    try:
+        format_for(path, "output")
+    except VidcapError:
+        raise VidcapError(f"{path}: not a vidcap output file (expected {supported()})") from None
     if not path.is_file():
         raise VidcapError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     notes: list[str] = []
@@ -130,32 +129,9 @@ def iter_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     ``where`` is ``file:line`` (``file: element N`` in a JSON array, ``file: row N`` in Parquet).
     A malformed line stops the report with ``file:line: what is wrong`` (VidcapError).
     """
-    suffix = path.suffix.lower()
-    if suffix == PARQUET_SUFFIX:
-        for row, record in _parquet_rows(path):
-            yield f"{path}: row {row}", record
-        return
+    fmt = format_for(path, "output")
     for record in iter_records(path):
-        where = f"{path}: element {record.line}" if suffix == ".json" else f"{path}:{record.line}"
-        yield where, record.data
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise VidcapError(
-            f"{path}: reading Parquet needs pyarrow, which is not installed (pip install pyarrow)"
-        ) from None
-    try:
-        table = pq.ParquetFile(path)
-        row = 0
-        for batch in table.iter_batches():
-            for record in batch.to_pylist():
-                row += 1
-                yield row, record
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise VidcapError(f"{path}: unreadable Parquet file: {exc}") from None
+        yield fmt.location(path, record.line), record.data
 
 
 def caption_text(value: Any) -> str | None:

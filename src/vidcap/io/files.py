@@ -1,8 +1,9 @@
-"""Low-level helpers shared by the record readers and writers (internal to ``vidcap.io``).
+"""Low-level file helpers: what the record formats build on, and atomic writes for every file vidcap writes.
 
 Kept in one place so that the reader, the writer, resume and merge agree on the details
-that matter for correctness: which extension means which format, how a line is split and
-parsed, and what a "torn" last line is.
+that matter for correctness: how a line is split and parsed, what a "torn" last line is,
+and how a file is replaced atomically. Which extension means which format is
+``vidcap.io.formats``' job.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from vidcap.errors import VidcapError
 from vidcap.io import jsonio
 
-Format = Literal["jsonl", "json"]
-
-_FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
-SUPPORTED = ".jsonl, .ndjson (JSON Lines) or .json (a JSON array)"
 BOM = b"\xef\xbb\xbf"
 _JSON_KINDS = {
     dict: "a JSON object",
@@ -30,17 +27,6 @@ _JSON_KINDS = {
     bool: "a JSON boolean",
     type(None): "JSON null",
 }
-
-
-def detect_format(path: Path, what: str) -> Format:
-    """The record format implied by ``path``'s extension; ``what`` ("input", "output") words the error."""
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        found = f"unsupported {what} file extension {path.suffix!r}"
-        if not path.suffix:
-            found = f"{what} file has no extension"
-        raise VidcapError(f"{path}: {found}; use {SUPPORTED}")
-    return fmt
 
 
 def open_for_reading(path: Path) -> BinaryIO:
@@ -227,7 +213,7 @@ def iter_output_records(path: Path) -> Iterator[tuple[int, dict]]:
     "Torn" means what a kill in the middle of a batch write can leave: a last line without
     its newline, and/or a last complete non-blank line that is not a JSON object. Those are
     not yielded (their records will be redone). A bad line with records after it is real
-    damage and raises VidcapError. The writer's tail repair (``writer._repair_tail``) drops
+    damage and raises VidcapError. The writer's tail repair (``formats.jsonl.repair_tail``) drops
     exactly the lines this function passes over, so counts and file always agree.
     """
     pending: str | None = None  # a bad line: fine if nothing but blanks/a fragment follows
