@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -27,7 +28,7 @@ def test_windows_tile_the_segment(start: float, length: float, window: float) ->
     spans = window_spans(start, end, window)
     assert spans[0].start == start
     assert spans[-1].end == end
-    for before, after in zip(spans, spans[1:], strict=False):
+    for before, after in itertools.pairwise(spans):
         assert before.end == after.start  # no gap, no overlap
     assert all(s.end > s.start for s in spans)
     # Every window but the last is exactly one window long; the last is within [w/2, 1.5 w).

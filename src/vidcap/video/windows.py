@@ -21,6 +21,7 @@ all name the same instants.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -55,7 +56,7 @@ def window_spans(start: float, end: float, window: float) -> list[Span]:
     tail = length - full * window
     count = full + 1 if tail >= window / 2 - _EPS * window else full
     bounds = [start + k * window for k in range(count)] + [end]
-    return [Span(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [Span(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def format_time(seconds: float) -> str:
