@@ -140,7 +140,7 @@ def test_summary_request_and_its_caption() -> None:
 def test_structured_and_several_captions_in_timed_text() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     gen = GenerationOptions(json_schema=schema)
-    outputs = {f"0/w{k}": _ok(f"0/w{k}", '{"a": %d}' % k) for k in range(3)}
+    outputs = {f"0/w{k}": _ok(f"0/w{k}", f'{{"a": {k}}}') for k in range(3)}
     result = assemble_windows(0, _video(), outputs, opts=OPTS, generation=gen, seen=SeenCaptions())
     assert result.windows[1]["caption"] == {"a": 1}
     assert result.caption.splitlines()[1] == '[0:20-0:40] {"a":1}'
