@@ -143,8 +143,8 @@ class VllmEngine(CaptionEngine):
 
     def _prompt(self, request: CaptionRequest) -> dict[str, Any]:
         prompt: dict[str, Any] = {"prompt": render_prompt(self._processor, request)}
-        # A text-only request (a windowed record's summary) carries no multimodal data at all:
-        # vLLM refuses an empty video list for a prompt that has no video placeholder.
+        # A text-only request (a windowed record's summary) carries no multimodal fields at all,
+        # so vLLM treats it as the plain text prompt it is (no multimodal processing to run).
         if request.videos:
             prompt["multi_modal_data"] = {"video": [(v.frames, v.metadata) for v in request.videos]}
             prompt["mm_processor_kwargs"] = fixed_size_kwargs(request)
