@@ -62,7 +62,8 @@ def test_probe_shows_windows(tmp_path: Path) -> None:
     assert [(w["start"], w["end"]) for w in windows] == [(0, 10), (10, 20), (20, 25)]
     assert [w["nframes"] for w in windows] == [10, 10, 4]
     assert all(w["start"] <= t <= w["end"] for w in windows for t in w["timestamps"])
-    assert row["video_tokens"] == sum(w["video_tokens"] for w in windows)
+    assert row["window_tokens"] == sum(w["video_tokens"] for w in windows)
+    assert row["nframes"] == 24  # the whole video's plan, as a run without --window sends it
     assert row["largest_window_tokens"] == max(w["video_tokens"] for w in windows)
     table = CliRunner().invoke(app, ["probe", str(clip), "--window", "10", "--fps", "1"])
     assert table.exit_code == 0, table.output

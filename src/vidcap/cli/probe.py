@@ -89,9 +89,9 @@ def _with_model_geometry(options: SamplingOptions, model: str | None) -> Samplin
 def probe_one(item: _Item, options: SamplingOptions, window: float | None = None) -> dict[str, Any]:
     """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read.
 
-    With ``window`` (seconds): also ``windows``, each window's span and plan (``video/windows.py``);
-    ``video_tokens`` is then their sum (what captioning the video costs) and
-    ``largest_window_tokens`` the largest prompt's share.
+    With ``window`` (seconds): also ``windows``, each window's span and plan (``video/windows.py``),
+    ``window_tokens`` (their visual tokens added up: what captioning the video costs) and
+    ``largest_window_tokens`` (the largest prompt's); the other plan fields stay the whole video's.
     """
     import av
 
@@ -149,7 +149,7 @@ def probe_one(item: _Item, options: SamplingOptions, window: float | None = None
             }
             for w in windows
         ]
-        row["video_tokens"] = sum(w.plan.video_tokens for w in windows)
+        row["window_tokens"] = sum(w.plan.video_tokens for w in windows)
         row["largest_window_tokens"] = max(w.plan.video_tokens for w in windows)
         notes += [
             f"window {format_span(w.span)}: {n}" for w in windows for n in w.plan.notes if n not in notes
@@ -173,7 +173,7 @@ class _Totals:
             return
         self.videos += 1
         self.seconds += row.get("duration") or 0.0
-        self.tokens += row["video_tokens"]
+        self.tokens += row.get("window_tokens", row["video_tokens"])
         # A windowed video's prompts are its windows: the largest prompt is the largest window.
         largest = row.get("largest_window_tokens", row["video_tokens"])
         if largest > self.largest[0]:
@@ -207,6 +207,14 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     for row in rows:
         if "error" in row:
             continue
+        windows = row.get("windows")
+        if windows:  # what a windowed run sends: the windows' frames and tokens added up
+            sizes = {f"{w['resized_width']}x{w['resized_height']}" for w in windows}
+            nframes, resized = sum(w["nframes"] for w in windows), sizes.pop() if len(sizes) == 1 else "*"
+            tokens = row["window_tokens"]
+        else:
+            nframes, resized = row["nframes"], f"{row['resized_width']}x{row['resized_height']}"
+            tokens = row["video_tokens"]
         size = f"{row['width']}x{row['height']}" + (f" r{row['rotation']}" if row["rotation"] else "")
         table.add_row(
             row["path"],
@@ -216,9 +224,9 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
             "?" if row["fps"] is None else f"{row['fps']:g}",
             "?" if row["duration"] is None else f"{row['duration']:.2f}",
             "?" if row["total_frames"] is None else str(row["total_frames"]),
-            str(row["nframes"]),
-            f"{row['resized_width']}x{row['resized_height']}",
-            f"{row['video_tokens']:,}",
+            str(nframes),
+            resized,
+            f"{tokens:,}",
         )
         for window in row.get("windows", ()):
             span = format_span(Span(window["start"], window["end"]))
