@@ -196,7 +196,7 @@ def assemble_windows(
     if failed:
         result.status = "error"
         names = ", ".join(format_span(span) for span, _ in failed)
-        plural = "s" if len(failed) > 1 else ""
+        plural = "s" if len(windows) > 1 else ""
         result.error = f"{len(failed)} of {len(windows)} window{plural} failed ({names}): {failed[0][1]}"
     else:
         result.caption = timed_text(spans, captions)
