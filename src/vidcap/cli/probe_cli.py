@@ -25,7 +25,7 @@ EPILOG = (
     "Examples:\n\n"
     "  vidcap probe clip.mp4 videos/\n\n"
     "  vidcap probe data.jsonl --json -m Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl\n\n"
-    "  vidcap probe long.mp4 --window 20 --fps 1   # the windows `vidcap run --window 20` captions"
+    "  vidcap probe long.mp4 --window 20 --fps 1   # the windows of run --window 20"
 )
 
 
