@@ -63,3 +63,29 @@ def test_windows_and_summary_through_the_engine(vllm_engine, tmp_path: Path) -> 
     done = add_summary(result, output, opts=opts, generation=generation, seen=seen)
     assert done.info["prompt_tokens"] == output.prompt_tokens
     assert done.status == ("ok" if output.texts[0].strip() else "error")
+
+
+def test_text_only_request_on_transformers(tiny_model: Path, tmp_path: Path) -> None:
+    from vidcap.config import EngineConfig
+    from vidcap.engines.transformers_engine import TransformersEngine
+    from vidcap.generation import GenerationOptions
+
+    engine = TransformersEngine(
+        EngineConfig(model=str(tiny_model), backend="transformers", device="cpu"),
+        GenerationOptions(max_tokens=8, temperature=0.0),
+    )
+    engine.start(max_videos_per_prompt=1)
+    try:
+        clip = make_clip(tmp_path / "short.mp4", seconds=8, fps=2, width=64, height=48)
+        (video,) = decode_record(DecodeTask(index=0, paths=(str(clip),), options=SMALL, window=4.0))
+        text = CaptionRequest("0/summary", "Summarise: [0:00-0:04] a red square moves.", videos=[])
+        windows = window_requests(0, video, prompt="Describe.")
+        # A summary may share a batch with windows: each gets its own output.
+        outputs = {o.request_id: o for o in engine.generate([text, *windows])}
+        assert set(outputs) == {"0/summary", "0/w0", "0/w1"}
+        for request in [text, *windows]:
+            output = outputs[request.request_id]
+            assert output.error is None, output.error
+            assert output.prompt_tokens == engine.count_prompt_tokens(request)
+    finally:
+        engine.close()

@@ -118,3 +118,18 @@ def test_summary_prompt_gives_a_whole_video_caption(vllm_engine, data: Path, tmp
         assert long["status"] == "error" and long["info"]["prompt_tokens"] == window_tokens
     summary = loads((tmp_path / "out.jsonl.summary.json").read_bytes())
     assert summary["fingerprint"]["options"]["summary_prompt"].startswith("Summarise")
+
+
+def test_a_windowed_run_resumes(vllm_engine, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    first = _run(data, out, vllm_engine)
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:2]))  # as if killed after the first two records
+    again = _run(data, out, vllm_engine)
+    assert [r["id"] for r in again] == [r["id"] for r in first]  # each record once, in order
+    assert again[:2] == first[:2]
+    for row in again[2:]:
+        if row["id"] in ("bounded", "short"):
+            assert [w["start"] for w in row["windows"]] == [
+                w["start"] for w in first[again.index(row)]["windows"]
+            ]
