@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,10 @@ class RunOptions:
     decode_timeout: float = 300.0
     decode_threads: int = 2
     json_schema_file: str | None = None
+    # Timed windows of long videos (pipeline/windows.py): their length in seconds, and the prompt
+    # of the text-only pass that turns the windows' captions into one whole-video caption.
+    window: float | None = None
+    summary_prompt: str | None = None
     # The folder relative video paths start from: the input file's folder when None (the CLI);
     # the current directory for the Python API, as in DataFlow.
     video_root: str | None = None
@@ -179,6 +184,9 @@ def validate(config: RunConfig) -> None:
         (e.backend in ("vllm", "transformers", "openai"), "--backend must be vllm, transformers or openai"),
         (r.on_bad_line in ("error", "skip"), "--on-bad-line must be error or skip"),
         (r.on_missing_video in ("record", "error"), "--on-missing-video must be record or error"),
+        (r.window is None or (math.isfinite(r.window) and r.window > 0), "--window must be > 0 seconds"),
+        (r.summary_prompt is None or r.window is not None, "--summary-prompt needs --window"),
+        (r.summary_prompt is None or bool(r.summary_prompt.strip()), "--summary-prompt is empty"),
     ]
     for ok, message in checks:
         if not ok:
@@ -201,6 +209,8 @@ def validate(config: RunConfig) -> None:
     keys = [r.output_key, r.status_key, r.error_key, r.info_key]
     if len(set(keys)) != len(keys):
         raise VidcapError("--output-key, --status-key, --error-key and --info-key must be different names")
+    if r.window is not None and "windows" in keys:
+        raise VidcapError("with --window, no --*-key may be 'windows': that field holds the windows")
 
 
 def parse_flag_list(value: Any) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,12 +86,18 @@ def _with_model_geometry(options: SamplingOptions, model: str | None) -> Samplin
     )
 
 
-def probe_one(item: _Item, options: SamplingOptions) -> dict[str, Any]:
-    """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read."""
+def probe_one(item: _Item, options: SamplingOptions, window: float | None = None) -> dict[str, Any]:
+    """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read.
+
+    With ``window`` (seconds): also ``windows``, each window's span and plan (``video/windows.py``),
+    ``window_tokens`` (their visual tokens added up: what captioning the video costs) and
+    ``largest_window_tokens`` (the largest prompt's); the other plan fields stay the whole video's.
+    """
     import av
 
     from vidcap.video.plan import plan_frames
     from vidcap.video.probe import libav_message, probe_video
+    from vidcap.video.windows import format_span, plan_windows
 
     row: dict[str, Any] = {"path": item.shown}
     if item.dataset is not None:
@@ -110,6 +117,7 @@ def probe_one(item: _Item, options: SamplingOptions) -> dict[str, Any]:
             bit_depth=info.bit_depth,
         )
         plan = plan_frames(info, options)
+        windows = plan_windows(info, options, window)[1] if window is not None else None
     except RecordError as exc:
         row["error"] = str(exc)
         return row
@@ -128,6 +136,24 @@ def probe_one(item: _Item, options: SamplingOptions) -> dict[str, Any]:
         video_tokens=plan.video_tokens,
     )
     notes = [*info.notes, *plan.notes]
+    if windows is not None:
+        row["windows"] = [
+            {
+                "start": round(w.span.start, 4),
+                "end": round(w.span.end, 4),
+                "nframes": w.plan.nframes,
+                "timestamps": [round(t, 4) for t in w.plan.timestamps],
+                "resized_width": w.plan.resized_width,
+                "resized_height": w.plan.resized_height,
+                "video_tokens": w.plan.video_tokens,
+            }
+            for w in windows
+        ]
+        row["window_tokens"] = sum(w.plan.video_tokens for w in windows)
+        row["largest_window_tokens"] = max(w.plan.video_tokens for w in windows)
+        notes += [
+            f"window {format_span(w.span)}: {n}" for w in windows for n in w.plan.notes if n not in notes
+        ]
     if notes:
         row["notes"] = notes
     return row
@@ -147,9 +173,11 @@ class _Totals:
             return
         self.videos += 1
         self.seconds += row.get("duration") or 0.0
-        self.tokens += row["video_tokens"]
-        if row["video_tokens"] > self.largest[0]:
-            self.largest = (row["video_tokens"], row["path"])
+        self.tokens += row.get("window_tokens", row["video_tokens"])
+        # A windowed video's prompts are its windows: the largest prompt is the largest window.
+        largest = row.get("largest_window_tokens", row["video_tokens"])
+        if largest > self.largest[0]:
+            self.largest = (largest, row["path"])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +195,8 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from vidcap.video.windows import Span, format_span
+
     console = Console(file=sys.stdout)
     if not console.is_terminal:
         console.width = max(console.width, 140)  # piped to a file: don't fold paths into slivers
@@ -177,6 +207,14 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     for row in rows:
         if "error" in row:
             continue
+        windows = row.get("windows")
+        if windows:  # what a windowed run sends: the windows' frames and tokens added up
+            sizes = {f"{w['resized_width']}x{w['resized_height']}" for w in windows}
+            nframes, resized = sum(w["nframes"] for w in windows), sizes.pop() if len(sizes) == 1 else "*"
+            tokens = row["window_tokens"]
+        else:
+            nframes, resized = row["nframes"], f"{row['resized_width']}x{row['resized_height']}"
+            tokens = row["video_tokens"]
         size = f"{row['width']}x{row['height']}" + (f" r{row['rotation']}" if row["rotation"] else "")
         table.add_row(
             row["path"],
@@ -186,10 +224,24 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
             "?" if row["fps"] is None else f"{row['fps']:g}",
             "?" if row["duration"] is None else f"{row['duration']:.2f}",
             "?" if row["total_frames"] is None else str(row["total_frames"]),
-            str(row["nframes"]),
-            f"{row['resized_width']}x{row['resized_height']}",
-            f"{row['video_tokens']:,}",
+            str(nframes),
+            resized,
+            f"{tokens:,}",
         )
+        for window in row.get("windows", ()):
+            span = format_span(Span(window["start"], window["end"]))
+            table.add_row(
+                f"  window {span}",
+                "",
+                "",
+                "",
+                "",
+                f"{window['end'] - window['start']:.2f}",
+                "",
+                str(window["nframes"]),
+                f"{window['resized_width']}x{window['resized_height']}",
+                f"{window['video_tokens']:,}",
+            )
     if table.row_count:
         console.print(table)
     for row in rows:
@@ -205,13 +257,23 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
         )
 
 
-def probe_command(paths: list[str], json_lines: bool, options: SamplingOptions, model: str | None) -> int:
+def probe_command(
+    paths: list[str],
+    json_lines: bool,
+    options: SamplingOptions,
+    model: str | None,
+    window: float | None = None,
+) -> int:
     """Probe every video named by ``paths`` and print metadata and plans; return the exit code.
+
+    ``window`` (seconds): show each video's timed windows, each with its plan and tokens.
 
     0 when every video was read, 1 when some could not be (each has an ``error``), 2 for a
     usage problem (no videos found, a model whose config cannot be read, a bad dataset).
     """
     try:
+        if window is not None and not (math.isfinite(window) and window > 0):
+            raise VidcapError("--window must be > 0 seconds")
         options = _with_model_geometry(options, model)
         items = expand_paths(paths)
         totals = _Totals()
@@ -219,7 +281,7 @@ def probe_command(paths: list[str], json_lines: bool, options: SamplingOptions, 
         several = len(paths) > 1
         for count, item in enumerate(items, start=1):
             several = several or item.dataset is not None or count > 1
-            row = probe_one(item, options)
+            row = probe_one(item, options, window)
             totals.add(row)
             if json_lines:
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -24,7 +24,8 @@ from vidcap.cli.options import (
 EPILOG = (
     "Examples:\n\n"
     "  vidcap probe clip.mp4 videos/\n\n"
-    "  vidcap probe data.jsonl --json -m Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl"
+    "  vidcap probe data.jsonl --json -m Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl\n\n"
+    "  vidcap probe long.mp4 --window 20 --fps 1   # the windows of run --window 20"
 )
 
 
@@ -45,6 +46,14 @@ def probe_cli_command(
     min_pixels: MinPixels = None,
     max_pixels: MaxPixels = None,
     total_pixels: TotalPixels = None,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Show each video cut into timed windows of this many seconds, as `vidcap run "
+            "--window` captions them: each window's frames and tokens.",
+        ),
+    ] = None,
 ) -> None:
     """Show each video's metadata and frame plan, and totals to size --max-model-len and the job."""
     from vidcap.cli.probe import probe_command
@@ -53,6 +62,8 @@ def probe_cli_command(
     options = sampling_from(
         config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
     )
-    if model is None and config:
-        model = load_config_file(config).get("model")
-    sys.exit(probe_command(paths, json_lines, options, model))
+    if config and (model is None or window is None):
+        file_values = load_config_file(config)
+        model = model if model is not None else file_values.get("model")
+        window = window if window is not None else file_values.get("window")
+    sys.exit(probe_command(paths, json_lines, options, model, window))

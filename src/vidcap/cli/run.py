@@ -55,6 +55,7 @@ PROMPT = "Prompt"
 BATCH = "Batch job"
 SERVER = "OpenAI-compatible server (--backend openai)"
 SAMPLE = CAPTION_SAMPLING
+WINDOWS = "Long videos in timed windows"
 
 _stop_requested = False
 
@@ -251,6 +252,25 @@ def run_command(
             rich_help_panel=PROMPT,
         ),
     ] = None,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Caption each video in consecutive windows of this many seconds (a tail shorter "
+            "than half a window joins the last one), written to a 'windows' field: start, end, "
+            "caption, status, info per window.",
+            rich_help_panel=WINDOWS,
+        ),
+    ] = None,
+    summary_prompt: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="With --window: a text-only pass over the windows' captions (each prefixed with "
+            "its time range) writes one whole-video caption to the output key.",
+            rich_help_panel=WINDOWS,
+        ),
+    ] = None,
     fps: Fps = None,
     nframes: Nframes = None,
     min_frames: MinFrames = None,
@@ -377,6 +397,8 @@ def run_command(
         "api_base": api_base,
         "api_key_env": api_key_env,
         "concurrency": concurrency,
+        "window": window,
+        "summary_prompt": summary_prompt,
         **sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels),
     }
     run_config = build_config(load_config_file(config) if config else {}, flags)

@@ -127,7 +127,8 @@ class VllmEngine(CaptionEngine):
         # Ids of our own, so that vLLM's processor cache (keyed by content) misses and returns
         # the processed data even for videos it has seen before.
         tag = f"vidcap-inspect-{self._inspections}"
-        prompt["multi_modal_uuids"] = {"video": [f"{tag}-{i}" for i in range(len(request.videos))]}
+        if request.videos:
+            prompt["multi_modal_uuids"] = {"video": [f"{tag}-{i}" for i in range(len(request.videos))]}
         processed = self._llm.input_processor.process_inputs(
             tag,
             prompt,
@@ -141,11 +142,13 @@ class VllmEngine(CaptionEngine):
         return {"prompt_tokens": len(processed.prompt_token_ids or []), "videos": videos}
 
     def _prompt(self, request: CaptionRequest) -> dict[str, Any]:
-        return {
-            "prompt": render_prompt(self._processor, request),
-            "multi_modal_data": {"video": [(v.frames, v.metadata) for v in request.videos]},
-            "mm_processor_kwargs": fixed_size_kwargs(request),
-        }
+        prompt: dict[str, Any] = {"prompt": render_prompt(self._processor, request)}
+        # A text-only request (a windowed record's summary) carries no multimodal fields at all,
+        # so vLLM treats it as the plain text prompt it is (no multimodal processing to run).
+        if request.videos:
+            prompt["multi_modal_data"] = {"video": [(v.frames, v.metadata) for v in request.videos]}
+            prompt["mm_processor_kwargs"] = fixed_size_kwargs(request)
+        return prompt
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidcap.video.load import LoadedVideo, load_video
+from vidcap.errors import RecordError
+from vidcap.video.load import LoadedVideo, WindowedVideo, load_video, load_windowed_video
 from vidcap.video.types import SamplingOptions
 
 
 @dataclass(frozen=True)
 class DecodeTask:
-    """One record's videos to load; ``index`` is the record's input position."""
+    """One record's videos to load; ``index`` is the record's input position.
+
+    ``window`` (seconds, ``--window``): cut the video into timed windows, each planned and
+    decoded as in ``vidcap.video.windows``; a windowed record has exactly one video.
+    """
 
     index: int
     paths: tuple[str, ...]
@@ -22,10 +27,32 @@ class DecodeTask:
     video_start: float | None = None
     video_end: float | None = None
     threads: int = 2
+    window: float | None = None
 
 
-def decode_record(task: DecodeTask) -> list[LoadedVideo]:
-    """Load every video of a record; the first failure (a RecordError) fails the record."""
+def decode_record(task: DecodeTask) -> list[LoadedVideo] | list[WindowedVideo]:
+    """Load every video of a record; the first failure (a RecordError) fails the record.
+
+    With ``task.window``: a one-item list, the record's video as a ``WindowedVideo`` (its file
+    probed once and decoded in one pass where the windows' frame sizes allow); a record with
+    several videos is a RecordError.
+    """
+    if task.window is not None:
+        if len(task.paths) > 1:
+            raise RecordError(
+                f"--window captions one video per record; this record has {len(task.paths)} videos"
+            )
+        return [
+            load_windowed_video(
+                path,
+                task.options,
+                task.window,
+                video_start=task.video_start,
+                video_end=task.video_end,
+                threads=task.threads,
+            )
+            for path in task.paths
+        ]
     return [
         load_video(
             path,

@@ -48,6 +48,10 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             "info_key": opts.info_key,
             "generation": dataclasses.asdict(config.generation),
             "sampling": dataclasses.asdict(config.sampling),
+            # Windows change what is captioned, and the summary prompt what the caption says.
+            # Left out when unset, so that outputs written before windows existed still resume.
+            **({"window": opts.window} if opts.window is not None else {}),
+            **({"summary_prompt": opts.summary_prompt} if opts.summary_prompt is not None else {}),
         },
     }
 

@@ -60,6 +60,7 @@ from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
 from vidcap.pipeline.shard import Shard, resolve_shard
 from vidcap.pipeline.stats import RunStats
 from vidcap.pipeline.summary import build_summary, write_summary
+from vidcap.pipeline.windowed_batch import WindowedEntry, caption_windowed
 from vidcap.progress import NullProgress, Progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
 from vidcap.video.plan import check_sampling
@@ -418,6 +419,7 @@ def _tasks(
             video_start=bound(record.data, "video_start"),
             video_end=bound(record.data, "video_end"),
             threads=opts.decode_threads,
+            window=opts.window,
         )
 
 
@@ -436,12 +438,19 @@ def _finish_batch(
     requests: dict[str, tuple[_Pending, CaptionRequest]] = {}
     notes: dict[int, dict[str, Any]] = {}  # per decoded record: what decoding had to assume
     videos = 0
+    windowed: list[WindowedEntry] = []  # --window: captioned by pipeline/windowed_batch.py
     for entry, outcome in batch:
         data, index = entry.record.data, entry.record.index
         error = entry.error or outcome.error
         if entry.skipped and error is None:
             results[index] = output_record(data, opts, status="skipped", prompt=entry.prompt)
             stats.skipped += 1
+            continue
+        if error is None and opts.window is not None:
+            video, note = outcome.result[0], _notes_field(outcome.result, opts.output_key)
+            prompt = entry.prompt or ""
+            windowed.append(WindowedEntry(index, data, prompt, entry.system_prompt, entry.paths, video, note))
+            videos += 1
             continue
         if error is None:
             request = CaptionRequest(
@@ -505,6 +514,17 @@ def _finish_batch(
             )
             stats.count_error(error, entry.paths)
 
+    if windowed:
+        results.update(
+            caption_windowed(
+                windowed,
+                config=config,
+                engine=engine,
+                stats=stats,
+                seen=seen,
+                length_problem=lambda request: _length_problem(engine, request, config),
+            )
+        )
     write_started = time.monotonic()
     writer.write_batch([results[entry.record.index] for entry, _ in batch])
     stats.write_s += time.monotonic() - write_started

@@ -253,6 +253,14 @@ def _resolve_rate(info: VideoInfo) -> tuple[float, int, list[str]]:
     return fps, total, notes
 
 
+def planned_length(info: VideoInfo) -> float:
+    """The video's length in seconds as the plan measures it: frame count / frame rate, both as
+    planning resolves them (so ``video_start``/``video_end`` and windows are checked against the
+    same length the frames are chosen from). Raises RecordError as ``plan_frames`` does."""
+    fps, total, _ = _resolve_rate(info)
+    return total / fps
+
+
 def _frame_range(
     total: int, fps: float, video_start: float | None, video_end: float | None, notes: list[str]
 ) -> tuple[int, int, int]:
