@@ -6,6 +6,7 @@ fresh and import only this module and PyAV.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from vidcap.video.load import LoadedVideo, load_video
@@ -24,9 +25,19 @@ class DecodeTask:
     threads: int = 2
 
 
-def decode_record(task: DecodeTask) -> list[LoadedVideo]:
+@dataclass
+class DecodedRecord:
+    """A record's loaded videos, and the seconds the worker spent loading them (the run's
+    statistics count the decode workers' own time, not only the main process's wait)."""
+
+    videos: list[LoadedVideo]
+    seconds: float
+
+
+def decode_record(task: DecodeTask) -> DecodedRecord:
     """Load every video of a record; the first failure (a RecordError) fails the record."""
-    return [
+    started = time.perf_counter()
+    videos = [
         load_video(
             path,
             task.options,
@@ -36,3 +47,4 @@ def decode_record(task: DecodeTask) -> list[LoadedVideo]:
         )
         for path in task.paths
     ]
+    return DecodedRecord(videos, time.perf_counter() - started)
