@@ -66,7 +66,7 @@ def _request_stop(signum: int, _frame: Any) -> None:
     _stop_requested = True
     name = signal.Signals(signum).name
     stream = terminal_err()
-    print(f"vidcap: {name} received; finishing the current batch, then stopping", file=stream, flush=True)
+    print(f"vidcap: {name} received; finishing what is in flight, then stopping", file=stream, flush=True)
 
 
 def run_command(
