@@ -36,10 +36,13 @@ def job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
     records = [{"id": f"{i:04d}", "video": str(clip_dir / clips[i % 4])} for i in range(RECORDS)]
     data = write_jsonl(tmp_path / "data.jsonl", records)
     config = tmp_path / "tiny.toml"
+    # max_in_flight bounds the work in the engine: with the default (vLLM's max_num_seqs) every
+    # record would be in flight at once, and a stop, which finishes what is in flight, would
+    # leave nothing undone.
     config.write_text(
         f"max_model_len = {TINY_ENGINE['max_model_len']}\n"
         f"gpu_memory_utilization = {TINY_ENGINE['gpu_memory_utilization']}\nenforce_eager = true\n"
-        "max_tokens = 8\nbatch_size = 4\ndecode_workers = 1\n"
+        "max_tokens = 8\nbatch_size = 4\nmax_in_flight = 4\ndecode_workers = 1\n"
         "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
     )
     return {"data": data, "config": config, "ids": [r["id"] for r in records], "tmp": tmp_path}

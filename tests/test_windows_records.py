@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidcap.config import RunOptions, build_config
+from vidcap.config import RunOptions
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.generation import GenerationOptions
 from vidcap.pipeline.assemble import output_record
 from vidcap.pipeline.assess import SeenCaptions
-from vidcap.pipeline.stats import RunStats
-from vidcap.pipeline.windowed_batch import WindowedEntry, caption_windowed
 from vidcap.pipeline.windows import (
     WINDOWS_KEY,
     add_summary,
@@ -175,28 +173,3 @@ class _EchoEngine(CaptionEngine):
         return [_ok(r.request_id, f"text of {r.request_id}") for r in requests]
 
 
-def test_windowed_batch_refused_windows_and_summaries() -> None:
-    config = build_config({}, {"window": 20, "summary_prompt": "Sum up."})
-    entries = [WindowedEntry(i, {"id": i}, "Describe.", None, ("v.mp4",), _video(), {}) for i in range(3)]
-    refuse = {"1/w1", "2/summary"}  # a window too long, a summary too long
-
-    def length_problem(request: CaptionRequest) -> str | None:
-        return "prompt too long" if request.request_id in refuse else None
-
-    engine, stats = _EchoEngine(), RunStats()
-    records = caption_windowed(
-        entries, config=config, engine=engine, stats=stats, seen=SeenCaptions(), length_problem=length_problem
-    )
-    # One call for the windows of the batch (less the refused one), one for the summaries that can run.
-    assert engine.calls == [
-        [f"{i}/w{k}" for i in range(3) for k in range(3) if f"{i}/w{k}" != "1/w1"],
-        ["0/summary"],
-    ]
-    assert records[0]["status"] == "ok" and records[0]["caption"] == "text of 0/summary"
-    assert records[1]["status"] == "error" and records[1]["error"].startswith(
-        "1 of 3 windows failed ([0:20-0:40])"
-    )
-    assert records[1]["windows"][1]["error"] == "prompt too long"
-    assert records[2]["status"] == "error" and records[2]["error"] == "summary failed: prompt too long"
-    assert stats.ok == 1 and stats.error == 2 and stats.videos == 3
-    assert stats.prompt_tokens == 100 * (9 - 1 + 1)  # every window and summary that ran

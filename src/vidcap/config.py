@@ -73,6 +73,9 @@ class RunOptions:
     retries: int = 0
     id_key: str | None = None
     batch_size: int = 32
+    # Requests the feed keeps in the engine at once; None: the engine's own default
+    # (CaptionEngine.max_in_flight: vLLM's max_num_seqs plus a batch, else one batch).
+    max_in_flight: int | None = None
     overwrite: bool = False
     shard_index: int | None = None
     num_shards: int | None = None
@@ -178,6 +181,7 @@ def validate(config: RunConfig) -> None:
         (s.nframes is None or s.nframes >= 2, "--nframes must be >= 2"),
         (s.min_frames >= 1 and s.max_frames >= s.min_frames, "need 1 <= --min-frames <= --max-frames"),
         (r.batch_size >= 1, "--batch-size must be >= 1"),
+        (r.max_in_flight is None or r.max_in_flight >= 1, "--max-in-flight must be >= 1"),
         (r.decode_timeout > 0, "--decode-timeout must be > 0"),
         (0 < e.gpu_memory_utilization <= 1, "--gpu-memory-utilization must be in (0, 1]"),
         (e.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),

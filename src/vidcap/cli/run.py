@@ -67,7 +67,7 @@ def _request_stop(signum: int, _frame: Any) -> None:
     _stop_requested = True
     name = signal.Signals(signum).name
     stream = terminal_err()
-    print(f"vidcap: {name} received; finishing the current batch, then stopping", file=stream, flush=True)
+    print(f"vidcap: {name} received; finishing what is in flight, then stopping", file=stream, flush=True)
 
 
 def run_command(
@@ -281,7 +281,17 @@ def run_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Records per generation batch and per flushed write (default: 32).", rich_help_panel=BATCH
+            help="Records per flushed write (at least every 5 s too); the engines without a scheduler "
+            "(transformers, openai) generate this many at a time (default: 32).",
+            rich_help_panel=BATCH,
+        ),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests kept in the engine at once; each enters as soon as its frames are decoded "
+            "(default: vLLM's max_num_seqs plus one batch; --batch-size for the other backends).",
+            rich_help_panel=BATCH,
         ),
     ] = None,
     overwrite: Annotated[
@@ -305,8 +315,7 @@ def run_command(
     on_bad_line: Annotated[
         Literal["error", "skip"] | None,
         typer.Option(
-            help="A line that is not a record: stop before any work, or report and skip it "
-            "(default: error).",
+            help="A line that is not a record: stop before any work, or report and skip it (default: error).",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -387,6 +396,7 @@ def run_command(
         "seed": seed,
         "json_schema_file": json_schema,
         "batch_size": batch_size,
+        "max_in_flight": max_in_flight,
         "overwrite": overwrite,
         "shard_index": shard_index,
         "num_shards": num_shards,
@@ -554,6 +564,14 @@ def print_summary(
         f"  output:  {data['output']}",
         f"  summary: {data['output']}.summary.json",
     ]
+    engine = data.get("engine") or {}
+    if engine.get("busy_fraction") is not None:  # the engine ran (not a run with nothing to do)
+        lines.insert(
+            4,
+            f"  engine:  busy {engine['busy_fraction']:.0%} of the time, {engine['mean_in_flight']:.1f} "
+            f"requests in flight on average (at most {engine['max_in_flight']}, "
+            f"limit {engine['in_flight_limit']})",
+        )
     flag_counts = data.get("flag_counts") or {}
     if flag_counts:  # records with each quality flag (pipeline/assess.py); flags never fail a record
         lines.insert(4, "  flags:   " + ", ".join(f"{n} {flag}" for flag, n in _ordered_flags(flag_counts)))

@@ -38,6 +38,8 @@ class VllmEngine(CaptionEngine):
         #: The most visual tokens one video may have: vLLM's pre-allocated encoder cache.
         self.encoder_cache_tokens: int | None = None
         self._inspections = 0
+        #: Requests in flight: vLLM's id (both its forms, see ``submit``) -> our request id.
+        self._requests: dict[str, str] = {}
 
     def start(self, *, max_videos_per_prompt: int) -> None:
         """Load the model into a vLLM engine (the slow part of a run); a no-op if already loaded
@@ -154,45 +156,103 @@ class VllmEngine(CaptionEngine):
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
         return prompt_token_count(self._processor, request)
 
-    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
-        """Queue every request (a request vLLM rejects gets its own error), then run them all."""
+    def max_in_flight(self, batch_size: int) -> int:
+        """vLLM's scheduler runs up to ``max_num_seqs`` sequences at once (256 by default on a
+        GPU); one batch more waits in its queue, so that a finished sequence's slot is filled
+        at the next step, not after the main process has preprocessed the next video."""
+        engine = getattr(self._llm, "llm_engine", None)
+        scheduler = getattr(getattr(engine, "vllm_config", None), "scheduler_config", None)
+        seqs = getattr(scheduler, "max_num_seqs", None)
+        if not seqs:
+            return super().max_in_flight(batch_size)
+        # n > 1 runs every caption of a request as a sequence of its own.
+        return max(1, int(seqs) // max(1, self.generation.num_captions)) + batch_size
+
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """``LLM.enqueue`` each request (its processor runs here, in this process); a request
+        vLLM would refuse, or one whose enqueue raises, comes back at once with its error."""
         from vllm import SamplingParams
 
-        params = SamplingParams(**_sampling_kwargs(self.generation, self.sampling().values))
-        outputs: dict[str, CaptionOutput] = {}
-        pending: dict[str, str] = {}  # vLLM request id -> our request id
+        base = _sampling_kwargs(self.generation, self.sampling().values)
+        shared = SamplingParams(**base)
+        refused: list[CaptionOutput] = []
         for request in requests:
+            if request.request_id in self._requests.values():
+                raise ValueError(f"request id {request.request_id!r} is already in flight")
             problem = self.request_problem(request)
             if problem is not None:  # vLLM would refuse it with a message that names no flag
-                outputs[request.request_id] = CaptionOutput(request.request_id, error=problem)
+                refused.append(CaptionOutput(request.request_id, error=problem))
                 continue
             try:
+                params = SamplingParams(**{**base, **request.sampling}) if request.sampling else shared
                 (engine_id,) = self._llm.enqueue([self._prompt(request)], params, use_tqdm=False)
-            except Exception as exc:  # one request's failure must not cost the batch
-                outputs[request.request_id] = CaptionOutput(request.request_id, error=one_line(exc))
+            except Exception as exc:  # one request's failure must not cost the others
+                refused.append(CaptionOutput(request.request_id, error=one_line(exc)))
                 continue
             # enqueue returns vLLM's internal id ("7-1a2b3c4d": the external id plus a random
             # suffix); outputs carry the external id. Either form finds the request.
-            pending[engine_id] = pending[engine_id.rsplit("-", 1)[0]] = request.request_id
-        if pending:
-            for result in self._llm.wait_for_completion(use_tqdm=False):
-                request_id = pending.get(result.request_id)
-                if request_id is None or request_id in outputs:
-                    continue
-                outputs[request_id] = CaptionOutput(
-                    request_id,
-                    texts=[c.text for c in result.outputs],
-                    prompt_tokens=len(result.prompt_token_ids or []),
-                    generated_tokens=sum(len(c.token_ids) for c in result.outputs),
-                    finish_reasons=[c.finish_reason for c in result.outputs],
-                )
-        for request_id in set(pending.values()) - set(outputs):
-            outputs[request_id] = CaptionOutput(request_id, error="the engine returned no output")
+            self._requests[engine_id] = self._requests[engine_id.rsplit("-", 1)[0]] = request.request_id
+        return refused
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        """Step the engine (what ``LLM.wait_for_completion`` does in a loop) and return the
+        requests that finished. ``wait=False`` steps only while the engine core has outputs
+        waiting (a multiprocess engine core runs on its own meanwhile); an in-process engine
+        core makes one step."""
+        engine = self._llm.llm_engine
+        queue = getattr(engine.engine_core, "outputs_queue", None)
+        finished: list[CaptionOutput] = []
+        stepped = False
+        while self._requests:
+            if not engine.has_unfinished_requests():
+                # Nothing left in vLLM but requests of ours: they are lost, not merely late.
+                lost = sorted(set(self._requests.values()))
+                self._requests.clear()
+                finished += [CaptionOutput(r, error="the engine returned no output") for r in lost]
+                break
+            if (finished or not wait) and (stepped if queue is None else queue.empty()):
+                break
+            stepped = True
+            for result in engine.step():
+                if getattr(result, "finished", False):
+                    output = self._output(result)
+                    if output is not None:
+                        finished.append(output)
+        return finished
+
+    def _output(self, result: Any) -> CaptionOutput | None:
+        """Our output for a finished vLLM result (None for a request not ours, or already returned)."""
+        request_id = self._requests.get(result.request_id)
+        if request_id is None:
+            return None
+        for key in [k for k, v in self._requests.items() if v == request_id]:
+            del self._requests[key]
+        return CaptionOutput(
+            request_id,
+            texts=[c.text for c in result.outputs],
+            prompt_tokens=len(result.prompt_token_ids or []),
+            generated_tokens=sum(len(c.token_ids) for c in result.outputs),
+            finish_reasons=[c.finish_reason for c in result.outputs],
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Requests enqueued and not yet returned by ``collect``."""
+        return len(set(self._requests.values()))
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """One batch: ``submit`` it, then ``collect`` until every request is back."""
+        if self._requests:
+            raise RuntimeError("generate() while streamed requests are in flight: collect them first")
+        outputs = {output.request_id: output for output in self.submit(requests)}
+        while self._requests:
+            outputs.update((output.request_id, output) for output in self.collect(wait=True))
         return [outputs[r.request_id] for r in requests]
 
     def close(self) -> None:
         """Shut the engine's processes down."""
         llm, self._llm = self._llm, None
+        self._requests.clear()
         if llm is not None:
             engine = getattr(llm, "llm_engine", None)
             _stop_engine_core(engine)

@@ -8,9 +8,13 @@ key (the message, or null). Error text never goes into the caption field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from vidcap.config import RunOptions
+from vidcap.config import RunConfig, RunOptions
+from vidcap.engines.base import CaptionOutput
+from vidcap.pipeline.assess import SeenCaptions, caption_info, flag_failure
+from vidcap.pipeline.captions import caption_value
 from vidcap.prompts import with_prompt_shown
 
 Status = Literal["ok", "error", "skipped"]
@@ -36,3 +40,61 @@ def output_record(
     if extra:
         out.update(extra)
     return out
+
+
+@dataclass
+class Answered:
+    """An engine's answer turned into the output record; ``error`` is None when it is ``ok``."""
+
+    record: dict[str, Any]
+    error: str | None
+    flags: list[str]
+    flagged: bool = False  # failed by --fail-on (a retry may do better), not by the engine or schema
+
+
+def answered_record(
+    data: dict[str, Any],
+    output: CaptionOutput,
+    config: RunConfig,
+    *,
+    prompt: str | None,
+    notes: dict[str, Any],
+    seen: SeenCaptions,
+    attempts: int = 0,
+) -> Answered:
+    """The output record for an engine's answer: its caption (or error) and info object.
+
+    ``seen`` remembers the captions of earlier records: call this in input order, so that the
+    ``duplicate`` flag marks the later of two records whatever order the engine finished them in.
+    A caption whose flags ``--fail-on`` names is an ``error`` whose text is kept in
+    ``{output_key}_raw``; ``attempts``: the retries it took (``info.retries`` when > 0).
+    """
+    opts = config.run
+    info = caption_info(
+        output.texts if output.error is None else None,
+        output.finish_reasons,
+        prompt_tokens=output.prompt_tokens,
+        generated_tokens=output.generated_tokens,
+        num_captions=config.generation.num_captions,
+        seen=seen,
+    )
+    value = (
+        caption_value(output.texts, config.generation, raw_key=f"{opts.output_key}_raw")
+        if output.error is None and output.texts is not None
+        else None
+    )
+    if attempts:
+        info["retries"] = attempts
+    error = output.error or (value.error if value else "the engine returned no text")
+    if error is None and value is not None:
+        failure = flag_failure(info["flags"], opts.fail_on)
+        if failure is not None:
+            extra = {f"{opts.output_key}_raw": value.caption, opts.info_key: info, **notes}
+            record = output_record(data, opts, status="error", error=failure, prompt=prompt, extra=extra)
+            return Answered(record, failure, list(info["flags"]), flagged=True)
+        extra = {opts.info_key: info, **notes}
+        record = output_record(data, opts, status="ok", caption=value.caption, prompt=prompt, extra=extra)
+    else:
+        extra = {**(value.extra or {} if value else {}), opts.info_key: info, **notes}
+        record = output_record(data, opts, status="error", error=error, prompt=prompt, extra=extra)
+    return Answered(record, error, list(info["flags"]))

@@ -6,6 +6,7 @@ fresh and import only this module and PyAV.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from vidcap.errors import RecordError
@@ -30,19 +31,29 @@ class DecodeTask:
     window: float | None = None
 
 
-def decode_record(task: DecodeTask) -> list[LoadedVideo] | list[WindowedVideo]:
+@dataclass
+class DecodedRecord:
+    """A record's loaded videos (``WindowedVideo`` items with ``--window``), and the seconds the
+    worker spent loading them (the run's statistics count the decode workers' own time, not only
+    the main process's wait)."""
+
+    videos: list[LoadedVideo] | list[WindowedVideo]
+    seconds: float
+
+
+def decode_record(task: DecodeTask) -> DecodedRecord:
     """Load every video of a record; the first failure (a RecordError) fails the record.
 
-    With ``task.window``: a one-item list, the record's video as a ``WindowedVideo`` (its file
-    probed once and decoded in one pass where the windows' frame sizes allow); a record with
-    several videos is a RecordError.
+    With ``task.window``: one video, as a ``WindowedVideo`` (its file probed once and decoded in
+    one pass where the windows' frame sizes allow); a record with several videos is a RecordError.
     """
+    started = time.perf_counter()
     if task.window is not None:
         if len(task.paths) > 1:
             raise RecordError(
                 f"--window captions one video per record; this record has {len(task.paths)} videos"
             )
-        return [
+        windowed = [
             load_windowed_video(
                 path,
                 task.options,
@@ -53,7 +64,8 @@ def decode_record(task: DecodeTask) -> list[LoadedVideo] | list[WindowedVideo]:
             )
             for path in task.paths
         ]
-    return [
+        return DecodedRecord(windowed, time.perf_counter() - started)
+    videos = [
         load_video(
             path,
             task.options,
@@ -63,3 +75,4 @@ def decode_record(task: DecodeTask) -> list[LoadedVideo] | list[WindowedVideo]:
         )
         for path in task.paths
     ]
+    return DecodedRecord(videos, time.perf_counter() - started)

@@ -7,9 +7,11 @@ Order of work, and why:
 3. find what the output already holds (resume): if that is every record, stop there, else
    check the records to do (video files exist, prompt fields) and open the output;
 4. start the engine (a failure is an ``EngineStartError``, not an interruption);
-5. decode in worker processes ahead of the engine (bounded look-ahead), generate batch by
-   batch, and append each finished batch in input order, flushed to disk;
-6. between batches, honour a stop request (SIGTERM/SIGINT): write what is done and return.
+5. decode in worker processes ahead of the engine (bounded look-ahead) and stream the records
+   through it (``pipeline/feed.py``): requests enter as their frames are ready, captions come
+   back as they finish, and records are written in input order, flushed to disk;
+6. on a stop request (SIGTERM/SIGINT), submit nothing new, finish and write what is in flight
+   and return.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig
-from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
+from vidcap.engines.base import CaptionEngine
 from vidcap.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,27 +44,24 @@ from vidcap.io.merge import summary_path
 from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
 from vidcap.io.writer import open_writer
-from vidcap.pipeline.assemble import output_record
-from vidcap.pipeline.assess import SeenCaptions, caption_info
-from vidcap.pipeline.captions import caption_value
+from vidcap.pipeline.ahead import DecodeAhead
+from vidcap.pipeline.assess import SeenCaptions
 from vidcap.pipeline.check import (
-    bound,
     check_output_is_not_input,
     check_records,
     check_todo,
     record_id,
-    resolve_video_path,
     todo_problems,
-    video_paths,
 )
-from vidcap.pipeline.decode import DecodeTask, decode_record
+from vidcap.pipeline.decode import decode_record
+from vidcap.pipeline.feed import Feed
 from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
+from vidcap.pipeline.requests import Pending, decode_tasks
 from vidcap.pipeline.shard import Shard, resolve_shard
 from vidcap.pipeline.stats import RunStats
 from vidcap.pipeline.summary import build_summary, write_summary
-from vidcap.pipeline.windowed_batch import WindowedEntry, caption_windowed
 from vidcap.progress import NullProgress, Progress
-from vidcap.prompts import DiyVideoPrompt, as_prompt_template, conversation_system_prompt, resolve_prompt
+from vidcap.prompts import DiyVideoPrompt, as_prompt_template
 from vidcap.video.plan import check_sampling
 from vidcap.video.pool import OrderedPool, default_workers
 
@@ -88,18 +87,6 @@ class RunResult:
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_RECORDS_FAILED if self.stats.error else EXIT_OK
-
-
-@dataclass
-class _Pending:
-    """A record on its way through the pool, with what the main process decided about it."""
-
-    record: InputRecord
-    paths: tuple[str, ...] = ()  # its videos, as resolved (error messages name them so)
-    prompt: str | None = None
-    system_prompt: str | None = None
-    error: str | None = None
-    skipped: bool = False
 
 
 def run_captioning(
@@ -256,13 +243,28 @@ class _Run:
     def _caption(
         self, todo: Iterator[InputRecord], writer: Any, progress: Progress, should_stop: Callable[[], bool]
     ) -> bool:
-        """Decode ahead, generate and write batch by batch; True if a stop ended it early."""
-        opts, config, stats = self.config.run, self.config, self.stats
-        pending: deque[_Pending] = deque()
+        """Decode ahead and stream the records through the engine (``pipeline/feed.py``); True if
+        a stop ended it early."""
+        opts, config = self.config.run, self.config
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
-        # One batch decoding ahead while the engine works on the current one is all the overlap
-        # there is to have; more only holds more frames in memory.
+        limit = opts.max_in_flight or self.engine.max_in_flight(opts.batch_size)
+        # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
+        # record as soon as the engine has room, so more would only hold more frames in memory.
         lookahead = opts.batch_size + 2 * max(workers, 1)
+        pending: deque[Pending] = deque()
+        video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
+        tasks = decode_tasks(todo, config, self.template, video_root, pending)
+        feed = Feed(
+            engine=self.engine,
+            config=config,
+            writer=writer,
+            stats=self.stats,
+            progress=progress,
+            seen=self.seen,
+            max_in_flight=limit,
+            on_write=lambda: self._first_batch_written(writer),
+        )
+        log.info("up to %d requests in flight (--max-in-flight)", limit)
         with OrderedPool(
             decode_record,
             workers=workers,
@@ -270,31 +272,12 @@ class _Run:
             timeout_s=opts.decode_timeout,
             error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
         ) as pool:
-            video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
-            tasks = _tasks(todo, config, self.template, video_root, pending)
-            batch: list[tuple[_Pending, Any]] = []
-            wait_started = time.monotonic()
-            for outcome in pool.imap(tasks):
-                stats.decode_wait_s += time.monotonic() - wait_started
-                # Between two batches, or before the first (a stop asked while the model loaded).
-                if should_stop():
-                    return True
-                batch.append((pending.popleft(), outcome))
-                if len(batch) >= opts.batch_size:
-                    _finish_batch(batch, config, self.engine, writer, stats, progress, self.seen)
-                    self._first_batch_written(writer)
-                    batch = []
-                wait_started = time.monotonic()
-            if batch:
-                if should_stop():
-                    return True
-                _finish_batch(batch, config, self.engine, writer, stats, progress, self.seen)
-                self._first_batch_written(writer)
-        # A stop asked during the last batch is moot: every record is written, the run is complete.
-        return False
+            decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
+            with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
+                return feed.run(ahead, should_stop)
 
     def _first_batch_written(self, writer: Any) -> None:
-        """With --overwrite, the summary (with this run's fingerprint) follows the first batch."""
+        """With --overwrite, the summary (with this run's fingerprint) follows the first write."""
         if not self.summary_written and writer.touched_output:
             self._summary(complete=False)
 
@@ -388,169 +371,3 @@ def _records_to_do(
     # Streaming passes (count, then filter) rather than holding the shard in memory.
     already = sum(1 for r in shard_records() if record_id(r, opts) in done.ids)
     return (lambda: (r for r in shard_records() if record_id(r, opts) not in done.ids)), already
-
-
-def _tasks(
-    records: Iterator[InputRecord],
-    config: RunConfig,
-    template: DiyVideoPrompt,
-    base: Path,
-    pending: deque[_Pending],
-) -> Iterator[DecodeTask]:
-    """Decide prompt, paths and skips in the main process; one decode task per record."""
-    opts = config.run
-    for record in records:
-        paths = tuple(resolve_video_path(p, base) for p in video_paths(record.data, opts.input_video_key))
-        entry = _Pending(record, paths)
-        entry.skipped = not paths  # null or [] video: nothing to caption, whatever the prompt
-        try:
-            if paths:
-                entry.prompt = resolve_prompt(record.data, template, opts.conversation_key)
-                entry.system_prompt = opts.system_prompt or conversation_system_prompt(
-                    record.data.get(opts.conversation_key)
-                )
-        except RecordError as exc:
-            entry.error = one_line(exc)
-        pending.append(entry)
-        yield DecodeTask(
-            index=record.index,
-            paths=paths if entry.error is None else (),
-            options=config.sampling,
-            video_start=bound(record.data, "video_start"),
-            video_end=bound(record.data, "video_end"),
-            threads=opts.decode_threads,
-            window=opts.window,
-        )
-
-
-def _finish_batch(
-    batch: list[tuple[_Pending, Any]],
-    config: RunConfig,
-    engine: CaptionEngine,
-    writer: Any,
-    stats: RunStats,
-    progress: Progress,
-    seen: SeenCaptions,
-) -> None:
-    """Length-check, generate, assess, assemble and write one batch, in input order."""
-    opts = config.run
-    results: dict[int, dict[str, Any]] = {}
-    requests: dict[str, tuple[_Pending, CaptionRequest]] = {}
-    notes: dict[int, dict[str, Any]] = {}  # per decoded record: what decoding had to assume
-    videos = 0
-    windowed: list[WindowedEntry] = []  # --window: captioned by pipeline/windowed_batch.py
-    for entry, outcome in batch:
-        data, index = entry.record.data, entry.record.index
-        error = entry.error or outcome.error
-        if entry.skipped and error is None:
-            results[index] = output_record(data, opts, status="skipped", prompt=entry.prompt)
-            stats.skipped += 1
-            continue
-        if error is None and opts.window is not None:
-            video, note = outcome.result[0], _notes_field(outcome.result, opts.output_key)
-            prompt = entry.prompt or ""
-            windowed.append(WindowedEntry(index, data, prompt, entry.system_prompt, entry.paths, video, note))
-            videos += 1
-            continue
-        if error is None:
-            request = CaptionRequest(
-                request_id=str(index),
-                prompt=entry.prompt or "",
-                system_prompt=entry.system_prompt,
-                videos=[
-                    VideoInput(v.frames, v.plan.processor_metadata(), v.plan.video_tokens)
-                    for v in outcome.result
-                ],
-            )
-            videos += len(request.videos)
-            stats.videos += len(request.videos)
-            stats.frames += sum(v.plan.nframes for v in outcome.result)
-            notes[index] = _notes_field(outcome.result, opts.output_key)
-            error = _length_problem(engine, request, config)
-            if error is None:
-                requests[request.request_id] = (entry, request)
-                continue
-        results[index] = output_record(
-            data, opts, status="error", error=error, prompt=entry.prompt, extra=notes.get(index)
-        )
-        stats.count_error(error, entry.paths)
-
-    generate_started = time.monotonic()
-    outputs = engine.generate([request for _, request in requests.values()]) if requests else []
-    stats.generate_s += time.monotonic() - generate_started
-    # In input order, whatever order the engine answered in: "duplicate" flags the later record.
-    order = {request_id: position for position, request_id in enumerate(requests)}
-    outputs = sorted(outputs, key=lambda output: order.get(output.request_id, len(order)))
-    for output in outputs:
-        entry, _ = requests[output.request_id]
-        data, index = entry.record.data, entry.record.index
-        stats.prompt_tokens += output.prompt_tokens
-        stats.generated_tokens += output.generated_tokens
-        info = caption_info(
-            output.texts if output.error is None else None,
-            output.finish_reasons,
-            prompt_tokens=output.prompt_tokens,
-            generated_tokens=output.generated_tokens,
-            num_captions=config.generation.num_captions,
-            seen=seen,
-        )
-        stats.count_flags(info["flags"])
-        value = (
-            caption_value(output.texts, config.generation, raw_key=f"{opts.output_key}_raw")
-            if output.error is None and output.texts is not None
-            else None
-        )
-        error = output.error or (value.error if value else "the engine returned no text")
-        if error is None and value is not None:
-            extra = {opts.info_key: info, **notes[index]}
-            results[index] = output_record(
-                data, opts, status="ok", caption=value.caption, prompt=entry.prompt, extra=extra
-            )
-            stats.ok += 1
-        else:
-            extra = {**(value.extra or {} if value else {}), opts.info_key: info, **notes[index]}
-            results[index] = output_record(
-                data, opts, status="error", error=error, prompt=entry.prompt, extra=extra
-            )
-            stats.count_error(error, entry.paths)
-
-    if windowed:
-        results.update(
-            caption_windowed(
-                windowed,
-                config=config,
-                engine=engine,
-                stats=stats,
-                seen=seen,
-                length_problem=lambda request: _length_problem(engine, request, config),
-            )
-        )
-    write_started = time.monotonic()
-    writer.write_batch([results[entry.record.index] for entry, _ in batch])
-    stats.write_s += time.monotonic() - write_started
-    progress.advance(len(batch), videos=videos, errors=stats.error)
-
-
-def _notes_field(videos: list[Any], output_key: str) -> dict[str, Any]:
-    """``{output_key}_notes``: what probing, planning and decoding had to assume (an irregular
-    frame rate, a container count past the last frame, packed B-frames, ...); absent when nothing was.
-    With several videos in a record, each note names its video."""
-    named = len(videos) > 1
-    lines = [
-        f"{Path(v.info.path).name}: {note}" if named else note for v in videos for note in v.all_notes
-    ]
-    return {f"{output_key}_notes": lines} if lines else {}
-
-
-def _length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunConfig) -> str | None:
-    """Refuse, before generation, a prompt the engine cannot take (so it cannot abort a batch)."""
-    limit = engine.max_model_len
-    if limit is None:
-        return None
-    tokens = engine.count_prompt_tokens(request)
-    if tokens < limit:
-        return None
-    return (
-        f"prompt too long: {tokens} tokens ({request.video_tokens} visual) but the model takes "
-        f"{limit} (--max-model-len); lower --fps, --max-frames or --max-pixels, or raise --max-model-len"
-    )

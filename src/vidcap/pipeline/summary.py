@@ -78,6 +78,7 @@ def build_summary(
         "prompt_tokens": stats.prompt_tokens,
         "generated_tokens": stats.generated_tokens,
         "generated_tokens_per_s": round(stats.generated_tokens / max(stats.generate_s, 1e-9), 2),
+        "engine": stats.engine_summary(),
         "stats": stats.as_dict(),
         "fingerprint": fingerprint,
     }
