@@ -106,6 +106,23 @@ class SeenCaptions:
                 self._set.discard(self._order.popleft())
         return seen
 
+    def preview(self) -> SeenCaptions:
+        """A view that checks captions against these but remembers none of them: for a caption
+        that may yet be replaced (a ``--retries`` try), which must not count as seen."""
+        return _SeenPreview(self)
+
+
+class _SeenPreview(SeenCaptions):
+    """``SeenCaptions.preview``: ``check_and_add`` only checks."""
+
+    def __init__(self, seen: SeenCaptions) -> None:
+        super().__init__(seen.limit)
+        self._set = seen._set  # shared, read only
+
+    def check_and_add(self, texts: Sequence[str]) -> bool:
+        """True when one of ``texts`` was seen in an earlier record; remembers nothing."""
+        return any(self._key(t) in self._set for t in texts if t.strip())
+
 
 def caption_info(
     texts: Sequence[str] | None,

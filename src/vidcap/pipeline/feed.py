@@ -35,7 +35,7 @@ from typing import Any
 from vidcap.config import RunConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.pipeline.ahead import END, DecodeAhead
-from vidcap.pipeline.assemble import answered_record, output_record
+from vidcap.pipeline.assemble import Answered, answered_record, output_record
 from vidcap.pipeline.assess import SeenCaptions, flag_failure, retry_seed
 from vidcap.pipeline.requests import Pending, build_request, length_problem, notes_field
 from vidcap.pipeline.stats import InFlightClock, RunStats
@@ -100,6 +100,7 @@ class Feed:
     _buffer: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # released: (record, videos)
     _flushed_at: float = 0.0
     _writing: bool = False  # a write in progress: one that fails is not tried again
+    _failing: bool = False  # an exception is ending the run: release what is done, submit nothing
 
     def run(self, ahead: DecodeAhead, should_stop: Callable[[], bool]) -> bool:
         """Caption everything ``ahead`` yields; True if a stop ended it before the last record."""
@@ -133,9 +134,17 @@ class Feed:
                         exhausted = self._ended(ahead)
                     if exhausted or stopping:
                         break
+            if self._window:
+                # Nothing in flight, yet records unanswered: ending here would drop them silently.
+                raise RuntimeError(
+                    f"the {self.engine.name} engine has nothing in flight but {len(self._flying)} "
+                    f"request(s) of {len(self._window)} record(s) never came back"
+                )
             self._flush()
         except BaseException:
-            # What is finished, in order, is still good: keep it (a resume starts after it).
+            # What is finished, in order, is still good: keep it (a resume starts after it). No
+            # retry is submitted now: a record waiting for one is left for the resume.
+            self._failing = True
             if not self._writing:
                 self._release()
                 self._flush()
@@ -285,19 +294,18 @@ class Feed:
             elif slot.output is not None:
                 stats.prompt_tokens += slot.output.prompt_tokens
                 stats.generated_tokens += slot.output.generated_tokens
-                data, output = entry.record.data, slot.output
-                answered = answered_record(
-                    data,
-                    output,
-                    config,
-                    prompt=entry.prompt,
-                    notes=slot.notes,
-                    seen=self.seen,
-                    attempts=slot.attempts,
-                )
-                if answered.flagged and slot.attempts < config.run.retries and slot.request is not None:
+                retry = slot.attempts < config.run.retries and slot.request is not None
+                # A caption that may yet be retried is checked against the run's captions without
+                # joining them: a try that is not written must not make a later caption (its own
+                # retry's included) a duplicate.
+                answered = self._answered(slot, self.seen.preview() if retry else self.seen)
+                if answered.flagged and retry:
+                    if self._failing:
+                        break  # the run is ending: the resume tries this record again
                     self._retry(slot)
-                    break  # the head waits for its retry
+                    continue  # the head waits for its retry (unless the engine refused it at once)
+                if retry:  # it passed: now its caption joins the run's
+                    answered = self._answered(slot, self.seen)
                 stats.count_flags(answered.flags)
                 record, error = answered.record, answered.error
             else:
@@ -315,6 +323,20 @@ class Feed:
             self._buffer and time.monotonic() - self._flushed_at >= FLUSH_S
         ):
             self._flush()
+
+    def _answered(self, slot: _Slot, seen: SeenCaptions) -> Answered:
+        """A record's ``Answered`` (record, error, flags) from its engine output."""
+        entry = slot.entry
+        assert slot.output is not None
+        return answered_record(
+            entry.record.data,
+            slot.output,
+            self.config,
+            prompt=entry.prompt,
+            notes=slot.notes,
+            seen=seen,
+            attempts=slot.attempts,
+        )
 
     def _windowed_record(self, slot: _Slot) -> tuple[dict[str, Any], str | None, list[str]]:
         """A windowed record's output record, error and flags, from its windows (and summary)."""

@@ -1,0 +1,178 @@
+"""The feed's error paths with windows and retries (fake engines; the real engine's runs are in
+tests/test_windows_flags_e2e.py): a retry the engine refuses at once, a retry's duplicate
+check, an engine failure while a record waits for its retry, an engine that loses a request,
+and windows refused at submit or still in flight at a stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+from tests.test_feed import StreamingFake
+from tests.test_runner_errors import FakeEngine, config
+from vidcap.engines.base import CaptionOutput, CaptionRequest
+from vidcap.io.jsonio import loads
+from vidcap.io.merge import summary_path
+from vidcap.io.records import iter_records
+from vidcap.pipeline.runner import run_captioning
+
+
+def _data(tmp_path: Path, clip_dir: Path, prompts: list[str]) -> Path:
+    records = [
+        {"id": i, "video": str(clip_dir / "b.mp4"), "conversation": [{"from": "human", "value": p}]}
+        for i, p in enumerate(prompts)
+    ]
+    return write_jsonl(tmp_path / "data.jsonl", records)
+
+
+def _rows(out: Path) -> list[dict]:
+    return [r.data for r in iter_records(out)]
+
+
+def _summary(out: Path) -> dict:
+    return loads(summary_path(out).read_bytes())
+
+
+class SameTextUntilSeed(FakeEngine):
+    """Each request's text names it whatever the seed; it runs to max_tokens ("length") unless
+    its seed is at least ``good_seed``. A prompt that says "ghost" writes "shared" on its first
+    try; one that says "late" writes "shared" and stops."""
+
+    def __init__(self, model: Path, good_seed: int = 2) -> None:
+        super().__init__(model)
+        self.good_seed = good_seed
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        outputs = []
+        for r in requests:
+            seed = r.sampling.get("seed")
+            if "late" in r.prompt:
+                text, reason = "shared", "stop"
+            elif seed is None:
+                text, reason = ("shared" if "ghost" in r.prompt else f"text {r.request_id}"), "length"
+            else:
+                text, reason = f"text {r.request_id}", "length" if seed < self.good_seed else "stop"
+            outputs.append(CaptionOutput(r.request_id, texts=[text], finish_reasons=[reason]))
+        return outputs
+
+
+def test_a_retry_with_the_same_text_is_not_a_duplicate_of_its_own_failed_try(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, ["a", "b"]), tmp_path / "out.jsonl"
+    opts = {"fail_on": "truncated,duplicate", "retries": 3, "seed": None}
+    result = run_captioning(config(data, out, **opts), SameTextUntilSeed(tiny_model))
+    rows = _rows(out)
+    # Tries 0 and 1 were cut off; try 2 stopped with the same text: it passes, no duplicate.
+    assert [(r["status"], r["caption"], r["info"]["retries"]) for r in rows] == [
+        ("ok", "text 0", 2),
+        ("ok", "text 1", 2),
+    ]
+    assert all(r["info"]["flags"] == [] for r in rows)
+    assert result.exit_code == 0
+    assert _summary(out)["stats"]["retries"] == 4 and _summary(out).get("flag_counts", {}) == {}
+
+
+def test_a_failed_try_that_is_never_written_makes_no_later_caption_a_duplicate(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, ["ghost", "late"]), tmp_path / "out.jsonl"
+    opts = {"fail_on": "truncated,duplicate", "retries": 1, "seed": 1}  # the retry's seed: 2, good
+    result = run_captioning(config(data, out, **opts), SameTextUntilSeed(tiny_model))
+    first, second = _rows(out)
+    assert (first["status"], first["caption"], first["info"]["retries"]) == ("ok", "text 0", 1)
+    # "shared" was record 0's failed try only: record 1 is the first to write it.
+    assert (second["status"], second["caption"], second["info"]["flags"]) == ("ok", "shared", [])
+    assert result.exit_code == 0
+
+
+class RefusesRetries(StreamingFake):
+    """Refuses every retry (a request with a seed of its own) at submit; first tries run to
+    max_tokens."""
+
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        retries = [r for r in requests if "seed" in r.sampling]
+        super().submit([r for r in requests if r not in retries])
+        return [CaptionOutput(r.request_id, error="the engine refused the retry") for r in retries]
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        return [dataclass_replace_length(o) for o in super().collect(wait=wait)]
+
+
+def dataclass_replace_length(output: CaptionOutput) -> CaptionOutput:
+    """The output, stopped at max_tokens."""
+    return CaptionOutput(output.request_id, texts=output.texts, finish_reasons=["length"])
+
+
+@pytest.mark.parametrize("order", ["reverse", "random"])
+def test_a_retry_the_engine_refuses_at_once_is_written_as_its_error(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, order: str
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(7)]), tmp_path / "out.jsonl"
+    engine = RefusesRetries(tiny_model, order)
+    result = run_captioning(config(data, out, fail_on="truncated", retries=1), engine)
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == list(range(7))  # none dropped
+    for row in rows:
+        assert row["status"] == "error" and row["error"] == "the engine refused the retry"
+        assert row["info"]["retries"] == 1
+    summary = _summary(out)
+    assert summary["complete"] is True and summary["stats"]["retries"] == 7
+    assert summary["stats"]["error"] == 7 and summary["stats"]["ok"] == 0
+    assert result.exit_code == 1
+
+
+class DiesAnswering(StreamingFake):
+    """Its first ``collect`` answers every request in flight (cut at max_tokens), then returns
+    an id it was never given; it notes every submit after that."""
+
+    def __init__(self, model: Path) -> None:
+        super().__init__(model, "reverse")
+        self.broken = False
+        self.after: list[str] = []
+
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        if self.broken:
+            self.after += [r.request_id for r in requests]
+        return super().submit(requests)
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        outputs = [dataclass_replace_length(o) for o in super().collect(wait=wait)]
+        if outputs and not self.broken:
+            self.broken = True
+            return [*outputs, CaptionOutput("99", texts=["?"])]
+        return outputs
+
+
+def test_an_engine_failure_while_a_retry_is_due_submits_nothing_more(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(6)]), tmp_path / "out.jsonl"
+    engine = DiesAnswering(tiny_model)
+    with pytest.raises(RuntimeError, match="returned request '99'"):
+        run_captioning(config(data, out, fail_on="truncated", retries=2), engine)
+    assert engine.after == []  # no retry went to an engine that had failed
+    assert _rows(out) == []  # the first record waited for its retry: the resume does it
+    resumed = run_captioning(
+        config(data, out, fail_on="truncated", retries=2), SameTextUntilSeed(tiny_model, good_seed=1)
+    )
+    assert resumed.exit_code == 0
+    assert [(r["id"], r["info"]["retries"]) for r in _rows(out)] == [(i, 1) for i in range(6)]
+
+
+class LosesOne(StreamingFake):
+    """Drops request "2": it leaves the engine and never comes back."""
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        return [o for o in super().collect(wait=wait) if o.request_id != "2"]
+
+
+def test_a_request_the_engine_loses_fails_the_run_instead_of_dropping_records(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(6)]), tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError, match=r"1 request\(s\) of 4 record\(s\) never came back"):
+        run_captioning(config(data, out), LosesOne(tiny_model, "reverse", limit=8))
+    assert [r["id"] for r in _rows(out)] == [0, 1]  # what came before it is kept
