@@ -176,3 +176,90 @@ def test_a_request_the_engine_loses_fails_the_run_instead_of_dropping_records(
     with pytest.raises(RuntimeError, match=r"1 request\(s\) of 4 record\(s\) never came back"):
         run_captioning(config(data, out), LosesOne(tiny_model, "reverse", limit=8))
     assert [r["id"] for r in _rows(out)] == [0, 1]  # what came before it is kept
+
+
+WINDOWED = {"window": 1, "fps": 2, "summary_prompt": "Sum up.", "batch_size": 2}
+SPANS = [(0, 1), (1, 2), (2, 3)]  # b.mp4 is 3 s long
+
+
+class RefusesWindow(StreamingFake):
+    """Refuses the requests named in ``refuse`` at submit; notes every request id it is given."""
+
+    def __init__(self, model: Path, order: str, refuse: set[str] = frozenset(), limit: int = 4) -> None:
+        super().__init__(model, order, limit=limit)
+        self.refuse, self.given = refuse, []
+
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        self.given += [r.request_id for r in requests]
+        super().submit([r for r in requests if r.request_id not in self.refuse])
+        return [CaptionOutput(r.request_id, error="refused") for r in requests if r.request_id in self.refuse]
+
+
+def _check_windowed_ok(row: dict) -> None:
+    assert [(w["start"], w["end"]) for w in row["windows"]] == SPANS
+    assert [w["status"] for w in row["windows"]] == ["ok"] * 3
+    assert row["status"] == "ok" and row["caption"].startswith(
+        "caption of <Sum up.\n\n[0:00-0:01] caption of"
+    )
+
+
+@pytest.mark.parametrize("order", ["reverse", "random"])
+def test_windowed_records_keep_the_engine_within_max_in_flight(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, order: str
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(5)]), tmp_path / "out.jsonl"
+    engine = RefusesWindow(tiny_model, order)  # StreamingFake fails any submit past its limit (4)
+    result = run_captioning(config(data, out, **WINDOWED), engine)
+    assert result.exit_code == 0
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == list(range(5))
+    for row in rows:
+        _check_windowed_ok(row)
+    assert sorted(engine.submitted) == sorted(
+        f"{i}/{k}" for i in range(5) for k in ("w0", "w1", "w2", "summary")
+    )
+    summary = _summary(out)
+    assert summary["stats"]["ok"] == 5 and summary["prompt_tokens"] == 5 * 4 * 5  # 4 requests a record
+
+
+def test_a_window_refused_at_submit_fails_its_record_only_and_asks_no_summary(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(4)]), tmp_path / "out.jsonl"
+    engine = RefusesWindow(tiny_model, "random", refuse={"1/w1", "2/w0", "2/w1", "2/w2"})
+    result = run_captioning(config(data, out, **WINDOWED), engine)
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    _check_windowed_ok(rows[0])
+    _check_windowed_ok(rows[3])
+    assert rows[1]["status"] == "error" and rows[1]["error"] == "1 of 3 windows failed ([0:01-0:02]): refused"
+    assert [w["status"] for w in rows[1]["windows"]] == ["ok", "error", "ok"]
+    assert rows[2]["error"].startswith("3 of 3 windows failed")
+    assert "1/summary" not in engine.given and "2/summary" not in engine.given
+    summary = _summary(out)
+    assert (summary["stats"]["ok"], summary["stats"]["error"]) == (2, 2)
+    assert result.exit_code == 1
+
+
+def test_a_stop_while_windows_are_in_flight_finishes_their_records_and_resumes(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    data, out = _data(tmp_path, clip_dir, [f"clip {i}" for i in range(6)]), tmp_path / "out.jsonl"
+    engine = RefusesWindow(tiny_model, "random")
+    result = run_captioning(
+        config(data, out, **WINDOWED), engine, should_stop=lambda: len(engine.finished) >= 2
+    )
+    assert result.exit_code == 75 and result.interrupted
+    rows = _rows(out)
+    assert 1 <= len(rows) < 6 and [r["id"] for r in rows] == list(range(len(rows)))
+    for row in rows:  # each written record whole: every window and its summary
+        _check_windowed_ok(row)
+    assert sorted(engine.finished) == sorted(engine.submitted)  # nothing left in the engine
+    assert {int(i.split("/")[0]) for i in engine.submitted} == set(range(len(rows)))
+
+    resumed = run_captioning(config(data, out, **WINDOWED), RefusesWindow(tiny_model, "reverse"))
+    assert resumed.exit_code == 0
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == list(range(6))
+    for row in rows:
+        _check_windowed_ok(row)

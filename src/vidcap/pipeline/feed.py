@@ -17,7 +17,9 @@ A stop (``should_stop()``) submits nothing new, collects what is in flight, writ
 finished record in order and ends; the run is interrupted unless every record was done.
 
 A windowed record (``--window``, ``pipeline/windows.py``) submits one request per window; once
-they are all in, its ``--summary-prompt`` request (text only); it is done when those are.
+they are all in, its ``--summary-prompt`` request (text only); it is done when those are. Its
+requests wait in its slot while the engine is full (no record enters meanwhile), so the engine
+never holds more than ``max_in_flight``; a stop still submits them, to finish the record.
 A caption that ``--fail-on`` fails is tried again with a new seed (``--retries``) when it
 reaches the head of the window (the ``duplicate`` flag is only known there); the record keeps
 its request (and frames) until it is written for that.
@@ -68,6 +70,7 @@ class _Slot:
     windowed: Any = None  # --window: the record's WindowedVideo
     outputs: dict[str, CaptionOutput] = field(default_factory=dict)  # --window: by request id
     waiting: int = 0  # --window: its requests still in flight
+    queued: deque[CaptionRequest] = field(default_factory=deque)  # --window: not yet submitted
     entered: bool = False  # --window: every window request has been submitted (or refused)
     summary_asked: bool = False  # --summary-prompt: its request made (once)
 
@@ -76,7 +79,7 @@ class _Slot:
         if self.record is not None:
             return True
         if self.windowed is not None:
-            return self.entered and self.waiting == 0
+            return self.entered and self.waiting == 0 and not self.queued
         return self.output is not None
 
 
@@ -155,6 +158,10 @@ class Feed:
 
     # -- entering records ------------------------------------------------------------------
     def _room(self) -> bool:
+        # A windowed record's requests wait in its slot until the engine has room: no record
+        # enters while any are waiting, so the engine never holds more than max_in_flight.
+        if any(slot.queued for slot in self._window):
+            return False
         return self.engine.in_flight < self.max_in_flight and len(self._window) < 2 * self.max_in_flight
 
     def _next(self, ahead: DecodeAhead, timeout: float) -> Any:
@@ -215,10 +222,22 @@ class Feed:
             entry.record.index, video, prompt=entry.prompt or "", system_prompt=entry.system_prompt
         )
         stats.request_s += time.monotonic() - started
-        for request in requests:
-            self._submit(slot, request)
-        slot.entered = True
-        self._windows_in(slot)
+        slot.queued.extend(requests)
+        self._submit_queued()
+
+    def _submit_queued(self) -> None:
+        """Submit the windowed records' waiting requests, oldest record first, while the engine
+        has room (a stop still submits them: the record is finished, not left half done)."""
+        for slot in self._window:
+            while True:
+                while slot.queued and self.engine.in_flight < self.max_in_flight:
+                    self._submit(slot, slot.queued.popleft())
+                if slot.queued:
+                    return  # the engine is full: later records wait their turn
+                if slot.windowed is None or slot.entered:
+                    break
+                slot.entered = True  # its windows are all submitted (or refused)
+                self._windows_in(slot)  # maybe queues its summary: submitted next time round
 
     def _submit(self, slot: _Slot, request: CaptionRequest) -> None:
         """Submit one request of ``slot`` (refused here when its prompt is too long)."""
@@ -255,7 +274,7 @@ class Feed:
             index, draft, summary_prompt=opts.summary_prompt, system_prompt=slot.entry.system_prompt
         )
         if request is not None:  # None: a window failed, and a summary over a gap would mislead
-            self._submit(slot, request)
+            slot.queued.append(request)  # submitted by _submit_queued when the engine has room
 
     # -- outputs ---------------------------------------------------------------------------
     def _collect(self, *, wait: bool) -> None:
@@ -263,6 +282,8 @@ class Feed:
         outputs = self.engine.collect(wait=wait)
         self.stats.collect_s += time.monotonic() - started
         self._answers(outputs)
+        if not self._failing:
+            self._submit_queued()
 
     def _answers(self, outputs: list[CaptionOutput]) -> None:
         """Each output to its record's slot, by request id."""
