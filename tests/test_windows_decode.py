@@ -55,7 +55,7 @@ def test_windows_of_different_sizes(long_clip: Path) -> None:
 
 def test_decode_task_with_a_window(long_clip: Path) -> None:
     task = DecodeTask(index=3, paths=(str(long_clip),), options=SamplingOptions(fps=0.5), window=12.0)
-    (video,) = decode_record(task)
+    (video,) = decode_record(task).videos
     assert isinstance(video, WindowedVideo)
     assert [w.span for w in video.windows] == [Span(0, 12), Span(12, 25)]  # 1 s tail joins
     two = DecodeTask(index=3, paths=(str(long_clip), str(long_clip)), options=SamplingOptions(), window=12.0)
