@@ -27,7 +27,7 @@ def test_text_only_request(vllm_engine) -> None:
 
 def test_windows_and_summary_through_the_engine(vllm_engine, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "long.mp4", seconds=90, fps=2, width=64, height=48)
-    (video,) = decode_record(DecodeTask(index=4, paths=(str(clip),), options=SMALL, window=20.0))
+    (video,) = decode_record(DecodeTask(index=4, paths=(str(clip),), options=SMALL, window=20.0)).videos
     assert [w.span for w in video.windows] == [
         Span(0, 20),
         Span(20, 40),
@@ -77,7 +77,7 @@ def test_text_only_request_on_transformers(tiny_model: Path, tmp_path: Path) -> 
     engine.start(max_videos_per_prompt=1)
     try:
         clip = make_clip(tmp_path / "short.mp4", seconds=8, fps=2, width=64, height=48)
-        (video,) = decode_record(DecodeTask(index=0, paths=(str(clip),), options=SMALL, window=4.0))
+        (video,) = decode_record(DecodeTask(index=0, paths=(str(clip),), options=SMALL, window=4.0)).videos
         text = CaptionRequest("0/summary", "Summarise: [0:00-0:04] a red square moves.", videos=[])
         windows = window_requests(0, video, prompt="Describe.")
         # A summary may share a batch with windows: each gets its own output.
