@@ -41,8 +41,12 @@ from vidcap.errors import EngineDiedError, VidcapError, one_line
 from vidcap.procs import stop_signals_blocked
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vidcap.config import EngineConfig
     from vidcap.generation import GenerationOptions
+
+    EngineFactory = Callable[[EngineConfig, GenerationOptions], CaptionEngine]
 
 _STOP_S = 60.0  # how long a child gets to close its engine (vLLM's own teardown takes up to 30 s)
 
@@ -107,7 +111,8 @@ def plan_placements(size: int, config: EngineConfig) -> list[Placement]:
         for rank in range(size):
             own = gpus[rank * tp : (rank + 1) * tp]
             label = f"GPU {own[0]}" if len(own) == 1 else f"GPUs {','.join(own)}"
-            placements.append(Placement(label, {"CUDA_VISIBLE_DEVICES": ",".join(own)}))
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(own), "VIDCAP_ENGINE_RANK": str(rank)}
+            placements.append(Placement(label, env))
         return placements
     # No GPU: split the cores (vLLM binds one OpenMP thread per core of its list) and the RAM
     # its KV cache reserves, or N engines would each take all of both.
@@ -116,7 +121,7 @@ def plan_placements(size: int, config: EngineConfig) -> list[Placement]:
     placements = []
     for rank in range(size):
         own = [cores[(rank * per_engine + i) % len(cores)] for i in range(per_engine)]
-        env = {"OMP_NUM_THREADS": str(len(own))}
+        env = {"OMP_NUM_THREADS": str(len(own)), "VIDCAP_ENGINE_RANK": str(rank)}
         if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
             # One list per tensor-parallel worker of this engine, "|"-separated, as vLLM reads it.
             step = max(1, len(own) // tp)
@@ -149,8 +154,17 @@ class DataParallelEngine(CaptionEngine):
     the engines' limits (``max_model_len``, the model's sampling values) come from engine 1.
     """
 
-    def __init__(self, config: EngineConfig, generation: GenerationOptions) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        generation: GenerationOptions,
+        *,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        """``engine_factory`` builds each child's engine (default: ``create_engine``, by backend);
+        it must be importable by name, as ``spawn`` pickles it by reference."""
         self.config = config
+        self.engine_factory = engine_factory
         self.generation = generation
         self.name = config.backend
         self.size = config.data_parallel_size
@@ -198,7 +212,7 @@ class DataParallelEngine(CaptionEngine):
         parent_end, child_end = context.Pipe()
         process = context.Process(
             target=serve_engine,
-            args=(child_end, config, self.generation, self._max_videos, placement.env),
+            args=(child_end, config, self.generation, self._max_videos, placement.env, self.engine_factory),
             name=f"vidcap-engine-{rank + 1}",
         )
         # The children ignore the job's stop signals, as vLLM's processes do (vidcap.procs):
@@ -302,6 +316,10 @@ class DataParallelEngine(CaptionEngine):
             except queue.Empty:
                 return outputs
             outputs.extend(self._handle(rank, message))
+
+    def pids(self) -> list[int]:
+        """The engines' process ids, in rank order (to watch them, or stop one in a test)."""
+        return [w.process.pid for w in self._workers]
 
     @property
     def in_flight(self) -> int:
@@ -458,6 +476,7 @@ def serve_engine(
     generation: GenerationOptions,
     max_videos_per_prompt: int,
     env: dict[str, str],
+    engine_factory: EngineFactory | None = None,
 ) -> None:
     """A child's life: start one engine on its own devices, run what the parent sends, stop.
 
@@ -466,9 +485,11 @@ def serve_engine(
     ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
     """
     os.environ.update(env)  # before the engine imports torch or vLLM: they read it once
-    from vidcap.engines import create_engine
+    if engine_factory is None:
+        from vidcap.engines import create_engine
 
-    engine = create_engine(config, generation)
+        engine_factory = create_engine
+    engine = engine_factory(config, generation)
     try:
         try:
             engine.start(max_videos_per_prompt=max_videos_per_prompt)
