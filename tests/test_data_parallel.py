@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, wr
 from tests.test_batch_jobs import other_output, output_ids, start_vidcap, wait_for_lines
 from vidcap.config import EngineConfig, build_config, load_config_file
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions, VideoInput
-from vidcap.engines.data_parallel import DataParallelEngine, plan_placements
+from vidcap.engines.data_parallel import DataParallelEngine, plan_placements, sweep_shared_memory
 from vidcap.errors import EngineDiedError, VidcapError
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
@@ -139,6 +140,20 @@ def test_without_gpus_the_cores_and_kv_memory_are_split(monkeypatch) -> None:
     assert [p.kv_share for p in placements] == [0.5, 0.5]
     tp2 = plan_placements(2, EngineConfig(model="m", tensor_parallel_size=2))
     assert [p.env["VLLM_CPU_OMP_THREADS_BIND"] for p in tp2] == ["0,1|2,3", "4,5|6,7"]
+
+
+def test_frame_blocks_of_killed_runs_are_freed(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    for name in (f"vidcap_frames_{dead}_3", f"vidcap_frames_{os.getpid()}_0", "psm_other"):
+        (tmp_path / name).write_bytes(b"x")
+    sweep_shared_memory(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psm_other", f"vidcap_frames_{os.getpid()}_0"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_data_parallel_size_is_checked() -> None:

@@ -26,7 +26,8 @@ def create_engine(config: EngineConfig, generation: GenerationOptions) -> Captio
     if config.data_parallel_size > 1:
         from vidcap.engines.data_parallel import DataParallelEngine
 
-        return DataParallelEngine(config, generation)
+        # Each child builds its own engine with this function (data_parallel_size 1 there).
+        return DataParallelEngine(config, generation, engine_factory=create_engine)
     module_name, class_name = BACKENDS[config.backend].split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
     return engine_class(config, generation)

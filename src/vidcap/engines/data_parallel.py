@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import multiprocessing
 import os
 import queue
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
 
     EngineFactory = Callable[[EngineConfig, GenerationOptions], CaptionEngine]
 
+_SHM_PREFIX = "vidcap_frames_"  # + pid + "_" + number: which run's block it is
+_shm_numbers = itertools.count()
 _STOP_S = 60.0  # how long a child gets to close its engine (vLLM's own teardown takes up to 30 s)
 
 
@@ -159,10 +164,10 @@ class DataParallelEngine(CaptionEngine):
         config: EngineConfig,
         generation: GenerationOptions,
         *,
-        engine_factory: EngineFactory | None = None,
+        engine_factory: EngineFactory,
     ) -> None:
-        """``engine_factory`` builds each child's engine (default: ``create_engine``, by backend);
-        it must be importable by name, as ``spawn`` pickles it by reference."""
+        """``engine_factory`` builds each child's engine (``vidcap.engines.create_engine``, which
+        picks the backend); it must be importable by name, as ``spawn`` pickles it by reference."""
         self.config = config
         self.engine_factory = engine_factory
         self.generation = generation
@@ -173,6 +178,7 @@ class DataParallelEngine(CaptionEngine):
         self._processor: Any = None
         self._workers: list[_Worker] = []
         self._messages: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._early: deque[tuple[int, Any]] = deque()  # messages that came while max_in_flight waited
         self._flights: dict[str, _Flight] = {}
         self._answers: dict[int, Any] = {}
         self._max_videos = 0
@@ -186,6 +192,7 @@ class DataParallelEngine(CaptionEngine):
             self.close()
         self._max_videos = max(1, max_videos_per_prompt)
         placements = plan_placements(self.size, self.config)
+        sweep_shared_memory()
         try:
             self._processor = load_processor(self.config)
         except Exception as exc:
@@ -268,6 +275,7 @@ class DataParallelEngine(CaptionEngine):
             _unlink(flight.shms)
         self._flights.clear()
         self._messages = queue.Queue()
+        self._early.clear()
 
     # -- what the run asks of an engine -----------------------------------------------------
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
@@ -309,6 +317,8 @@ class DataParallelEngine(CaptionEngine):
     def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
         """Outputs from every engine as they finish; an engine's death fails its requests."""
         outputs: list[CaptionOutput] = []
+        while self._early:
+            outputs.extend(self._handle(*self._early.popleft()))
         while True:
             block = wait and not outputs and bool(self._flights)
             try:
@@ -333,17 +343,14 @@ class DataParallelEngine(CaptionEngine):
             return batch_size
         first = alive[0]
         first.conn.send(("ask", "max_in_flight", (batch_size,)))
-        pending: list[tuple[int, Any]] = []
-        try:
-            while first.rank not in self._answers and first.alive:
-                rank, message = self._messages.get()
-                if message[0] == "answer" and rank == first.rank:
-                    self._answers[rank] = message[1]
-                else:
-                    pending.append((rank, message))
-        finally:
-            for item in pending:  # collect handles them, in the order they came
-                self._messages.put(item)
+        while first.rank not in self._answers:
+            rank, message = self._messages.get()
+            if message[0] == "answer" and rank == first.rank:
+                self._answers[rank] = message[1]
+            else:
+                self._early.append((rank, message))  # collect handles them first, in order
+                if message[0] == "eof" and rank == first.rank:
+                    break
         per_engine = self._answers.pop(first.rank, batch_size)
         return int(per_engine) * len(alive)
 
@@ -424,7 +431,9 @@ class DataParallelEngine(CaptionEngine):
 def _share(video: VideoInput, names: list[str]) -> _WireVideo:
     """Copy a video's frames into a new shared memory block (named in ``names``)."""
     frames = np.ascontiguousarray(video.frames)
-    block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+    block = shared_memory.SharedMemory(
+        name=f"{_SHM_PREFIX}{os.getpid()}_{next(_shm_numbers)}", create=True, size=max(1, frames.nbytes)
+    )
     names.append(block.name)
     try:
         view = np.ndarray(frames.shape, dtype=frames.dtype, buffer=block.buf)
@@ -433,6 +442,20 @@ def _share(video: VideoInput, names: list[str]) -> _WireVideo:
     finally:
         block.close()
     return _WireVideo(block.name, frames.shape, frames.dtype.str, video.metadata, video.video_tokens)
+
+
+def sweep_shared_memory(folder: Path = Path("/dev/shm")) -> None:
+    """Free the frame blocks of runs that were killed (SIGKILL to the whole job kills the
+    resource tracker that would have freed them): those named for a process no longer alive."""
+    for path in folder.glob(f"{_SHM_PREFIX}*_*"):
+        try:
+            pid = int(path.name[len(_SHM_PREFIX) :].split("_", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except (ValueError, OSError):  # not ours, or a process of another user: alive
+            continue
 
 
 def _take(wire: _WireVideo) -> VideoInput:
@@ -476,7 +499,7 @@ def serve_engine(
     generation: GenerationOptions,
     max_videos_per_prompt: int,
     env: dict[str, str],
-    engine_factory: EngineFactory | None = None,
+    engine_factory: EngineFactory,
 ) -> None:
     """A child's life: start one engine on its own devices, run what the parent sends, stop.
 
@@ -485,10 +508,6 @@ def serve_engine(
     ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
     """
     os.environ.update(env)  # before the engine imports torch or vLLM: they read it once
-    if engine_factory is None:
-        from vidcap.engines import create_engine
-
-        engine_factory = create_engine
     engine = engine_factory(config, generation)
     try:
         try:
