@@ -228,21 +228,9 @@ class DataParallelEngine(CaptionEngine):
             process.start()
         child_end.close()  # so that its death reads as end-of-file here
         worker = _Worker(rank, f"engine {rank + 1} of {self.size} ({placement.label})", process, parent_end)
-        threading.Thread(
-            target=self._receive, args=(worker,), name=f"vidcap-engine-{rank + 1}-receive", daemon=True
-        ).start()
+        name = f"vidcap-engine-{rank + 1}-receive"
+        threading.Thread(target=_receive, args=(worker, self._messages), name=name, daemon=True).start()
         return worker
-
-    def _receive(self, worker: _Worker) -> None:
-        """Move a child's messages to the one queue ``collect`` reads (in a thread per child, so
-        that a child never waits on a full pipe while this process is busy)."""
-        while True:
-            try:
-                message = worker.conn.recv()
-            except (EOFError, OSError):
-                self._messages.put((worker.rank, ("eof",)))
-                return
-            self._messages.put((worker.rank, message))
 
     def _wait_ready(self) -> list[dict[str, Any]]:
         infos: dict[int, dict[str, Any]] = {}
@@ -254,6 +242,7 @@ class DataParallelEngine(CaptionEngine):
             elif message[0] in ("failed", "crashed"):
                 raise VidcapError(f"{worker.label} failed to start: {message[1]}")
             elif message[0] == "eof":
+                worker.process.join(5)
                 raise VidcapError(f"{worker.label} failed to start: {_exit_reason(worker.process)}")
         return [infos[rank] for rank in range(len(self._workers))]
 
@@ -426,6 +415,19 @@ class DataParallelEngine(CaptionEngine):
     def _all_dead(self) -> str:
         errors = "; ".join(w.error or w.label for w in self._workers)
         return f"all {self.size} engines died ({errors}); rerun the same command to resume"
+
+
+def _receive(worker: _Worker, messages: queue.Queue[tuple[int, Any]]) -> None:
+    """Move a child's messages to the queue ``collect`` reads (in a thread per child, so that a
+    child never waits on a full pipe while the parent is busy); its end as an ``("eof",)``.
+    The queue is this start's: a thread of engines closed before a restart writes to theirs."""
+    while True:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            messages.put((worker.rank, ("eof",)))
+            return
+        messages.put((worker.rank, message))
 
 
 def _share(video: VideoInput, names: list[str]) -> _WireVideo:
