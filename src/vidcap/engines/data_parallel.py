@@ -286,21 +286,29 @@ class DataParallelEngine(CaptionEngine):
         ]
 
     def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
-        """Send each request to the engine with the fewest in flight; frames via shared memory."""
-        for request in requests:
-            worker = self._least_loaded()
-            flight = _Flight(worker.rank)
-            try:
+        """Send each request to the engine with the fewest in flight; frames via shared memory.
+
+        Each engine gets its share of the call in one message, so that an engine without a
+        scheduler (transformers) runs it as one batch, as it would the whole call alone.
+        """
+        shares: dict[int, list[tuple[CaptionRequest, list[_WireVideo]]]] = {}
+        try:
+            for request in requests:
+                worker = self._least_loaded()
+                flight = _Flight(worker.rank)
+                self._flights[request.request_id] = flight
+                worker.requests += 1
+                if worker.in_flight == 0:
+                    worker.busy_since = time.monotonic()
+                worker.in_flight += 1
                 wires = [_share(video, flight.shms) for video in request.videos]
-                worker.conn.send(("submit", dataclasses.replace(request, videos=[]), wires))
-            except BaseException:
-                _unlink(flight.shms)
-                raise
-            self._flights[request.request_id] = flight
-            worker.requests += 1
-            if worker.in_flight == 0:
-                worker.busy_since = time.monotonic()
-            worker.in_flight += 1
+                shares.setdefault(worker.rank, []).append((dataclasses.replace(request, videos=[]), wires))
+        finally:
+            for rank, share in shares.items():
+                try:
+                    self._workers[rank].conn.send(("submit", share))
+                except OSError:  # it died: its end-of-file, read next, fails these requests
+                    continue
         return []
 
     def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
@@ -505,7 +513,7 @@ def serve_engine(
 ) -> None:
     """A child's life: start one engine on its own devices, run what the parent sends, stop.
 
-    Messages in: ``("submit", request without videos, [_WireVideo])``, ``("ask", method, args)``,
+    Messages in: ``("submit", [(request without videos, [_WireVideo]), ...])``, ``("ask", method, args)``,
     ``("stop",)``; out: ``("ready", limits)`` or ``("failed", message)``, ``("outputs", [...])``,
     ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
     """
@@ -560,8 +568,8 @@ def _serve_loop(conn: Connection, engine: CaptionEngine) -> None:
             if message[0] == "stop":
                 return
             if message[0] == "submit":
-                _, request, wires = message
-                requests.append(dataclasses.replace(request, videos=[_take(w) for w in wires]))
+                for request, wires in message[1]:
+                    requests.append(dataclasses.replace(request, videos=[_take(w) for w in wires]))
             elif message[0] == "ask":
                 _, method, args = message
                 conn.send(("answer", getattr(engine, method)(*args)))
