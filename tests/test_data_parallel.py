@@ -74,6 +74,7 @@ def test_a_killed_engine_fails_its_requests_and_the_others_go_on(tiny_model: Pat
     with DataParallelEngine(config, GenerationOptions(), engine_factory=EchoEngine) as engine:
         engine.start(max_videos_per_prompt=1)
         assert engine.max_model_len == 4096  # engine 1's limits are the run's
+        assert engine.max_in_flight(4) == 8  # what one engine keeps in flight, times two
         first, second = engine.pids()
         os.kill(second, signal.SIGSTOP)  # so that its requests are surely in flight when it dies
         requests = [_request(n) for n in range(6)]

@@ -339,7 +339,10 @@ class DataParallelEngine(CaptionEngine):
         if not alive:
             return batch_size
         first = alive[0]
-        first.conn.send(("ask", "max_in_flight", (batch_size,)))
+        try:
+            first.conn.send(("ask", "max_in_flight", (batch_size,)))
+        except OSError:  # it died: collect will say so
+            return batch_size * len(alive)
         while first.rank not in self._answers:
             rank, message = self._messages.get()
             if message[0] == "answer" and rank == first.rank:
