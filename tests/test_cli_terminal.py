@@ -57,7 +57,8 @@ def test_help_fits_80_columns_without_cutting_flags(command: list[str]) -> None:
 
 def test_run_help_names_every_flag_choices_required_and_exit_codes() -> None:
     text = run_vidcap("run", "--help", env=narrow()).stdout
-    for flag in ("--tensor-parallel-size", "--gpu-memory-utilization", "--max-model-len", "--decode-timeout"):
+    flags = ("--tensor-parallel-size", "--data-parallel-size", "--gpu-memory-utilization", "--max-model-len")
+    for flag in (*flags, "--decode-timeout"):
         assert re.search(rf"^\s+{flag} ", text, re.MULTILINE), flag
     assert "--backend <vllm|transformers|openai>" in text
     assert "--on-bad-line <error|skip>" in text

@@ -35,6 +35,8 @@ class EngineConfig:
     backend: Backend = "vllm"
     cache_dir: str | None = None
     tensor_parallel_size: int = 1
+    # Engines on this node, one per group of tensor_parallel_size GPUs (engines/data_parallel.py).
+    data_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     dtype: str = "auto"
@@ -185,6 +187,12 @@ def validate(config: RunConfig) -> None:
         (r.decode_timeout > 0, "--decode-timeout must be > 0"),
         (0 < e.gpu_memory_utilization <= 1, "--gpu-memory-utilization must be in (0, 1]"),
         (e.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),
+        (e.data_parallel_size >= 1, "--data-parallel-size must be >= 1"),
+        (
+            e.data_parallel_size == 1 or e.backend != "openai",
+            "--data-parallel-size runs local engines; with --backend openai, run more server "
+            "replicas behind --api-base and raise --concurrency",
+        ),
         (e.backend in ("vllm", "transformers", "openai"), "--backend must be vllm, transformers or openai"),
         (r.on_bad_line in ("error", "skip"), "--on-bad-line must be error or skip"),
         (r.on_missing_video in ("record", "error"), "--on-missing-video must be record or error"),

@@ -39,6 +39,13 @@ class EngineStartError(VidcapError):
     exit_code = EXIT_ENGINE_FAILED
 
 
+class EngineDiedError(VidcapError):
+    """Every engine of the run died mid-run (data parallelism fails a dead engine's requests and
+    goes on while one is left): a failure; the records done are kept and a rerun resumes."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class FailedWhileStoppingError(VidcapError):
     """The run failed while it was stopping for a signal: the failure, not the stop, is reported."""
 

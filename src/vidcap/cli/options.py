@@ -104,6 +104,14 @@ MaxTokens = Annotated[
         help="Longest caption in tokens (default: the model's, else 1024).", rich_help_panel=CAPTION_SAMPLING
     ),
 ]
+DataParallelSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Engines on this node, each in its own process on its own "
+        "--tensor-parallel-size GPUs; on CPU, each on its share of the cores (default: 1).",
+        rich_help_panel=MODEL,
+    ),
+]
 EnforceEager = Annotated[
     bool | None,
     typer.Option(help="Disable CUDA graphs (faster start, slower run).", rich_help_panel=MODEL),

@@ -18,6 +18,7 @@ from vidcap.cli.options import (
     MODEL,
     Backend,
     Config,
+    DataParallelSize,
     EnforceEager,
     Fps,
     GpuMemoryUtilization,
@@ -177,6 +178,7 @@ def run_command(
     tensor_parallel_size: Annotated[
         int | None, typer.Option(help="GPUs to shard the model over (default: 1).", rich_help_panel=MODEL)
     ] = None,
+    data_parallel_size: DataParallelSize = None,
     gpu_memory_utilization: GpuMemoryUtilization = None,
     max_model_len: MaxModelLen = None,
     dtype: Annotated[
@@ -378,6 +380,7 @@ def run_command(
         "backend": backend,
         "cache_dir": cache_dir,
         "tensor_parallel_size": tensor_parallel_size,
+        "data_parallel_size": data_parallel_size,
         "gpu_memory_utilization": gpu_memory_utilization,
         "max_model_len": max_model_len,
         "dtype": dtype,

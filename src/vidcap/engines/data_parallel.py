@@ -1,0 +1,586 @@
+"""Data parallelism on one node: N engines in N processes, one per GPU group, behind one engine.
+
+The run loop sees one ``CaptionEngine`` (one feed, one writer, one lock, one resume), so
+exactly-once, resume and input order hold as with one engine. Each engine runs in a child
+process started with ``spawn``, with ``CUDA_VISIBLE_DEVICES`` set to its own GPUs (rank ``r``
+gets GPUs ``[r*TP, (r+1)*TP)`` of those visible) or, without GPUs (vLLM's CPU build, or the
+transformers backend on CPU), its own share of the CPU cores and of the KV cache memory.
+
+``submit`` sends each request to the engine with the fewest requests in flight. Frames go
+through shared memory (``multiprocessing.shared_memory``): a 720p clip is tens of MB, too much
+to pickle through a pipe; the request's text and metadata go through the pipe. The child copies
+the frames out, frees the shared block, and runs its engine's own ``submit``/``collect`` loop,
+so vLLM's input processing (the HF processor) runs in the children, not in this process.
+
+An engine that dies (its process exits or is killed) fails its requests in flight with an error
+that names it ("engine 2 of 2 (GPU 1) died: ...") and the others go on; the run fails only when
+none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
+from vidcap.engines.chat import prompt_token_count
+from vidcap.engines.loading import load_processor, model_load_error
+from vidcap.errors import EngineDiedError, VidcapError, one_line
+from vidcap.procs import stop_signals_blocked
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vidcap.config import EngineConfig
+    from vidcap.generation import GenerationOptions
+
+    EngineFactory = Callable[[EngineConfig, GenerationOptions], CaptionEngine]
+
+_SHM_PREFIX = "vidcap_frames_"  # + pid + "_" + number: which run's block it is
+_shm_numbers = itertools.count()
+_STOP_S = 60.0  # how long a child gets to close its engine (vLLM's own teardown takes up to 30 s)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one engine runs: the environment its process starts with, and how it is named."""
+
+    label: str  # "GPU 1", "GPUs 2,3", "CPUs 0-3"
+    env: dict[str, str]
+    kv_share: float = 1.0  # the part of --gpu-memory-utilization it gets (CPU: RAM is shared)
+
+
+@dataclass
+class _WireVideo:
+    """A video as sent to a child: its frames stay in the shared memory block ``shm``."""
+
+    shm: str
+    shape: tuple[int, ...]
+    dtype: str
+    metadata: dict[str, Any]
+    video_tokens: int
+
+
+@dataclass
+class _Worker:
+    """One child engine and what the parent knows of it."""
+
+    rank: int
+    label: str
+    process: Any
+    conn: Connection
+    in_flight: int = 0
+    requests: int = 0
+    busy_s: float = 0.0
+    busy_since: float | None = None
+    alive: bool = True
+    reason: str | None = None  # why it died, as the child said (its last exception)
+    error: str | None = None  # the error its requests in flight got
+
+
+@dataclass
+class _Flight:
+    rank: int
+    shms: list[str] = field(default_factory=list)
+
+
+def plan_placements(size: int, config: EngineConfig) -> list[Placement]:
+    """One placement per engine: its GPUs (``tensor_parallel_size`` each) or its CPU cores.
+
+    Raises VidcapError when fewer GPUs are visible than ``size`` x ``tensor_parallel_size``.
+    """
+    tp = config.tensor_parallel_size
+    gpus = [] if config.backend == "transformers" and config.device == "cpu" else _visible_gpus()
+    if gpus:
+        if len(gpus) < size * tp:
+            raise VidcapError(
+                f"--data-parallel-size {size} x --tensor-parallel-size {tp} needs {size * tp} GPUs; "
+                f"{len(gpus)} visible ({', '.join(gpus)}); lower --data-parallel-size"
+            )
+        placements = []
+        for rank in range(size):
+            own = gpus[rank * tp : (rank + 1) * tp]
+            label = f"GPU {own[0]}" if len(own) == 1 else f"GPUs {','.join(own)}"
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(own), "VIDCAP_ENGINE_RANK": str(rank)}
+            placements.append(Placement(label, env))
+        return placements
+    # No GPU: split the cores (vLLM binds one OpenMP thread per core of its list) and the RAM
+    # its KV cache reserves, or N engines would each take all of both.
+    cores = sorted(os.sched_getaffinity(0))
+    per_engine = max(1, len(cores) // size)
+    placements = []
+    for rank in range(size):
+        own = [cores[(rank * per_engine + i) % len(cores)] for i in range(per_engine)]
+        env = {"OMP_NUM_THREADS": str(len(own)), "VIDCAP_ENGINE_RANK": str(rank)}
+        if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # One list per tensor-parallel worker of this engine, "|"-separated, as vLLM reads it.
+            step = max(1, len(own) // tp)
+            groups = [own[(i * step) % len(own) : (i * step) % len(own) + step] for i in range(tp)]
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(",".join(map(str, g)) for g in groups)
+        label = f"CPUs {own[0]}-{own[-1]}" if len(own) > 1 else f"CPU {own[0]}"
+        share = 1.0 if "VLLM_CPU_KVCACHE_SPACE" in os.environ else 1.0 / size
+        placements.append(Placement(label, env, kv_share=share))
+    return placements
+
+
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+
+        # Counting devices does not create a CUDA context here: the engines use the GPUs.
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # no torch, or a CPU build of it
+        return []
+
+
+class DataParallelEngine(CaptionEngine):
+    """``config.data_parallel_size`` engines of ``config.backend``, each in its own process.
+
+    The parent keeps the model's processor to count prompt tokens (the run's length check);
+    the engines' limits (``max_model_len``, the model's sampling values) come from engine 1.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        generation: GenerationOptions,
+        *,
+        engine_factory: EngineFactory,
+    ) -> None:
+        """``engine_factory`` builds each child's engine (``vidcap.engines.create_engine``, which
+        picks the backend); it must be importable by name, as ``spawn`` pickles it by reference."""
+        self.config = config
+        self.engine_factory = engine_factory
+        self.generation = generation
+        self.name = config.backend
+        self.size = config.data_parallel_size
+        #: The most visual tokens one video may have (vLLM's encoder cache), as engine 1 says.
+        self.encoder_cache_tokens: int | None = None
+        self._processor: Any = None
+        self._workers: list[_Worker] = []
+        self._messages: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._early: deque[tuple[int, Any]] = deque()  # messages that came while max_in_flight waited
+        self._flights: dict[str, _Flight] = {}
+        self._answers: dict[int, Any] = {}
+        self._max_videos = 0
+
+    # -- start and stop ---------------------------------------------------------------------
+    def start(self, *, max_videos_per_prompt: int) -> None:
+        """Start every engine, each in its process (in parallel); any one's failure fails the start."""
+        if self._workers:
+            if max_videos_per_prompt <= self._max_videos:
+                return
+            self.close()
+        self._max_videos = max(1, max_videos_per_prompt)
+        placements = plan_placements(self.size, self.config)
+        sweep_shared_memory()
+        try:
+            self._processor = load_processor(self.config)
+        except Exception as exc:
+            raise model_load_error(self.config.model, exc) from exc
+        context = multiprocessing.get_context("spawn")  # CUDA and vLLM cannot live in a fork
+        try:
+            for rank, placement in enumerate(placements):
+                self._workers.append(self._spawn(context, rank, placement))
+            infos = self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        info = infos[0]
+        self.max_model_len = info["max_model_len"]
+        self.model_sampling = info["model_sampling"]
+        self.encoder_cache_tokens = info["encoder_cache_tokens"]
+
+    def _spawn(self, context: Any, rank: int, placement: Placement) -> _Worker:
+        config = dataclasses.replace(
+            self.config,
+            data_parallel_size=1,
+            gpu_memory_utilization=self.config.gpu_memory_utilization * placement.kv_share,
+        )
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=serve_engine,
+            args=(child_end, config, self.generation, self._max_videos, placement.env, self.engine_factory),
+            name=f"vidcap-engine-{rank + 1}",
+        )
+        # The children ignore the job's stop signals, as vLLM's processes do (vidcap.procs):
+        # this process finishes what is in flight and then stops them (close).
+        with stop_signals_blocked():
+            process.start()
+        child_end.close()  # so that its death reads as end-of-file here
+        worker = _Worker(rank, f"engine {rank + 1} of {self.size} ({placement.label})", process, parent_end)
+        name = f"vidcap-engine-{rank + 1}-receive"
+        threading.Thread(target=_receive, args=(worker, self._messages), name=name, daemon=True).start()
+        return worker
+
+    def _wait_ready(self) -> list[dict[str, Any]]:
+        infos: dict[int, dict[str, Any]] = {}
+        while len(infos) < len(self._workers):
+            rank, message = self._messages.get()
+            worker = self._workers[rank]
+            if message[0] == "ready":
+                infos[rank] = message[1]
+            elif message[0] in ("failed", "crashed"):
+                raise VidcapError(f"{worker.label} failed to start: {message[1]}")
+            elif message[0] == "eof":
+                worker.process.join(5)
+                raise VidcapError(f"{worker.label} failed to start: {_exit_reason(worker.process)}")
+        return [infos[rank] for rank in range(len(self._workers))]
+
+    def close(self) -> None:
+        """Stop every engine: each closes its model, then its process ends (killed if it hangs)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send(("stop",))
+        deadline = time.monotonic() + _STOP_S
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+        for flight in self._flights.values():
+            _unlink(flight.shms)
+        self._flights.clear()
+        self._messages = queue.Queue()
+        self._early.clear()
+
+    # -- what the run asks of an engine -----------------------------------------------------
+    def count_prompt_tokens(self, request: CaptionRequest) -> int:
+        """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
+        return prompt_token_count(self._processor, request)
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """Spread a batch over the engines and wait for all of it; outputs in request order."""
+        outputs = {o.request_id: o for o in self.submit(requests)}
+        wanted = {r.request_id for r in requests}
+        while not wanted <= outputs.keys():
+            got = self.collect(wait=True)
+            if not got and not self.in_flight:
+                break
+            outputs.update((o.request_id, o) for o in got)
+        return [
+            outputs.get(r.request_id) or CaptionOutput(r.request_id, error="the engine returned no output")
+            for r in requests
+        ]
+
+    def submit(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
+        """Send each request to the engine with the fewest in flight; frames via shared memory.
+
+        Each engine gets its share of the call in one message, so that an engine without a
+        scheduler (transformers) runs it as one batch, as it would the whole call alone.
+        """
+        shares: dict[int, list[tuple[CaptionRequest, list[_WireVideo]]]] = {}
+        try:
+            for request in requests:
+                worker = self._least_loaded()
+                flight = _Flight(worker.rank)
+                self._flights[request.request_id] = flight
+                worker.requests += 1
+                if worker.in_flight == 0:
+                    worker.busy_since = time.monotonic()
+                worker.in_flight += 1
+                wires = [_share(video, flight.shms) for video in request.videos]
+                shares.setdefault(worker.rank, []).append((dataclasses.replace(request, videos=[]), wires))
+        finally:
+            for rank, share in shares.items():
+                try:
+                    self._workers[rank].conn.send(("submit", share))
+                except OSError:  # it died: its end-of-file, read next, fails these requests
+                    continue
+        return []
+
+    def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
+        """Outputs from every engine as they finish; an engine's death fails its requests."""
+        outputs: list[CaptionOutput] = []
+        while self._early:
+            outputs.extend(self._handle(*self._early.popleft()))
+        while True:
+            block = wait and not outputs and bool(self._flights)
+            try:
+                rank, message = self._messages.get(block=block)
+            except queue.Empty:
+                return outputs
+            outputs.extend(self._handle(rank, message))
+
+    def pids(self) -> list[int]:
+        """The engines' process ids, in rank order (to watch them, or stop one in a test)."""
+        return [w.process.pid for w in self._workers]
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet returned by ``collect``, over all engines."""
+        return len(self._flights)
+
+    def max_in_flight(self, batch_size: int) -> int:
+        """What one engine schedules (engine 1 says), times the engines alive."""
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            return batch_size
+        first = alive[0]
+        try:
+            first.conn.send(("ask", "max_in_flight", (batch_size,)))
+        except OSError:  # it died: collect will say so
+            return batch_size * len(alive)
+        while first.rank not in self._answers:
+            rank, message = self._messages.get()
+            if message[0] == "answer" and rank == first.rank:
+                self._answers[rank] = message[1]
+            else:
+                self._early.append((rank, message))  # collect handles them first, in order
+                if message[0] == "eof" and rank == first.rank:
+                    break
+        per_engine = self._answers.pop(first.rank, batch_size)
+        return int(per_engine) * len(alive)
+
+    def engine_stats(self) -> dict[str, Any]:
+        """Per-engine statistics for the run summary.
+
+        ``{"data_parallel_size": N, "engines": [...]}``, one entry per engine, in rank order:
+        ``engine`` (1-based), ``devices`` (``"GPU 1"``, ``"CPUs 0-3"``), ``requests`` (sent to it),
+        ``busy_s`` (seconds it had at least one request in flight), ``alive`` and ``error`` (what
+        its requests in flight got when it died; None while alive).
+        """
+        now = time.monotonic()
+        engines = []
+        for worker in self._workers:
+            busy = worker.busy_s + (now - worker.busy_since if worker.busy_since is not None else 0.0)
+            engines.append(
+                {
+                    "engine": worker.rank + 1,
+                    "devices": worker.label.split("(", 1)[1].rstrip(")"),
+                    "requests": worker.requests,
+                    "busy_s": round(busy, 3),
+                    "alive": worker.alive,
+                    "error": worker.error,
+                }
+            )
+        return {"data_parallel_size": self.size, "engines": engines}
+
+    # -- internals --------------------------------------------------------------------------
+    def _least_loaded(self) -> _Worker:
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            raise EngineDiedError(self._all_dead())
+        return min(alive, key=lambda w: (w.in_flight, w.requests, w.rank))
+
+    def _handle(self, rank: int, message: Any) -> list[CaptionOutput]:
+        worker = self._workers[rank] if rank < len(self._workers) else None
+        if worker is None:
+            return []
+        kind = message[0]
+        if kind == "outputs":
+            outputs = [o for o in message[1] if o.request_id in self._flights]
+            for output in outputs:
+                self._flights.pop(output.request_id)
+                self._finished(worker)
+            return outputs
+        if kind == "answer":
+            self._answers[rank] = message[1]
+        elif kind == "crashed":
+            worker.reason = message[1]
+        elif kind == "eof":
+            return self._died(worker)
+        return []
+
+    def _finished(self, worker: _Worker) -> None:
+        worker.in_flight -= 1
+        if worker.in_flight == 0 and worker.busy_since is not None:
+            worker.busy_s += time.monotonic() - worker.busy_since
+            worker.busy_since = None
+
+    def _died(self, worker: _Worker) -> list[CaptionOutput]:
+        """Fail the dead engine's requests in flight; with no engine left, fail the run."""
+        worker.alive = False
+        worker.process.join(5)
+        worker.error = f"{worker.label} died: {worker.reason or _exit_reason(worker.process)}"
+        lost = [rid for rid, flight in self._flights.items() if flight.rank == worker.rank]
+        for request_id in lost:
+            _unlink(self._flights.pop(request_id).shms)
+            self._finished(worker)
+        if not any(w.alive for w in self._workers):
+            raise EngineDiedError(self._all_dead())
+        return [CaptionOutput(request_id, error=worker.error) for request_id in lost]
+
+    def _all_dead(self) -> str:
+        errors = "; ".join(w.error or w.label for w in self._workers)
+        return f"all {self.size} engines died ({errors}); rerun the same command to resume"
+
+
+def _receive(worker: _Worker, messages: queue.Queue[tuple[int, Any]]) -> None:
+    """Move a child's messages to the queue ``collect`` reads (in a thread per child, so that a
+    child never waits on a full pipe while the parent is busy); its end as an ``("eof",)``.
+    The queue is this start's: a thread of engines closed before a restart writes to theirs."""
+    while True:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            messages.put((worker.rank, ("eof",)))
+            return
+        messages.put((worker.rank, message))
+
+
+def _share(video: VideoInput, names: list[str]) -> _WireVideo:
+    """Copy a video's frames into a new shared memory block (named in ``names``)."""
+    frames = np.ascontiguousarray(video.frames)
+    block = shared_memory.SharedMemory(
+        name=f"{_SHM_PREFIX}{os.getpid()}_{next(_shm_numbers)}", create=True, size=max(1, frames.nbytes)
+    )
+    names.append(block.name)
+    try:
+        view = np.ndarray(frames.shape, dtype=frames.dtype, buffer=block.buf)
+        view[...] = frames
+        del view  # the block cannot close while an array uses its buffer
+    finally:
+        block.close()
+    return _WireVideo(block.name, frames.shape, frames.dtype.str, video.metadata, video.video_tokens)
+
+
+def sweep_shared_memory(folder: Path = Path("/dev/shm")) -> None:
+    """Free the frame blocks of runs that were killed (SIGKILL to the whole job kills the
+    resource tracker that would have freed them): those named for a process no longer alive."""
+    for path in folder.glob(f"{_SHM_PREFIX}*_*"):
+        try:
+            pid = int(path.name[len(_SHM_PREFIX) :].split("_", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except (ValueError, OSError):  # not ours, or a process of another user: alive
+            continue
+
+
+def _take(wire: _WireVideo) -> VideoInput:
+    """The video back from its shared memory block, which is freed (the frames are copied out)."""
+    block = shared_memory.SharedMemory(name=wire.shm)
+    try:
+        view = np.ndarray(wire.shape, dtype=np.dtype(wire.dtype), buffer=block.buf)
+        frames = view.copy()
+        del view
+    finally:
+        block.close()
+        block.unlink()
+    return VideoInput(frames, wire.metadata, wire.video_tokens)
+
+
+def _unlink(names: list[str]) -> None:
+    """Free shared memory blocks a dead engine never took (those it took are gone already)."""
+    for name in names:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            block = shared_memory.SharedMemory(name=name)
+            block.close()
+            block.unlink()
+
+
+def _exit_reason(process: Any) -> str:
+    code = process.exitcode
+    if code is None:
+        return "its process stopped answering"
+    if code < 0:
+        try:
+            return f"its process was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"its process was killed by signal {-code}"
+    return f"its process exited with code {code}"
+
+
+# -- the child process ------------------------------------------------------------------------
+def serve_engine(
+    conn: Connection,
+    config: EngineConfig,
+    generation: GenerationOptions,
+    max_videos_per_prompt: int,
+    env: dict[str, str],
+    engine_factory: EngineFactory,
+) -> None:
+    """A child's life: start one engine on its own devices, run what the parent sends, stop.
+
+    Messages in: ``("submit", [(request without videos, [_WireVideo]), ...])``, ``("ask", method, args)``,
+    ``("stop",)``; out: ``("ready", limits)`` or ``("failed", message)``, ``("outputs", [...])``,
+    ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
+    """
+    os.environ.update(env)  # before the engine imports torch or vLLM: they read it once
+    engine = engine_factory(config, generation)
+    try:
+        try:
+            engine.start(max_videos_per_prompt=max_videos_per_prompt)
+        except BaseException as exc:
+            conn.send(("failed", one_line(exc)))
+            return
+        conn.send(
+            (
+                "ready",
+                {
+                    "max_model_len": engine.max_model_len,
+                    "model_sampling": engine.model_sampling,
+                    "encoder_cache_tokens": getattr(engine, "encoder_cache_tokens", None),
+                },
+            )
+        )
+        _serve_loop(conn, engine)
+    except BaseException as exc:
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("crashed", one_line(exc)))
+        raise
+    finally:
+        engine.close()
+
+
+def _serve_loop(conn: Connection, engine: CaptionEngine) -> None:
+    inbox: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(conn.recv())
+            except (EOFError, OSError):  # the parent is gone: stop after the work in hand
+                inbox.put(("stop",))
+                return
+
+    threading.Thread(target=read, name="vidcap-engine-inbox", daemon=True).start()
+    while True:
+        messages = []
+        with contextlib.suppress(queue.Empty):
+            # Idle: wait for work. Busy: take what came, then let the engine step.
+            messages.append(inbox.get(block=engine.in_flight == 0))
+            while True:
+                messages.append(inbox.get_nowait())
+        requests = []
+        for message in messages:
+            if message[0] == "stop":
+                return
+            if message[0] == "submit":
+                for request, wires in message[1]:
+                    requests.append(dataclasses.replace(request, videos=[_take(w) for w in wires]))
+            elif message[0] == "ask":
+                _, method, args = message
+                conn.send(("answer", getattr(engine, method)(*args)))
+        if requests:
+            refused = engine.submit(requests)
+            if refused:
+                conn.send(("outputs", refused))
+        if engine.in_flight:
+            outputs = engine.collect(wait=True)
+            if outputs:
+                conn.send(("outputs", outputs))
