@@ -139,6 +139,11 @@ class CaptionEngine(ABC):
         gains nothing from more than one batch (``batch_size``); vLLM says what it can schedule."""
         return batch_size
 
+    def engine_stats(self) -> dict[str, Any] | None:
+        """Statistics the engine keeps itself, for the run summary's ``engine`` object (with
+        several engines, one entry each: see ``DataParallelEngine``); None when it keeps none."""
+        return None
+
     def _held(self) -> list[CaptionRequest]:
         held = self.__dict__.get("_held_requests")
         if held is None:

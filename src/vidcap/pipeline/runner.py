@@ -333,6 +333,7 @@ class _Run:
             sampling=self.sampling,
             interrupted=interrupted,
             failed=failed,
+            engines=self.engine.engine_stats(),
         )
         if not write:
             return build_summary(**values)

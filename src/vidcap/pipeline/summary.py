@@ -40,9 +40,12 @@ def build_summary(
     sampling: dict[str, Any] | None = None,
     interrupted: bool | None = None,
     failed: str | None = None,
+    engines: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary as a dict (see module doc). ``sampling``: each sampling value sent and where
     it came from (``ResolvedSampling.summary()``; None when the engine never started).
+    ``engines``: the engine's own statistics (``CaptionEngine.engine_stats``: one entry per
+    engine with ``--data-parallel-size``), added to the ``engine`` object.
 
     ``interrupted``: a stop signal ended the run (default: not ``complete``); ``failed``: the
     one-line error that ended it (an engine that could not start, an error while stopping).
@@ -78,7 +81,7 @@ def build_summary(
         "prompt_tokens": stats.prompt_tokens,
         "generated_tokens": stats.generated_tokens,
         "generated_tokens_per_s": round(stats.generated_tokens / max(stats.generate_s, 1e-9), 2),
-        "engine": stats.engine_summary(),
+        "engine": {**stats.engine_summary(), **(engines or {})},
         "stats": stats.as_dict(),
         "fingerprint": fingerprint,
     }
