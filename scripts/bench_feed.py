@@ -88,8 +88,11 @@ def bench_engine_class() -> type:
 
         lengths: dict[str, int]
         captured: list[Any] | None = None
+        first_submit: float | None = None  # time.monotonic() of the first submit since reset
 
         def submit(self, requests: list[Any]) -> list[Any]:
+            if self.first_submit is None:
+                self.first_submit = time.monotonic()
             changed = []
             for request in requests:
                 n = self.lengths.get(request.request_id)
@@ -120,9 +123,12 @@ def run_vidcap(engine: Any, data: Path, out: Path, args: argparse.Namespace) -> 
             "overwrite": True,
         },
     )
+    engine.first_submit = None
     started = time.monotonic()
     result = run_captioning(config, engine)
     wall = time.monotonic() - started
+    # Until the first request reaches the engine: checks, spawning the decode worker, first decode.
+    result.summary_data["first_submit_s"] = (engine.first_submit or started) - started
     # Every record answered; an error record here is the assessment's (random weights can give an
     # empty caption), not the engine's: the forced token counts are checked by the caller.
     stats = result.stats
@@ -181,6 +187,24 @@ def ideal(engine: Any, requests: list[Any]) -> tuple[float, int]:
     outputs = llm.generate(prompts, params, use_tqdm=False)
     wall = time.monotonic() - started
     return wall, sum(len(c.token_ids) for o in outputs for c in o.outputs)
+
+
+def decode_scaling(engine: Any, seqs: int, tokens: int = 128) -> tuple[float, float]:
+    """Seconds per decode step with 1 and with ``seqs`` sequences running (text-only prompts,
+    ``tokens`` forced tokens each): how much a step's cost grows with the sequences in it."""
+    from vidcap.engines.base import CaptionRequest
+
+    steps = []
+    for count in (1, seqs):
+        sampling = forced(tokens)
+        batch = [
+            CaptionRequest(f"scale-{count}-{i}", "Describe.", [], sampling=sampling) for i in range(count)
+        ]
+        started = time.monotonic()
+        for output in engine.generate(batch):
+            check(output)
+        steps.append((time.monotonic() - started) / tokens)
+    return steps[0], steps[1]
 
 
 def check(output: Any) -> Any:
@@ -273,6 +297,11 @@ def main() -> None:
             walls[side].append(wall)
             print(f"round {round_ + 1} {side}: {wall:.2f} s", file=sys.stderr)
 
+    # Where the time goes on this engine: the same prompts with one generated token each (the
+    # prefill, vision encoder and input processing, nearly no decoding), one LLM.generate.
+    prefill_wall, _ = ideal(engine, [dataclasses.replace(r, sampling=forced(1)) for r in requests])
+    prompt_tokens = summaries[-1]["prompt_tokens"]
+    step_1, step_n = decode_scaling(engine, seqs)
     engine.lengths = {str(i): args.busy_tokens for i in range(args.busy_records)}
     busy_wall, busy = run_vidcap(engine, busy_data, work / "busy.jsonl", args)
     engine.close()
@@ -291,12 +320,32 @@ def main() -> None:
     print(f"\nstreaming vs batch-sync: **{med['batch-sync'] / med['streaming']:.2f}x** (target >= 1.3x)")
     print(f"vidcap / ideal: **{med['vidcap'] / med['ideal']:.2f}x** (target <= 1.15x)")
     print(f"streaming (engine only) / ideal: {med['streaming'] / med['ideal']:.2f}x")
+    print(
+        f"prefill only ({prompt_tokens} prompt tokens, 1 generated token a record, one LLM.generate): "
+        f"{prefill_wall:.2f} s = {prefill_wall / med['ideal']:.0%} of the ideal's wall"
+    )
+    print(
+        f"decode step, text-only: {step_1 * 1000:.1f} ms with 1 sequence, "
+        f"{step_n * 1000:.1f} ms with {seqs}: "
+        f"{seqs} sequences step {step_n / step_1:.1f}x slower ({seqs * step_1 / step_n:.1f}x the tokens/s)"
+    )
     for i, summary in enumerate(summaries, start=1):
+        stages = summary["engine"]["stages_s"]
+        print(
+            f"vidcap round {i}: decode workers {stages['decode_workers']:.2f} s; ideal + that decoding, "
+            f"serially: {med['ideal'] + stages['decode_workers']:.2f} s"
+        )
+        print(f"vidcap round {i}: first request submitted {summary['first_submit_s']:.2f} s into the run")
         print(f"vidcap round {i} engine: {json.dumps(summary['engine'])}")
     eng = busy["engine"]
     print(
         f"\nbusy run: {args.busy_records} records x {args.busy_tokens} tokens in {busy_wall:.2f} s: "
         f"busy_fraction **{eng['busy_fraction']}** (target >= 0.9)"
+    )
+    idle = eng["seconds"] - eng["busy_s"]
+    print(
+        f"busy run: engine idle {idle:.2f} s of {eng['seconds']:.2f} s; first request submitted "
+        f"{busy['first_submit_s']:.2f} s into the run"
     )
     print(f"busy run engine: {json.dumps(eng)}")
 
