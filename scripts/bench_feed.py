@@ -320,6 +320,11 @@ def main() -> None:
     print(f"\nstreaming vs batch-sync: **{med['batch-sync'] / med['streaming']:.2f}x** (target >= 1.3x)")
     print(f"vidcap / ideal: **{med['vidcap'] / med['ideal']:.2f}x** (target <= 1.15x)")
     print(f"streaming (engine only) / ideal: {med['streaming'] / med['ideal']:.2f}x")
+    for i in range(args.rounds):  # the load of a shared machine moves single rounds: show them
+        print(
+            f"round {i + 1}: streaming vs batch-sync {walls['batch-sync'][i] / walls['streaming'][i]:.2f}x, "
+            f"vidcap / ideal {walls['vidcap'][i] / walls['ideal'][i]:.2f}x"
+        )
     print(
         f"prefill only ({prompt_tokens} prompt tokens, 1 generated token a record, one LLM.generate): "
         f"{prefill_wall:.2f} s = {prefill_wall / med['ideal']:.0%} of the ideal's wall"
