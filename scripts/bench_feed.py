@@ -124,9 +124,12 @@ def run_vidcap(engine: Any, data: Path, out: Path, args: argparse.Namespace) -> 
         },
     )
     engine.first_submit = None
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     result = run_captioning(config, engine)
     wall = time.monotonic() - started
+    # CPU of this process (main thread, feed, decode pool's threads; not the workers, not the
+    # engine core): what the main process takes from the cores the others need.
+    result.summary_data["main_cpu_s"] = time.process_time() - cpu
     # Until the first request reaches the engine: checks, spawning the decode worker, first decode.
     result.summary_data["first_submit_s"] = (engine.first_submit or started) - started
     # Every record answered; an error record here is the assessment's (random weights can give an
@@ -340,7 +343,10 @@ def main() -> None:
             f"vidcap round {i}: decode workers {stages['decode_workers']:.2f} s; ideal + that decoding, "
             f"serially: {med['ideal'] + stages['decode_workers']:.2f} s"
         )
-        print(f"vidcap round {i}: first request submitted {summary['first_submit_s']:.2f} s into the run")
+        print(
+            f"vidcap round {i}: first request submitted {summary['first_submit_s']:.2f} s into the run; "
+            f"main process CPU {summary['main_cpu_s']:.2f} s"
+        )
         print(f"vidcap round {i} engine: {json.dumps(summary['engine'])}")
     eng = busy["engine"]
     print(
