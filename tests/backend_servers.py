@@ -89,7 +89,7 @@ def launch_vllm_server(model: Path, log: Path) -> VllmServer:
         "--model", str(model), "--served-model-name", "tiny",
         "--host", "127.0.0.1", "--port", str(port),
         "--trust-request-mm-kwargs", "--max-model-len", "4096",
-        "--gpu-memory-utilization", "0.1", "--enforce-eager",
+        "--gpu-memory-utilization", "0.05", "--enforce-eager",
         # Random weights would pad JSON with whitespace until max_tokens; real models stop.
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]  # fmt: skip

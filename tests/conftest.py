@@ -22,8 +22,9 @@ from vidcap.io.jsonio import dumps
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Engine settings that suit a 1 MB model on a 2-core CPU.
-TINY_ENGINE = {"max_model_len": 4096, "gpu_memory_utilization": 0.1, "enforce_eager": True}
+# Engine settings that suit a 1 MB model on a 2-core CPU; 5% of RAM for each engine's KV cache, as
+# the two test workers may run several engines at once (vLLM refuses to start without that much free).
+TINY_ENGINE = {"max_model_len": 4096, "gpu_memory_utilization": 0.05, "enforce_eager": True}
 
 
 @pytest.fixture(scope="session")

@@ -179,7 +179,7 @@ def test_cli_run_with_config_file_and_flag_override(tmp_path: Path, tiny_model: 
     )
     config = tmp_path / "tiny.toml"
     config.write_text(
-        f'model = "{tiny_model}"\nmax_model_len = 4096\ngpu_memory_utilization = 0.1\nenforce_eager = true\n'
+        f'model = "{tiny_model}"\nmax_model_len = 4096\ngpu_memory_utilization = 0.05\nenforce_eager = true\n'
         'max_tokens = 4\nprompt = "from the file"\n'
     )
     (tmp_path / "prompt.txt").write_text("Describe the clip {id}.\n")

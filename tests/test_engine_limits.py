@@ -84,7 +84,7 @@ def test_default_run_on_hd_clips_captions_every_record(tiny_model: Path, tmp_pat
     result = run_vidcap(
         "run", "-i", str(data), "-o", str(out), "-q",
         "--model", str(tiny_model), "--max-model-len", str(max_model_len),
-        "--gpu-memory-utilization", "0.1", "--enforce-eager", "--max-tokens", "8", "--seed", "0",
+        "--gpu-memory-utilization", "0.05", "--enforce-eager", "--max-tokens", "8", "--seed", "0",
         timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
