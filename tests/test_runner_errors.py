@@ -149,3 +149,30 @@ def test_a_stop_finishes_the_batch_in_flight_and_begins_no_other(
     assert engine.batches == stop_during_batch
     assert (result.complete, result.interrupted) == (complete, not complete)
     assert result.exit_code == (0 if complete else 75)
+
+
+def test_a_dead_vllm_engine_core_is_an_engine_died_error_not_a_bug(tiny_model: Path) -> None:
+    """vLLM raises its EngineDeadError from ``step`` once the engine core process is gone (killed,
+    out of memory): the run reports it as EngineDiedError (exit 70), a rerun resumes."""
+    from vidcap.engines.base import GenerationOptions
+    from vidcap.engines.vllm_engine import VllmEngine
+    from vidcap.errors import EXIT_INTERNAL, EngineDiedError
+
+    class EngineDeadError(RuntimeError):  # vLLM's name (vllm.v1.engine.exceptions)
+        pass
+
+    class DeadCore:
+        engine_core = object()
+
+        def has_unfinished_requests(self) -> bool:
+            return True
+
+        def step(self) -> list:
+            raise EngineDeadError("EngineCore encountered an issue. See stack trace (above)")
+
+    engine = VllmEngine(EngineConfig(model=str(tiny_model)), GenerationOptions())
+    engine._llm = type("LLM", (), {"llm_engine": DeadCore()})()
+    engine._requests = {"0-abc": "0", "0": "0"}
+    with pytest.raises(EngineDiedError, match="engine core died mid-run") as caught:
+        engine.collect(wait=True)
+    assert caught.value.exit_code == EXIT_INTERNAL

@@ -40,8 +40,9 @@ class EngineStartError(VidcapError):
 
 
 class EngineDiedError(VidcapError):
-    """Every engine of the run died mid-run (data parallelism fails a dead engine's requests and
-    goes on while one is left): a failure; the records done are kept and a rerun resumes."""
+    """The run's engine died mid-run (with data parallelism: every engine, as a dead engine's
+    requests fail and the run goes on while one is left): a failure; the records done are kept
+    and a rerun resumes."""
 
     exit_code = EXIT_INTERNAL
 

@@ -12,7 +12,7 @@ from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
-from vidcap.errors import one_line
+from vidcap.errors import EngineDiedError, one_line
 from vidcap.procs import stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
@@ -213,7 +213,7 @@ class VllmEngine(CaptionEngine):
             if (finished or not wait) and (stepped if queue is None else queue.empty()):
                 break
             stepped = True
-            for result in engine.step():
+            for result in _step(engine):
                 if getattr(result, "finished", False):
                     output = self._output(result)
                     if output is not None:
@@ -260,6 +260,20 @@ class VllmEngine(CaptionEngine):
             if callable(shutdown):
                 shutdown()
             del llm
+
+
+def _step(engine: Any) -> list[Any]:
+    """One engine step; an engine core that died (killed, out of memory) is the run's
+    ``EngineDiedError`` (exit 70: the records written are kept, a rerun resumes), not a bug."""
+    try:
+        return engine.step()
+    except Exception as exc:
+        if type(exc).__name__ != "EngineDeadError":
+            raise
+        raise EngineDiedError(
+            "the vLLM engine core died mid-run (vLLM's messages say why: out of memory, killed, ...); "
+            "the records written are kept: rerun the same command to resume"
+        ) from exc
 
 
 def _stop_engine_core(engine: Any) -> None:
