@@ -24,7 +24,7 @@ from vidcap.errors import EXIT_ENGINE_FAILED
 # Every line vidcap itself writes to stderr has one of these shapes.
 OWN_LINE = re.compile(
     r"^(vidcap: |error: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d vidcap: |Done: |Interrupted: "
-    r"|  (time|rate|tokens|flags|output|summary|failed): |  rerun the same command)"
+    r"|  (time|rate|tokens|flags|engine|output|summary|failed): |  rerun the same command)"
 )
 ENGINE_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items() if k != "enforce_eager"]
 

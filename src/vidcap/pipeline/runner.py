@@ -208,6 +208,8 @@ class _Run:
             self.sampling = self.engine.sampling().summary()
             if skipped_done:
                 log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
+            # Said before the progress display starts, which would print it through its bar.
+            log.info("up to %d requests in flight (--max-in-flight)", self._in_flight_limit())
             caption_started = time.monotonic()
             progress.start(self.records, done=skipped_done, description=f"captioning {self.input_path.name}")
             interrupted = self._caption(todo(), writer, progress, should_stop)
@@ -247,7 +249,6 @@ class _Run:
         a stop ended it early."""
         opts, config = self.config.run, self.config
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
-        limit = opts.max_in_flight or self.engine.max_in_flight(opts.batch_size)
         # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
         # record as soon as the engine has room, so more would only hold more frames in memory.
         lookahead = opts.batch_size + 2 * max(workers, 1)
@@ -261,10 +262,9 @@ class _Run:
             stats=self.stats,
             progress=progress,
             seen=self.seen,
-            max_in_flight=limit,
+            max_in_flight=self._in_flight_limit(),
             on_write=lambda: self._first_batch_written(writer),
         )
-        log.info("up to %d requests in flight (--max-in-flight)", limit)
         with OrderedPool(
             decode_record,
             workers=workers,
@@ -275,6 +275,11 @@ class _Run:
             decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
             with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
                 return feed.run(ahead, should_stop)
+
+    def _in_flight_limit(self) -> int:
+        """``--max-in-flight``, or the engine's default for it (known once the engine started)."""
+        opts = self.config.run
+        return opts.max_in_flight or self.engine.max_in_flight(opts.batch_size)
 
     def _first_batch_written(self, writer: Any) -> None:
         """With --overwrite, the summary (with this run's fingerprint) follows the first write."""
