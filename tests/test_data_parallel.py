@@ -180,6 +180,7 @@ def test_two_engines_killed_and_rerun_match_one_engine(
         # engines of the other tests); less leaves the profiled engine no room for its KV cache.
         "gpu_memory_utilization = 0.1\nenforce_eager = true\n"
         "max_tokens = 12\ntemperature = 0.7\nseed = 0\nbatch_size = 4\ndecode_workers = 1\n"
+        "max_in_flight = 2\n"  # work left to kill: a stop or kill finds records not yet started
         "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
     )
     out = tmp_path / "dp2.jsonl"

@@ -83,7 +83,7 @@ def test_a_parquet_output_survives_sigkill_and_rerun(
     config.write_text(
         f'model = "{tiny_model}"\nmax_model_len = {TINY_ENGINE["max_model_len"]}\n'
         f"gpu_memory_utilization = {TINY_ENGINE['gpu_memory_utilization']}\nenforce_eager = true\n"
-        "max_tokens = 8\nbatch_size = 4\ndecode_workers = 1\n"
+        "max_tokens = 8\nbatch_size = 4\nmax_in_flight = 2\ndecode_workers = 1\n"
         "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
     )
     out = tmp_path / "out.parquet"
