@@ -120,6 +120,24 @@ class WindowedResult:
         return {self.info_key: self.info, WINDOWS_KEY: self.windows, **self.extra}
 
 
+def _judge(
+    output: CaptionOutput, *, opts: RunOptions, generation: GenerationOptions, seen: SeenCaptions
+) -> tuple[dict[str, Any], Any, str | None]:
+    """One window's (or the summary's) answer: its info object, caption value and error."""
+    ok_texts = output.texts if output.error is None else None
+    info = caption_info(
+        ok_texts,
+        output.finish_reasons,
+        prompt_tokens=output.prompt_tokens,
+        generated_tokens=output.generated_tokens,
+        num_captions=generation.num_captions,
+        seen=seen,
+    )
+    value = caption_value(ok_texts, generation, raw_key=f"{opts.output_key}_raw") if ok_texts else None
+    error = output.error or (value.error if value is not None else "the engine returned no text")
+    return info, value, error
+
+
 def _union_flags(infos: list[dict[str, Any]]) -> list[str]:
     seen = {flag for info in infos for flag in info["flags"]}
     return [f for f in FLAGS if f in seen] + sorted(seen - set(FLAGS))
@@ -151,17 +169,7 @@ def assemble_windows(
             output = CaptionOutput(window_request_id(index, number), error="the engine returned no output")
         prompt_tokens += output.prompt_tokens
         generated_tokens += output.generated_tokens
-        ok_texts = output.texts if output.error is None else None
-        info = caption_info(
-            ok_texts,
-            output.finish_reasons,
-            prompt_tokens=output.prompt_tokens,
-            generated_tokens=output.generated_tokens,
-            num_captions=generation.num_captions,
-            seen=seen,
-        )
-        value = caption_value(ok_texts, generation, raw_key=f"{opts.output_key}_raw") if ok_texts else None
-        error = output.error or (value.error if value is not None else "the engine returned no text")
+        info, value, error = _judge(output, opts=opts, generation=generation, seen=seen)
         item: dict[str, Any] = {"start": loaded.span.start, "end": loaded.span.end}
         if error is None and value is not None:
             item.update({opts.output_key: value.caption, opts.status_key: "ok"})
@@ -227,17 +235,7 @@ def add_summary(
     """Put the summary's caption and info on the record (its status follows the summary's)."""
     result.prompt_tokens += output.prompt_tokens
     result.generated_tokens += output.generated_tokens
-    ok_texts = output.texts if output.error is None else None
-    result.info = caption_info(
-        ok_texts,
-        output.finish_reasons,
-        prompt_tokens=output.prompt_tokens,
-        generated_tokens=output.generated_tokens,
-        num_captions=generation.num_captions,
-        seen=seen,
-    )
-    value = caption_value(ok_texts, generation, raw_key=f"{opts.output_key}_raw") if ok_texts else None
-    error = output.error or (value.error if value is not None else "the engine returned no text")
+    result.info, value, error = _judge(output, opts=opts, generation=generation, seen=seen)
     if error is None and value is not None:
         result.caption = value.caption
         return result
