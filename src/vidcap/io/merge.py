@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError
+from vidcap.io.columns import output_columns
 from vidcap.io.formats import format_for, format_named
 from vidcap.io.resume import load_done
 from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
@@ -65,6 +66,7 @@ class ShardSummary:
     records_in_shard: int
     complete: bool
     id_key: str | None = None
+    options: dict[str, Any] | None = field(default=None, compare=False)  # the fingerprint's options
 
     @property
     def input_path(self) -> str:
@@ -128,6 +130,7 @@ def read_shard_summary(shard_output: Path) -> ShardSummary:
         records_in_shard=_field(data, path, "records_in_shard", int),
         complete=_field(data, path, "complete", bool),
         id_key=id_key if isinstance(id_key, str) else None,
+        options=fingerprint.get("options") if isinstance(fingerprint.get("options"), dict) else None,
     )
 
 
@@ -247,6 +250,14 @@ def _unique_ids(located: Iterator[tuple[object, dict]], id_key: str | None) -> I
         yield record
 
 
+def _columns(shard: ShardSummary) -> dict[str, Any] | None:
+    """vidcap's own fields and their types, as the shard's run wrote them (None if not recorded)."""
+    try:
+        return output_columns(shard.options) if shard.options is not None else None
+    except KeyError:  # a summary of a vidcap that did not record the output field names
+        return None
+
+
 def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path | None = None) -> MergeReport:
     """Concatenate complete shard outputs in input order into ``output`` (format by extension).
 
@@ -281,7 +292,7 @@ def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path |
     like = Path(source.path) if Path(source.path).is_file() else None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fmt.write_file(output, records, like=like)
+        fmt.write_file(output, records, like=like, columns=_columns(ordered[0]))
     except OSError as e:
         raise VidcapError(f"cannot write output: {output}: {e.strerror or e}") from None
     return MergeReport(output, source.path, len(ordered), sum(counts), tuple(counts))

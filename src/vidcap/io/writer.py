@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io.formats import format_for
-from vidcap.io.formats.base import RecordWriter
+from vidcap.io.formats.base import Columns, RecordWriter
 from vidcap.io.formats.journal import journal_path
 
 __all__ = ["RecordWriter", "journal_path", "open_writer", "side_files"]
@@ -42,13 +42,17 @@ def side_files(output: str | Path) -> list[Path]:
     return fmt.side_files(output)
 
 
-def open_writer(path: str | Path, *, resume: bool, like: str | Path | None = None) -> RecordWriter:
+def open_writer(
+    path: str | Path, *, resume: bool, like: str | Path | None = None, columns: Columns = None
+) -> RecordWriter:
     """Open an output for writing; the format follows the extension (see ``vidcap.io.formats``).
 
     ``resume=False`` starts the output afresh, writing aside: the old output stays until the
     first batch is durable (an output written at close is only replaced then).
     ``resume=True`` continues an existing output after cutting off what a kill left torn.
     ``like``: the input file; a typed output (Parquet) keeps the types of its columns.
+    ``columns``: vidcap's own fields and their types (``vidcap.io.columns.output_columns``),
+    which a typed output gives one fixed type in every output of a run.
     The folder is created if missing; VidcapError if it cannot be created or written.
     """
     path = Path(path)
@@ -59,4 +63,4 @@ def open_writer(path: str | Path, *, resume: bool, like: str | Path | None = Non
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VidcapError(f"cannot write output: {path}: cannot create folder: {e.strerror or e}") from None
-    return fmt.open_writer(path, resume=resume, like=None if like is None else Path(like))
+    return fmt.open_writer(path, resume=resume, like=None if like is None else Path(like), columns=columns)

@@ -38,6 +38,7 @@ from vidcap.errors import (
     VidcapError,
     one_line,
 )
+from vidcap.io.columns import output_columns
 from vidcap.io.jsonio import loads
 from vidcap.io.lock import OutputLock, acquire_output_lock, lock_path
 from vidcap.io.merge import summary_path
@@ -188,7 +189,9 @@ class _Run:
         for line in todo_problems(report, on_missing_video=opts.on_missing_video):
             log.warning("%s", line)
 
-        writer = open_writer(self.output_path, resume=not opts.overwrite, like=self.input_path)
+        writer = open_writer(
+            self.output_path, resume=not opts.overwrite, like=self.input_path, columns=self._columns()
+        )
         # The fingerprint goes on disk before the first record is appended. With --overwrite the
         # records go aside first and the old output (and its summary) stay until the first batch
         # replaces them: the summary follows that batch (see _caption).
@@ -231,6 +234,10 @@ class _Run:
         # for this run's.
         data = self._summary(complete=complete, write=writer.touched_output or self.summary_written)
         return self._result(complete, data)
+
+    def _columns(self) -> dict[str, Any]:
+        """vidcap's own fields and their types, the same in every output of this run's options."""
+        return output_columns(self.fingerprint["options"])
 
     def _start_engine(self, max_videos_per_record: int) -> None:
         """Load the model; any failure is an EngineStartError (a failure, not an interruption)."""
@@ -296,7 +303,7 @@ class _Run:
         # A .json output killed after its last batch still has to become an array (and an
         # empty shard with --overwrite leaves an empty output).
         overwrite = self.config.run.overwrite
-        open_writer(self.output_path, resume=not overwrite).close(complete=True)
+        open_writer(self.output_path, resume=not overwrite, columns=self._columns()).close(complete=True)
         previous = _read_summary(summary_path(self.output_path))
         # A finished run's summary keeps its statistics; one that is missing or says
         # "incomplete" (killed after the last batch) is written anew.

@@ -41,13 +41,11 @@ from typing import Any, Literal
 from vidcap.config import RunOptions
 from vidcap.engines.base import CaptionOutput, CaptionRequest, VideoInput
 from vidcap.generation import GenerationOptions
+from vidcap.io.columns import WINDOWS_KEY  # the output field holding a windowed record's windows
 from vidcap.pipeline.assess import FLAGS, SeenCaptions, caption_info
 from vidcap.pipeline.captions import caption_value
 from vidcap.video.load import WindowedVideo
 from vidcap.video.windows import Span, format_span
-
-WINDOWS_KEY = "windows"
-"""The output field holding a windowed record's windows."""
 
 _SUMMARY = "summary"
 

@@ -18,8 +18,9 @@ use the interface (``records``, ``writer``, ``resume``, ``merge``), never in ``i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from vidcap.errors import VidcapError
 from vidcap.io import jsonio
@@ -32,6 +33,10 @@ for a blank line. Numbers are 1-based."""
 
 Located = tuple[object, dict]
 """A record read back from an output, with its location (``str()`` gives ``file:where``)."""
+
+Columns = Mapping[str, Any] | None
+"""vidcap's own fields of an output record and their types (``vidcap.io.columns.output_columns``):
+a typed format (Parquet) gives each that type in every output, whether or not a record has it."""
 
 Update = Callable[[bytes], object] | None
 """A hash's ``update``: receives the span's content, for the run's fingerprint."""
@@ -105,9 +110,12 @@ class RecordFormat:
 
     # -- output -------------------------------------------------------------------------
 
-    def open_writer(self, path: Path, *, resume: bool, like: Path | None = None) -> RecordWriter:
+    def open_writer(
+        self, path: Path, *, resume: bool, like: Path | None = None, columns: Columns = None
+    ) -> RecordWriter:
         """A writer for the output ``path`` (its folder exists). ``like``: the input, whose
-        column types a typed format keeps (ignored by the others)."""
+        column types a typed format keeps; ``columns``: the types of vidcap's own fields
+        (both ignored by untyped formats)."""
         raise NotImplementedError
 
     def side_files(self, output: Path) -> list[Path]:
@@ -129,8 +137,11 @@ class RecordFormat:
         """Every record of a finished output file (``what`` names its role in messages)."""
         raise NotImplementedError
 
-    def write_file(self, path: Path, records: Iterable[dict], *, like: Path | None = None) -> None:
-        """Write ``records`` as the whole file ``path``, atomically (merge, storage)."""
+    def write_file(
+        self, path: Path, records: Iterable[dict], *, like: Path | None = None, columns: Columns = None
+    ) -> None:
+        """Write ``records`` as the whole file ``path``, atomically (merge, storage); ``like``
+        and ``columns`` as for :meth:`open_writer`."""
         raise NotImplementedError
 
     def record_checker(self) -> Callable[[dict], str | None] | None:

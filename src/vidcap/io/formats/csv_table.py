@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io import files, jsonio
-from vidcap.io.formats.base import Entry, Located, Update
+from vidcap.io.formats.base import Columns, Entry, Located, Update
 from vidcap.io.formats.journal import JournaledFormat
 from vidcap.io.shards import InputSpan, shard_range
 
@@ -100,7 +100,9 @@ class CsvFormat(JournaledFormat):
             if record is not None:
                 yield f"{path}: row {number}", record
 
-    def write_file(self, path: Path, records: Iterable[dict], *, like: Path | None = None) -> None:
+    def write_file(
+        self, path: Path, records: Iterable[dict], *, like: Path | None = None, columns: Columns = None
+    ) -> None:
         rows = list(records)  # the header is the union of every record's keys
         header = list(dict.fromkeys(k for r in rows for k in r))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vidcap.io import files
-from vidcap.io.formats.base import Located, RecordFormat, RecordWriter, cannot_write, jsonl_chunks
+from vidcap.io.formats.base import Columns, Located, RecordFormat, RecordWriter, cannot_write, jsonl_chunks
 from vidcap.io.formats.jsonl import AppendFile
 
 
@@ -105,7 +105,9 @@ class JournaledFormat(RecordFormat):
             return ((f"{source}:{line}", r) for line, r in files.iter_output_records(source))
         return self.read_output(source, "output")
 
-    def open_writer(self, path: Path, *, resume: bool, like: Path | None = None) -> RecordWriter:
+    def open_writer(
+        self, path: Path, *, resume: bool, like: Path | None = None, columns: Columns = None
+    ) -> RecordWriter:
         def seed(p: Path) -> Iterator[dict]:
             return (record for _, record in self.read_output(p, "output"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io import files, jsonio
-from vidcap.io.formats.base import Entry, Located, Update
+from vidcap.io.formats.base import Columns, Entry, Located, Update
 from vidcap.io.formats.journal import JournaledFormat
 from vidcap.io.shards import InputSpan, shard_range
 
@@ -72,5 +72,7 @@ class JsonArrayFormat(JournaledFormat):
                 raise VidcapError(f"{path}: existing {what}'s element {number} is {kind}, not an object")
             yield ElementLocation(path, text, number), item
 
-    def write_file(self, path: Path, records: Iterable[dict], *, like: Path | None = None) -> None:
+    def write_file(
+        self, path: Path, records: Iterable[dict], *, like: Path | None = None, columns: Columns = None
+    ) -> None:
         files.atomic_write(path, files.json_array_chunks(records))

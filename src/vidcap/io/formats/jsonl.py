@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vidcap.io import files
 from vidcap.io.formats.base import (
+    Columns,
     Entry,
     Located,
     RecordFormat,
@@ -189,11 +190,15 @@ class JsonlFormat(RecordFormat):
         with files.open_for_reading(path) as f:
             yield from jsonl_entries(path, f, first_line=1, update=None)
 
-    def open_writer(self, path: Path, *, resume: bool, like: Path | None = None) -> RecordWriter:
+    def open_writer(
+        self, path: Path, *, resume: bool, like: Path | None = None, columns: Columns = None
+    ) -> RecordWriter:
         return JsonlWriter(path, resume=resume)
 
     def read_output(self, path: Path, what: str) -> Iterator[Located]:
         return ((f"{path}:{line}", r) for line, r in files.iter_output_records(path))
 
-    def write_file(self, path: Path, records: Iterable[dict], *, like: Path | None = None) -> None:
+    def write_file(
+        self, path: Path, records: Iterable[dict], *, like: Path | None = None, columns: Columns = None
+    ) -> None:
         files.atomic_write(path, jsonl_chunks(records))

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
 from vidcap.io import files
-from vidcap.io.formats.base import Entry, Located, RecordFormat, RecordWriter, Update, cannot_write
+from vidcap.io.formats.base import Columns, Entry, Located, RecordFormat, RecordWriter, Update, cannot_write
 from vidcap.io.shards import InputSpan, shard_range
 
 if TYPE_CHECKING:
@@ -146,14 +146,49 @@ def _like_schema(like: Path | None) -> pa.Schema | None:
         return None
 
 
-def records_table(records: list[dict], like: pa.Schema | None, where: str) -> pa.Table:
-    """``records`` as an Arrow table: columns in first-seen order, input columns typed as in ``like``.
+def _arrow_type(sketch: Sketch) -> pa.DataType:
+    """The Arrow type of a sketch made of vidcap's own fields' types (``vidcap.io.columns``)."""
+    import pyarrow as pa
 
-    ``where`` names the output in errors. Values Parquet cannot hold exactly raise VidcapError.
+    if sketch is None:
+        return pa.null()
+    if isinstance(sketch, tuple):
+        if sketch[0] == "list":
+            return pa.list_(_arrow_type(sketch[1]))
+        return pa.struct([(name, _arrow_type(item)) for name, item in sketch[1].items()])
+    return {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}[sketch]
+
+
+def _declared(declared: Sketch, observed: Sketch, field: str) -> Sketch:
+    """A declared type widened by what the values hold: fields the declaration does not name
+    (a structured caption's), and nothing else (a declared float holds integers as floats)."""
+    if declared == "float" and observed == "int":
+        return declared
+    if isinstance(declared, tuple) and isinstance(observed, tuple) and declared[0] == observed[0]:
+        if declared[0] == "list":
+            return ("list", _declared(declared[1], observed[1], f"{field}[]"))
+        merged = dict(declared[1])
+        for key, sketch in observed[1].items():
+            merged[key] = _declared(merged.get(key), sketch, f"{field}.{key}")
+        return ("struct", merged)
+    return _unify(declared, observed, field)
+
+
+def records_table(
+    records: list[dict], like: pa.Schema | None, where: str, columns: Columns | None = None
+) -> pa.Table:
+    """``records`` as an Arrow table, input columns typed as in ``like``.
+
+    ``columns``: vidcap's own fields and their types (``vidcap.io.columns.output_columns``):
+    each is a column of that type, after the input's columns and in that order, whether or
+    not a record has it, so that every output of a run has one schema. Other columns come
+    in first-seen order, typed from their values. ``where`` names the output in errors.
+    Values Parquet cannot hold exactly raise VidcapError.
     """
     import pyarrow as pa
 
-    names = list(dict.fromkeys(k for r in records for k in r))
+    own = dict(columns or {})
+    names = [k for k in dict.fromkeys(k for r in records for k in r) if k not in own] + list(own)
     arrays = []
     for name in names:
         values = [r.get(name) for r in records]
@@ -161,10 +196,11 @@ def records_table(records: list[dict], like: pa.Schema | None, where: str) -> pa
             if like is not None and name in like.names:
                 arrays.append(pa.array(values, type=like.field(name).type))
                 continue
-            sketch: Sketch = None
+            sketch: Sketch = own.get(name)
             for value in values:
-                sketch = _unify(sketch, _sketch(value, name), name)
-            arrays.append(pa.array(values))
+                observed = _sketch(value, name)
+                sketch = _declared(sketch, observed, name) if name in own else _unify(sketch, observed, name)
+            arrays.append(pa.array(values, type=_arrow_type(sketch)) if name in own else pa.array(values))
         except ParquetTypeError as e:
             raise VidcapError(f"{where}: cannot be written as Parquet: {e}") from None
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
@@ -192,16 +228,19 @@ def _write_part(table: pa.Table, path: Path) -> None:
     files.fsync_dir(path.parent)
 
 
-def _join_parts(parts: list[Path], output: Path) -> None:
+def _join_parts(parts: list[Path], output: Path, columns: Columns = None) -> None:
     """Write the rows of ``parts``, in order, as ``output`` (atomically), one row group per part.
 
     The parts' schemas are unified (a column null in one batch and a string in the next is
     a string column; an object's fields are the union of its fields), one part in memory at a time.
+    ``columns`` (vidcap's own, with their types) are in the output even with no part.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schemas = [pq.read_schema(p) for p in parts]
+    if columns:
+        schemas.append(pa.schema([(name, _arrow_type(sketch)) for name, sketch in columns.items()]))
     schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     empty = schema.empty_table()
     tmp = files.temp_path(output)
@@ -228,8 +267,9 @@ def _join_parts(parts: list[Path], output: Path) -> None:
 class ParquetWriter(RecordWriter):
     """Writes each batch as a durable part file; ``close`` joins the parts into the output."""
 
-    def __init__(self, path: Path, *, resume: bool, like: Path | None) -> None:
+    def __init__(self, path: Path, *, resume: bool, like: Path | None, columns: Columns = None) -> None:
         self.path = path
+        self._columns = columns
         self.parts = parts_dir(path)
         self._like = _like_schema(like)
         self._closed = False
@@ -273,7 +313,7 @@ class ParquetWriter(RecordWriter):
             raise ValueError(f"{self.path}: writer is closed")
         if not records:
             return
-        table = records_table(records, self._like, str(self.path))
+        table = records_table(records, self._like, str(self.path), self._columns)
         try:
             _write_part(table, self._dir / f"part-{self._next:06d}.parquet")
         except OSError as e:
@@ -304,7 +344,7 @@ class ParquetWriter(RecordWriter):
             shutil.rmtree(self._dir, ignore_errors=True)
             return  # a fresh run that wrote nothing: the old output and parts stay as they were
         try:
-            _join_parts(_part_files(self.parts), self.path)
+            _join_parts(_part_files(self.parts), self.path, self._columns)
         except OSError as e:
             raise cannot_write(self.path, e) from None
         # Only now is the output in place; a kill before this line leaves the parts, which
@@ -356,8 +396,10 @@ class ParquetFormat(RecordFormat):
             if first >= span.stop:
                 return
 
-    def open_writer(self, path: Path, *, resume: bool, like: Path | None = None) -> RecordWriter:
-        return ParquetWriter(path, resume=resume, like=like)
+    def open_writer(
+        self, path: Path, *, resume: bool, like: Path | None = None, columns: Columns = None
+    ) -> RecordWriter:
+        return ParquetWriter(path, resume=resume, like=like, columns=columns)
 
     def side_files(self, output: Path) -> list[Path]:
         return [parts_dir(output)]
@@ -383,7 +425,9 @@ class ParquetFormat(RecordFormat):
                 number += 1
                 yield f"{path}: row {number}", record
 
-    def write_file(self, path: Path, records: Iterable[dict], *, like: Path | None = None) -> None:
+    def write_file(
+        self, path: Path, records: Iterable[dict], *, like: Path | None = None, columns: Columns = None
+    ) -> None:
         schema = _like_schema(like)
         folder = files.temp_path(path)
         folder.mkdir()
@@ -394,11 +438,12 @@ class ParquetFormat(RecordFormat):
                 chunk.append(record)
                 if len(chunk) >= _FILE_BATCH:
                     part = folder / f"part-{number:06d}.parquet"
-                    _write_part(records_table(chunk, schema, str(path)), part)
+                    _write_part(records_table(chunk, schema, str(path), columns), part)
                     chunk, number = [], number + 1
             if chunk:
-                _write_part(records_table(chunk, schema, str(path)), folder / f"part-{number:06d}.parquet")
-            _join_parts(_part_files(folder), path)
+                table = records_table(chunk, schema, str(path), columns)
+                _write_part(table, folder / f"part-{number:06d}.parquet")
+            _join_parts(_part_files(folder), path, columns)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
