@@ -86,8 +86,39 @@ def _with_model_geometry(options: SamplingOptions, model: str | None) -> Samplin
     )
 
 
-def probe_one(item: _Item, options: SamplingOptions, window: float | None = None) -> dict[str, Any]:
+def engine_context(model: str | None, max_model_len: int | None) -> int | None:
+    """The context a run's engine will have: ``--max-model-len``, else the model's own (read
+    from its config, as vLLM reads it); None when neither is known (no model named)."""
+    if max_model_len is not None:
+        if max_model_len <= 0:
+            raise VidcapError(f"--max-model-len must be > 0, got {max_model_len}")
+        return max_model_len
+    from vidcap.model_info import context_length  # raises VidcapError with one line
+
+    return context_length(model) if model else None
+
+
+def over_limit(tokens: int, context: int | None, *, window: bool = False) -> str | None:
+    """Why a run's engine would refuse a video (or its largest window) of ``tokens`` visual tokens,
+    or None. The engine takes a prompt (text + visual tokens) up to its context, and its encoder
+    cache holds a video of that size (``engines/vllm_engine.batch_budget``)."""
+    if context is None or tokens < context:
+        return None
+    what = "its largest window has" if window else "its plan has"
+    return (
+        f"{what} {tokens:,} visual tokens, more than the engine's context of {context:,} tokens "
+        "(--max-model-len, else the model's): a run fails it; lower --fps, --max-frames, --max-pixels "
+        "or --total-pixels, or raise --max-model-len"
+    )
+
+
+def probe_one(
+    item: _Item, options: SamplingOptions, window: float | None = None, context: int | None = None
+) -> dict[str, Any]:
     """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read.
+
+    ``context``: the run's engine context (``engine_context``): ``over_limit`` says why a run
+    would refuse a video whose plan (or largest window) does not fit it.
 
     With ``window`` (seconds): also ``windows``, each window's span and plan (``video/windows.py``),
     ``window_tokens`` (their visual tokens added up: what captioning the video costs) and
@@ -156,6 +187,11 @@ def probe_one(item: _Item, options: SamplingOptions, window: float | None = None
         ]
     if notes:
         row["notes"] = notes
+    problem = over_limit(
+        row.get("largest_window_tokens", plan.video_tokens), context, window=windows is not None
+    )
+    if problem is not None:
+        row["over_limit"] = problem
     return row
 
 
@@ -163,7 +199,7 @@ class _Totals:
     """Running sums for the closing summary."""
 
     def __init__(self) -> None:
-        self.videos = self.errors = self.tokens = 0
+        self.videos = self.errors = self.tokens = self.over_limit = 0
         self.seconds = 0.0
         self.largest: tuple[int, str] = (0, "")
 
@@ -172,6 +208,7 @@ class _Totals:
             self.errors += 1
             return
         self.videos += 1
+        self.over_limit += "over_limit" in row
         self.seconds += row.get("duration") or 0.0
         self.tokens += row.get("window_tokens", row["video_tokens"])
         # A windowed video's prompts are its windows: the largest prompt is the largest window.
@@ -183,6 +220,7 @@ class _Totals:
         return {
             "videos": self.videos,
             "errors": self.errors,
+            "over_limit": self.over_limit,
             "hours": round(self.seconds / 3600, 4),
             "visual_tokens": self.tokens,
             "largest_video_tokens": self.largest[0],
@@ -247,12 +285,18 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     for row in rows:
         if "error" in row:
             console.print(f"[red]error:[/red] {escape(row['error'])}", highlight=False)
+        elif "over_limit" in row:
+            console.print(
+                f"[yellow]warning:[/yellow] {escape(row['path'])}: {escape(row['over_limit'])}",
+                highlight=False,
+            )
     if totals is not None:
         t = totals.as_dict()
         console.print(
             f"{t['videos']} videos, {t['errors']} unreadable, {t['hours']:.3f} hours, "
             f"{t['visual_tokens']:,} visual tokens; largest prompt: "
-            f"{t['largest_video_tokens']:,} video tokens ({t['largest_video']})",
+            f"{t['largest_video_tokens']:,} video tokens ({t['largest_video']})"
+            + (f"; {t['over_limit']} over the engine's context" if t["over_limit"] else ""),
             highlight=False,
         )
 
@@ -263,10 +307,13 @@ def probe_command(
     options: SamplingOptions,
     model: str | None,
     window: float | None = None,
+    max_model_len: int | None = None,
 ) -> int:
     """Probe every video named by ``paths`` and print metadata and plans; return the exit code.
 
     ``window`` (seconds): show each video's timed windows, each with its plan and tokens.
+    ``max_model_len``: the run's; with it or a model, each plan is made for the engine's context
+    as a run makes it, and a video over that context gets ``over_limit`` (a warning line).
 
     0 when every video was read, 1 when some could not be (each has an ``error``), 2 for a
     usage problem (no videos found, a model whose config cannot be read, a bad dataset).
@@ -275,13 +322,16 @@ def probe_command(
         if window is not None and not (math.isfinite(window) and window > 0):
             raise VidcapError("--window must be > 0 seconds")
         options = _with_model_geometry(options, model)
+        context = engine_context(model, max_model_len)
+        if context is not None:  # the default pixel budget follows the context, as in a run
+            options = dataclasses.replace(options, model_seq_len=context)
         items = expand_paths(paths)
         totals = _Totals()
         rows: list[dict[str, Any]] = []
         several = len(paths) > 1
         for count, item in enumerate(items, start=1):
             several = several or item.dataset is not None or count > 1
-            row = probe_one(item, options, window)
+            row = probe_one(item, options, window, context)
             totals.add(row)
             if json_lines:
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

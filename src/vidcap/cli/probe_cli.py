@@ -11,6 +11,7 @@ from vidcap.cli.options import (
     Config,
     Fps,
     MaxFrames,
+    MaxModelLen,
     MaxPixels,
     MinFrames,
     MinPixels,
@@ -46,6 +47,7 @@ def probe_cli_command(
     min_pixels: MinPixels = None,
     max_pixels: MaxPixels = None,
     total_pixels: TotalPixels = None,
+    max_model_len: MaxModelLen = None,
     window: Annotated[
         float | None,
         typer.Option(
@@ -62,8 +64,9 @@ def probe_cli_command(
     options = sampling_from(
         config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
     )
-    if config and (model is None or window is None):
+    if config and (model is None or window is None or max_model_len is None):
         file_values = load_config_file(config)
         model = model if model is not None else file_values.get("model")
         window = window if window is not None else file_values.get("window")
-    sys.exit(probe_command(paths, json_lines, options, model, window))
+        max_model_len = max_model_len if max_model_len is not None else file_values.get("max_model_len")
+    sys.exit(probe_command(paths, json_lines, options, model, window, max_model_len))

@@ -13,11 +13,29 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, Ge
 from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, one_line
+from vidcap.model_info import context_length
 from vidcap.procs import stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
 # vLLM's largest default max_num_batched_tokens (offline LLM on a large GPU): never set less.
 _VLLM_MAX_BATCHED_TOKENS = 16384
+
+
+def batch_budget(cfg: EngineConfig) -> int | None:
+    """vLLM's ``max_num_batched_tokens`` for this engine: at least its context length.
+
+    vLLM sizes its encoder cache (the most visual tokens one video may have) by
+    max(max_num_batched_tokens, its own profile of the processor config), which knows nothing
+    of vidcap's plan: 8,960 tokens for Qwen2.5-VL, while a 79 s 768x576 clip plans 44,793 by
+    default. Its default budget depends on chunked prefill (off, as with a seed on the CPU
+    build: max(max_model_len, 4096..16384); on: 4096..16384 alone), so whether a video was
+    taken depended on --seed. Any video whose prompt passes the length check has fewer tokens
+    than the context, so a budget of at least the context (--max-model-len, else the model's
+    own, read from its config) admits every video the plan makes, with or without a seed, on
+    every device. None when the context cannot be known (vLLM's default then).
+    """
+    context = cfg.max_model_len or context_length(cfg.model, cache_dir=cfg.cache_dir)
+    return max(context, _VLLM_MAX_BATCHED_TOKENS) if context else None
 
 
 class VllmEngine(CaptionEngine):
@@ -35,6 +53,7 @@ class VllmEngine(CaptionEngine):
         self._llm: Any = None
         self._processor: Any = None
         self._max_videos = 0
+        self._batch_tokens: int | None = None
         #: The most visual tokens one video may have: vLLM's pre-allocated encoder cache.
         self.encoder_cache_tokens: int | None = None
         self._inspections = 0
@@ -70,13 +89,8 @@ class VllmEngine(CaptionEngine):
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
             **cfg.engine_kwargs,
         }
-        if cfg.max_model_len and "max_num_batched_tokens" not in cfg.engine_kwargs:
-            # vLLM sizes its encoder cache (the most visual tokens one video may have) by
-            # max(max_num_batched_tokens, its own profile of the processor config), which knows
-            # nothing of vidcap's plan: 8,960 tokens for Qwen2.5-VL, while one 14 s 720p clip
-            # plans 10,080. Any video whose prompt passes the length check has fewer tokens than
-            # max_model_len, so a batch of at least max_model_len tokens admits all of them.
-            kwargs["max_num_batched_tokens"] = max(cfg.max_model_len, _VLLM_MAX_BATCHED_TOKENS)
+        if "max_num_batched_tokens" not in cfg.engine_kwargs:
+            kwargs["max_num_batched_tokens"] = batch_budget(cfg)
         if self.generation.seed is not None:
             kwargs["seed"] = self.generation.seed
             from vllm.platforms import current_platform
@@ -100,6 +114,19 @@ class VllmEngine(CaptionEngine):
         self.model_sampling = dict(model_config.get_diff_sampling_param())
         cache = getattr(getattr(self._llm, "input_processor", None), "mm_encoder_cache_size", None)
         self.encoder_cache_tokens = int(cache) if cache else None
+        scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
+        self._batch_tokens = getattr(scheduler, "max_num_batched_tokens", None)
+
+    def engine_stats(self) -> dict[str, Any] | None:
+        """How the engine was sized for the plan (``batch_budget``): its context, vLLM's
+        ``max_num_batched_tokens`` and the encoder cache (the most visual tokens one video may have)."""
+        if self._llm is None:
+            return None
+        return {
+            "max_model_len": self.max_model_len,
+            "max_num_batched_tokens": self._batch_tokens,
+            "encoder_cache_tokens": self.encoder_cache_tokens,
+        }
 
     def request_problem(self, request: CaptionRequest) -> str | None:
         """Why vLLM would refuse this request before generating (a video larger than the
