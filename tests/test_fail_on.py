@@ -14,6 +14,8 @@ from vidcap.io.merge import summary_path
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
 
+PROMPT_TOKENS, MAX_TOKENS = 100, 8  # what each try of SeedSensitive counts (a whole caption: 3)
+
 
 class SeedSensitive(FakeEngine):
     """Runs to max_tokens ("length") unless the request's seed is at least ``good_seed``; a
@@ -33,11 +35,23 @@ class SeedSensitive(FakeEngine):
                 outputs.append(CaptionOutput(r.request_id, texts=["one text"], finish_reasons=["stop"]))
             elif seed is not None and seed >= self.good_seed:
                 outputs.append(
-                    CaptionOutput(r.request_id, texts=[f"whole {r.request_id}"], finish_reasons=["stop"])
+                    CaptionOutput(
+                        r.request_id,
+                        texts=[f"whole {r.request_id}"],
+                        finish_reasons=["stop"],
+                        prompt_tokens=PROMPT_TOKENS,
+                        generated_tokens=3,
+                    )
                 )
             else:
                 outputs.append(
-                    CaptionOutput(r.request_id, texts=[f"cut {r.request_id}"], finish_reasons=["length"])
+                    CaptionOutput(
+                        r.request_id,
+                        texts=[f"cut {r.request_id}"],
+                        finish_reasons=["length"],
+                        prompt_tokens=PROMPT_TOKENS,
+                        generated_tokens=MAX_TOKENS,
+                    )
                 )
         return outputs[::-1]
 
@@ -82,6 +96,29 @@ def test_retries_try_again_with_new_seeds_until_the_caption_passes(
     assert engine.seeds == {str(i): [None, 1, 2] for i in range(4)}
     summary = loads(summary_path(out).read_bytes())
     assert summary["stats"]["retries"] == 8 and summary["stats"]["ok"] == 4
+
+
+def test_with_retries_the_records_info_adds_up_to_the_summary_tokens_and_the_dropped_tries_apart(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, capsys
+) -> None:
+    """The README's promise: the records' info tokens add up to the summary's; the tries --retries
+    dropped (two per record here) are counted apart, and the end-of-run lines show them."""
+    from vidcap.cli.run import print_summary
+
+    data, out = _data(tmp_path, clip_dir, ["a", "b", "c", "d"]), tmp_path / "out.jsonl"
+    result = run_captioning(
+        config(data, out, fail_on="truncated", retries=3, seed=None), SeedSensitive(tiny_model)
+    )
+    rows = [r.data for r in iter_records(out)]
+    summary = loads(summary_path(out).read_bytes())
+    assert summary["prompt_tokens"] == sum(r["info"]["prompt_tokens"] for r in rows) == 4 * PROMPT_TOKENS
+    assert summary["generated_tokens"] == sum(r["info"]["generated_tokens"] for r in rows) == 4 * 3
+    assert summary["retried_prompt_tokens"] == 8 * PROMPT_TOKENS
+    assert summary["retried_generated_tokens"] == 8 * MAX_TOKENS
+    print_summary(result.summary_data, interrupted=False)
+    lines = capsys.readouterr().err.splitlines()
+    dropped = f"their {8 * PROMPT_TOKENS} prompt + {8 * MAX_TOKENS} generated tokens are in no record"
+    assert f"  retries: 8 ({dropped})" in lines
 
 
 def test_retries_that_run_out_leave_the_error_and_count_the_tries(

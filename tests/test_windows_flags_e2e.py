@@ -125,12 +125,16 @@ def test_max_tokens_4_fail_on_truncated_fails_every_caption_and_retries_count(
     assert summary["generated_tokens"] == 4 * len(rows)
 
     # With --retries 1 each flagged caption is tried once more (seed 3 + 1), fails again (4
-    # tokens are still too few) and says so; the summary counts every try, tokens included.
+    # tokens are still too few) and says so; the summary counts every try: the records' tokens
+    # (what their info objects add up to) and, apart, those of the tries no record keeps.
     assert [r["id"] for r in retried] == list(range(len(records)))
     again = [_assert_flagged(row) for row in retried]
     assert sum(again) >= len(retried) - 1
     assert all(row["info"]["retries"] == 1 for row in retried if row["error"] == FLAGGED)
     tries = sum(row["info"].get("retries", 0) for row in retried)
     assert retried_summary["stats"]["retries"] == tries >= len(retried) - 1
-    assert retried_summary["generated_tokens"] == 4 * (len(retried) + tries)
+    assert retried_summary["generated_tokens"] == 4 * len(retried)
+    assert retried_summary["generated_tokens"] == sum(row["info"]["generated_tokens"] for row in retried)
+    assert retried_summary["prompt_tokens"] == sum(row["info"]["prompt_tokens"] for row in retried)
+    assert retried_summary["retried_generated_tokens"] == 4 * tries
     assert retried_summary["stats"]["error"] == len(retried)

@@ -575,6 +575,13 @@ def print_summary(
             f"requests in flight on average (at most {engine['max_in_flight']}, "
             f"limit {engine['in_flight_limit']})",
         )
+    retries = stats.get("retries", 0)
+    if retries:  # --retries: the tries it dropped, whose tokens no record's info counts
+        lines.insert(
+            4,
+            f"  retries: {retries} (their {data.get('retried_prompt_tokens', 0)} prompt + "
+            f"{data.get('retried_generated_tokens', 0)} generated tokens are in no record)",
+        )
     flag_counts = data.get("flag_counts") or {}
     if flag_counts:  # records with each quality flag (pipeline/assess.py); flags never fail a record
         lines.insert(4, "  flags:   " + ", ".join(f"{n} {flag}" for flag, n in _ordered_flags(flag_counts)))

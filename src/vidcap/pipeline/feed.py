@@ -313,8 +313,6 @@ class Feed:
                 record, error, flags = self._windowed_record(slot)
                 stats.count_flags(flags)
             elif slot.output is not None:
-                stats.prompt_tokens += slot.output.prompt_tokens
-                stats.generated_tokens += slot.output.generated_tokens
                 retry = slot.attempts < config.run.retries and slot.request is not None
                 # A caption that may yet be retried is checked against the run's captions without
                 # joining them: a try that is not written must not make a later caption (its own
@@ -323,10 +321,16 @@ class Feed:
                 if answered.flagged and retry:
                     if self._failing:
                         break  # the run is ending: the resume tries this record again
+                    # The try is dropped: its tokens are counted apart from the records' (whose
+                    # info objects add up to the summary's prompt_tokens/generated_tokens).
+                    stats.retried_prompt_tokens += slot.output.prompt_tokens
+                    stats.retried_generated_tokens += slot.output.generated_tokens
                     self._retry(slot)
                     continue  # the head waits for its retry (unless the engine refused it at once)
                 if retry:  # it passed: now its caption joins the run's
                     answered = self._answered(slot, self.seen)
+                stats.prompt_tokens += slot.output.prompt_tokens
+                stats.generated_tokens += slot.output.generated_tokens
                 stats.count_flags(answered.flags)
                 record, error = answered.record, answered.error
             else:

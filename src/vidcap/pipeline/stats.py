@@ -24,9 +24,11 @@ class RunStats:
     bad_lines: int = 0  # input lines that are not records, skipped with --on-bad-line skip
     videos: int = 0
     frames: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # of the records written: what their info objects add up to
     generated_tokens: int = 0
     retries: int = 0  # captions --fail-on failed and tried again with a new seed (--retries)
+    retried_prompt_tokens: int = 0  # of those tries, which no record keeps
+    retried_generated_tokens: int = 0
     decode_wait_s: float = 0.0  # time the main loop waited for decoded videos
     decode_worker_s: float = 0.0  # the workers' own time decoding (records that decoded)
     request_s: float = 0.0  # building requests: prompt templates, token counts

@@ -80,7 +80,12 @@ def build_summary(
         "records_per_s": round(stats.processed / elapsed, 4),
         "prompt_tokens": stats.prompt_tokens,
         "generated_tokens": stats.generated_tokens,
-        "generated_tokens_per_s": round(stats.generated_tokens / max(stats.generate_s, 1e-9), 2),
+        # Tries --retries dropped: their tokens are in no record's info, but the engine made them.
+        "retried_prompt_tokens": stats.retried_prompt_tokens,
+        "retried_generated_tokens": stats.retried_generated_tokens,
+        "generated_tokens_per_s": round(
+            (stats.generated_tokens + stats.retried_generated_tokens) / max(stats.generate_s, 1e-9), 2
+        ),
         "engine": {**stats.engine_summary(), **(engines or {})},
         "stats": stats.as_dict(),
         "fingerprint": fingerprint,
