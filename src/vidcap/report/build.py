@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import RecordError, VidcapError
-from vidcap.io.files import atomic_write
+from vidcap.io.files import atomic_write, make_parent_folder
 from vidcap.report.charts import bar_chart, histogram
 from vidcap.report.fields import STATUSES, ReportFields
 from vidcap.report.page import PAGE_SIZE, render_page
@@ -321,8 +321,8 @@ def build_report(opts: ReportOptions) -> ReportResult:
         statuses=shown_statuses,
         flags=shown_flags,
     )
+    make_parent_folder(opts.html, "the report")
     try:
-        opts.html.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(opts.html, [page])
     except OSError as exc:
         raise VidcapError(f"{opts.html}: cannot write the report: {exc.strerror or exc}") from None
