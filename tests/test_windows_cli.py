@@ -123,3 +123,27 @@ def test_a_short_video_is_said_once_and_noted_in_its_record(
         f"{data}:1: the video lasts 2.00 s, less than --window 20 s: one window [0:00-0:02] "
         "(said once; such records have it in their notes)"
     ]
+
+
+def test_progress_counts_windows_too(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> None:
+    """Progress counts records; with --window it also says how many windows were captioned."""
+    import io
+
+    from tests.conftest import write_jsonl
+    from tests.test_runner_errors import FakeEngine, config
+    from vidcap.pipeline.runner import run_captioning
+    from vidcap.progress import LineProgress
+
+    names = ("a.mp4", "b.mp4")  # 2 s and 3 s: 2 and 3 windows of 1 s
+    data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / n)} for n in names])
+    stream = io.StringIO()
+    run_captioning(
+        config(data, tmp_path / "out.jsonl", window=1), FakeEngine(tiny_model), progress=LineProgress(stream)
+    )
+    last = stream.getvalue().splitlines()[-1]
+    assert "vidcap: 2/2 records (100%), 5 windows, " in last, last
+    stream = io.StringIO()
+    run_captioning(
+        config(data, tmp_path / "plain.jsonl"), FakeEngine(tiny_model), progress=LineProgress(stream)
+    )
+    assert "windows" not in stream.getvalue()

@@ -45,6 +45,7 @@ from vidcap.pipeline.check import record_location
 from vidcap.pipeline.requests import Pending, build_request, length_problem, notes_field
 from vidcap.pipeline.stats import InFlightClock, RunStats
 from vidcap.pipeline.windows import (
+    WINDOWS_KEY,
     add_summary,
     assemble_windows,
     summary_request,
@@ -427,5 +428,8 @@ class Feed:
         self._writing = False
         self.stats.write_s += time.monotonic() - started
         self._flushed_at = time.monotonic()
-        self.progress.advance(len(batch), videos=sum(v for _, v in batch), errors=self.stats.error)
+        # With --window the display also counts windows: a record may hold many.
+        windows = sum(len(r.get(WINDOWS_KEY) or ()) for r, _ in batch) if self.config.run.window else 0
+        videos = sum(v for _, v in batch)
+        self.progress.advance(len(batch), videos=videos, errors=self.stats.error, windows=windows)
         self.on_write()
