@@ -154,6 +154,22 @@ def test_the_run_says_what_it_does_and_the_summary_where_failures_are(
     assert capsys.readouterr().err.splitlines()[-1].startswith("  failed:  ids 1, 2, 3, 4, 5, ... (6 in")
 
 
+def test_the_failed_line_names_rows_of_a_parquet_output(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, capsys
+) -> None:
+    """Parquet (and CSV) outputs hold rows, not lines: the failed line says which rows."""
+    from tests.test_runner_errors import FakeEngine, config, dataset
+    from vidcap.cli.run import print_summary
+    from vidcap.pipeline.runner import run_captioning
+
+    data = dataset(tmp_path, clip_dir, 3, failing={1})
+    for name in ("out.parquet", "out.csv"):
+        result = run_captioning(config(data, tmp_path / name), FakeEngine(tiny_model))
+        print_summary(result.summary_data, interrupted=False)
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last == f"  failed:  rows 2 of {name} (see their 'error' field)", last
+
+
 # --- input and model errors, one format ------------------------------------------------
 
 

@@ -19,8 +19,9 @@ class Progress(Protocol):
     def start(self, total: int, *, done: int = 0, description: str = "") -> None:
         """Begin; ``done`` records are already finished (resumed)."""
 
-    def advance(self, records: int, *, videos: int, errors: int) -> None:
-        """``records`` more records are written, holding ``videos`` videos; ``errors`` so far."""
+    def advance(self, records: int, *, videos: int, errors: int, windows: int = 0) -> None:
+        """``records`` more records are written, holding ``videos`` videos (and ``windows``
+        timed windows, with ``--window``); ``errors`` so far."""
 
     def stop(self) -> None:
         """End the display (idempotent)."""
@@ -44,7 +45,7 @@ class NullProgress:
     def start(self, total: int, *, done: int = 0, description: str = "") -> None:
         """Nothing to show."""
 
-    def advance(self, records: int, *, videos: int, errors: int) -> None:
+    def advance(self, records: int, *, videos: int, errors: int, windows: int = 0) -> None:
         """Nothing to show."""
 
     def stop(self) -> None:
@@ -56,7 +57,7 @@ class _Rate:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.total = self.done = self.videos = self.errors = 0
+        self.total = self.done = self.videos = self.errors = self.windows = 0
         self.done_at_start = 0
 
     def eta(self) -> str:
@@ -68,6 +69,14 @@ class _Rate:
 
     def videos_per_s(self) -> float:
         return self.videos / max(time.monotonic() - self.started, 1e-9)
+
+    def add(self, records: int, videos: int, errors: int, windows: int) -> None:
+        self.done, self.videos, self.errors = self.done + records, self.videos + videos, errors
+        self.windows += windows
+
+    def windows_text(self) -> str:
+        """``, 57 windows`` once windowed records (``--window``) are written, else nothing."""
+        return f", {self.windows} windows" if self.windows else ""
 
 
 class LineProgress:
@@ -88,10 +97,9 @@ class LineProgress:
         resumed = f", {done} already done" if done else ""
         self._print(f"{description or 'captioning'}: {total} records{resumed}")
 
-    def advance(self, records: int, *, videos: int, errors: int) -> None:
+    def advance(self, records: int, *, videos: int, errors: int, windows: int = 0) -> None:
         """Count and print a line if the interval has passed."""
-        r = self.rate
-        r.done, r.videos, r.errors = r.done + records, r.videos + videos, errors
+        self.rate.add(records, videos, errors, windows)
         now = time.monotonic()
         if now - self._last >= self.interval_s:
             self._last = now
@@ -107,7 +115,7 @@ class LineProgress:
         r = self.rate
         percent = 100 * r.done // max(r.total, 1)
         return (
-            f"{r.done}/{r.total} records ({percent}%), {r.videos_per_s():.2f} videos/s, "
+            f"{r.done}/{r.total} records ({percent}%){r.windows_text()}, {r.videos_per_s():.2f} videos/s, "
             f"ETA {r.eta()}, {r.errors} errors"
         )
 
@@ -129,7 +137,7 @@ class RichProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]} videos/s"),
+            TextColumn("{task.fields[windows]}{task.fields[speed]} videos/s"),  # "57 windows, " with --window
             TextColumn("[red]{task.fields[errors]} errors"),
             TimeRemainingColumn(),
             console=Console(file=stream),
@@ -144,15 +152,17 @@ class RichProgress:
         self.rate.total, self.rate.done, self.rate.done_at_start = total, done, done
         self._bar.start()
         self._task = self._bar.add_task(
-            description or "captioning", total=total, completed=done, speed="0.00", errors=0
+            description or "captioning", total=total, completed=done, speed="0.00", errors=0, windows=""
         )
 
-    def advance(self, records: int, *, videos: int, errors: int) -> None:
+    def advance(self, records: int, *, videos: int, errors: int, windows: int = 0) -> None:
         """Move the bar."""
         r = self.rate
-        r.done, r.videos, r.errors = r.done + records, r.videos + videos, errors
+        r.add(records, videos, errors, windows)
         if self._task is not None:
-            self._bar.update(self._task, advance=records, speed=f"{r.videos_per_s():.2f}", errors=errors)
+            speed = f"{r.videos_per_s():.2f}"
+            windows_text = f"{r.windows} windows, " if r.windows else ""
+            self._bar.update(self._task, advance=records, speed=speed, errors=errors, windows=windows_text)
 
     def stop(self) -> None:
         """Leave the final bar on screen."""

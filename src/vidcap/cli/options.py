@@ -13,6 +13,9 @@ import typer
 from vidcap.config import build_config, load_config_file
 from vidcap.video.types import SamplingOptions
 
+# Every record format's extensions, for help texts (a test keeps it equal to vidcap.io.formats, which
+# is not imported here: `vidcap --help` stays instant).
+RECORD_FORMATS = ".jsonl, .ndjson, .json (an array), .parquet or .csv"
 SAMPLING = "Frame sampling"
 MODEL = "Model and engine"
 # Sampling values left unset come from the model's generation_config.json, as vLLM applies them.

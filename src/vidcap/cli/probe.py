@@ -148,7 +148,7 @@ def probe_one(
             bit_depth=info.bit_depth,
         )
         plan = plan_frames(info, options)
-        windows = plan_windows(info, options, window)[1] if window is not None else None
+        whole, windows = plan_windows(info, options, window) if window is not None else (plan, None)
     except RecordError as exc:
         row["error"] = str(exc)
         return row
@@ -166,7 +166,7 @@ def probe_one(
         resized_height=plan.resized_height,
         video_tokens=plan.video_tokens,
     )
-    notes = [*info.notes, *plan.notes]
+    notes = list(dict.fromkeys([*info.notes, *plan.notes, *whole.notes]))  # whole: a one-window note
     if windows is not None:
         row["windows"] = [
             {

@@ -16,6 +16,7 @@ from vidcap.cli.help import REQUIRED
 from vidcap.cli.options import (
     CAPTION_SAMPLING,
     MODEL,
+    RECORD_FORMATS,
     Backend,
     Config,
     DataParallelSize,
@@ -82,7 +83,7 @@ def run_command(
             "--input",
             "-i",
             metavar="FILE",
-            help=f"Dataset: .jsonl or .json array (or give it as the argument). {REQUIRED}",
+            help=f"Dataset: {RECORD_FORMATS} (or give it as the argument). {REQUIRED}",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -92,7 +93,7 @@ def run_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="Output .jsonl or .json (default: INPUT.captions.EXT, or for a shard "
+            help=f"Output: {RECORD_FORMATS} (default: INPUT.captions.EXT, or for a shard "
             "INPUT.captions.shard-I-of-N.EXT); its folder is created if needed.",
             rich_help_panel=JOB,
         ),
@@ -613,6 +614,9 @@ def _failed_records(output: Path, status_key: str, id_key: str | None, limit: in
             total += 1
             if len(found) < limit:
                 found.append(str(record.data.get(id_key)) if id_key else str(record.line))
-    where = "ids" if id_key else ("elements" if output.suffix == ".json" else "lines")
+    from vidcap.io.formats import format_for
+
+    # Rows of a Parquet or CSV output, elements of a JSON array, lines of JSON Lines.
+    where = "ids" if id_key else f"{format_for(output, 'output').unit}s"
     more = f", ... ({total} in the file)" if total > len(found) else ""
     return f"{where} {', '.join(found)}{more} of {output.name} (see their 'error' field)"

@@ -21,6 +21,7 @@ all name the same instants.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -106,7 +107,24 @@ def plan_windows(
     # plan_frames refused a start at or past the end and a start not before video_end.
     end = length if video_end is None else min(video_end, length)
     plans = []
-    for span in window_spans(start, end, window):
+    spans = window_spans(start, end, window)
+    for span in spans:
         plan = plan_frames(info, options, video_start=span.start, video_end=span.end)
         plans.append(WindowPlan(span, plan))
+    note = short_video_note(spans, window, segment=video_start is not None or video_end is not None)
+    if note is not None:
+        whole = dataclasses.replace(whole, notes=(*whole.notes, note))
     return whole, plans
+
+
+def short_video_note(spans: list[Span], window: float, *, segment: bool = False) -> str | None:
+    """The note for a video (or ``segment``) shorter than one window, else None.
+
+    Such a video is one window: the record keeps its one-window list and its timed caption
+    (``[0:00-0:02.54] ...``), like every record of a windowed run; the note (in the record's
+    ``caption_notes`` and in ``vidcap probe``) says why there is a single, shorter window."""
+    if len(spans) != 1 or spans[0].end - spans[0].start >= window:
+        return None
+    what = "the segment" if segment else "the video"
+    length = spans[0].end - spans[0].start
+    return f"{what} lasts {length:.2f} s, less than --window {window:g} s: one window {format_span(spans[0])}"
