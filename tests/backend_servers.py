@@ -83,15 +83,17 @@ class VllmServer:
             self.process.wait(timeout=10)
 
 
-def launch_vllm_server(model: Path, log: Path, *, trust_mm_kwargs: bool = True) -> VllmServer:
-    """Start ``vllm.entrypoints.openai.api_server`` on ``model`` (served as "tiny"); do not wait.
+def launch_vllm_server(
+    model: Path, log: Path, *, trust_mm_kwargs: bool = True, names: tuple[str, ...] = ("tiny",)
+) -> VllmServer:
+    """Start ``vllm.entrypoints.openai.api_server`` on ``model`` (served under ``names``); do not wait.
 
     ``trust_mm_kwargs`` False starts it as plainly as hosted servers run: per-request video
     metadata refused, vLLM's own video defaults (1 fps, at most 32 frames)."""
     port = free_port()
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", "tiny",
+        "--model", str(model), "--served-model-name", *names,
         "--host", "127.0.0.1", "--port", str(port),
         "--max-model-len", "4096",
         "--gpu-memory-utilization", "0.05", "--enforce-eager",

@@ -11,7 +11,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +34,9 @@ from vidcap.engines.openai_engine import OpenAIEngine
 from vidcap.engines.openai_payload import encode_jpeg
 from vidcap.engines.transformers_engine import TransformersEngine
 from vidcap.errors import VidcapError
+from vidcap.io.jsonio import dumps, loads
 from vidcap.io.records import iter_records
+from vidcap.io.sidecar import read_summary
 from vidcap.pipeline.runner import run_captioning
 from vidcap.video.load import load_video
 from vidcap.video.types import SamplingOptions
@@ -45,6 +51,7 @@ SCHEMA = {
     "required": ["action", "count"],
     "additionalProperties": False,
 }
+DATAFLOW_API_MODEL = "qwen3-vl-8b-instruct"  # the model DataFlow-MM's API example names
 # Plans of different frame counts, rates and sizes, as in test_run_engine.
 PLANS = [
     ("a.mp4", SamplingOptions()),
@@ -94,6 +101,18 @@ def synthetic_video(nframes: int, width: int = 56, height: int = 56) -> VideoInp
 def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     """A real vLLM server on the tiny model; it boots in the background until first used."""
     server = launch_vllm_server(tiny_model, tmp_path_factory.mktemp("vllm-server") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM server started as hosted APIs run: without --trust-request-mm-kwargs. It also
+    answers to the model name DataFlow-MM's API example asks for."""
+    log = tmp_path_factory.mktemp("plain-vllm-server") / "server.log"
+    server = launch_vllm_server(tiny_model, log, trust_mm_kwargs=False, names=("tiny", DATAFLOW_API_MODEL))
     try:
         yield server
     finally:
@@ -245,6 +264,10 @@ def test_openai_prompt_tokens_match_the_count(vllm_server, tiny_model: Path, cli
     with vllm_server.explained():
         engine = openai_engine(vllm_server, tiny_model, num_captions=2)
         assert engine.max_model_len == 4096  # read from the server's model card
+        # Started with --trust-request-mm-kwargs: the metadata goes with the frames, nothing to note.
+        form = engine.form
+        assert (form.video_as, form.metadata, form.max_frames) == ("video_url", True, None)
+        assert engine.request_notes(requests) == []
         outputs = engine.generate(requests)
         for request, output in zip(requests, outputs, strict=True):
             assert output.error is None, output.error
@@ -285,6 +308,143 @@ def test_openai_structured_captions(vllm_server, tiny_model: Path, clip_dir: Pat
     for row in rows:
         assert isinstance(row["caption"], dict)
         jsonschema.validate(row["caption"], SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# openai backend against a plain vLLM server (no --trust-request-mm-kwargs, as hosted APIs run)
+
+
+@pytest.mark.engine
+def test_openai_plain_server_captions_every_record(
+    plain_vllm_server, tiny_model: Path, clip_dir: Path, tmp_path: Path
+) -> None:
+    """The default run captions every record; each record notes what the server changed."""
+    records = [{"video": str(clip_dir / name)} for name, _ in PLANS]
+    records.append({"video": [str(clip_dir / "a.mp4"), str(clip_dir / "tall.mkv")]})
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    out = tmp_path / "out.jsonl"
+    with plain_vllm_server.explained():
+        # Unseeded: the server enlarges small frames to its own minimum size, and vLLM's CPU build
+        # fails a seeded request whose prefill is split in chunks ("CPU Generator does not use offset").
+        engine = openai_engine(plain_vllm_server, tiny_model, seed=None)
+        # What the real server does: refuses the metadata, drops the frames of a video past 32.
+        form = engine.form
+        assert (form.video_as, form.metadata, form.max_frames, form.vllm) == ("video_url", False, 32, True)
+        assert "trust-request-mm-kwargs" in form.refused[0]
+        run_captioning(config_for(data, out), engine)
+        rows = read_output(out)
+        assert [r["status"] for r in rows] == ["ok"] * len(records), rows
+        for row in rows:
+            assert row["info"]["prompt_tokens"] > 0
+            server_notes = [n for n in row["caption_notes"] if "--trust-request-mm-kwargs" in n]
+            assert len(server_notes) == (2 if isinstance(row["video"], list) else 1), row["caption_notes"]
+        summary = read_summary(out)
+        assert summary is not None
+        assert summary["engine"]["video_metadata"] is False and summary["engine"]["max_frames"] == 32
+        # A video of 40 frames goes as 32 of them, evenly spread (which ones: the fake-server test),
+        # and the server takes it as the 32-frame video it is.
+        forty = CaptionRequest("forty", "Describe.", [synthetic_video(40)])
+        spread = engine.form.fit(forty)
+        assert len(spread.videos[0].frames) == 32
+        first_32 = CaptionRequest("first", "Describe.", [synthetic_video(32)])
+        sent, kept, first = engine.generate([forty, spread, first_32])
+        assert sent.error is None and sent.prompt_tokens == kept.prompt_tokens == first.prompt_tokens
+        assert engine.request_notes([forty])[0].startswith("the server keeps at most 32 frames a video")
+    engine.close()
+
+
+DATAFLOW_API_SCRIPT = """\
+import os
+
+# 设置 API Key 环境变量
+os.environ["DF_API_KEY"] = "your api key"
+
+from vidcap import VideoToCaptionGenerator
+from vidcap import APIVLMServing_openai
+from vidcap import FileStorage
+
+class VideoCaptionGenerator():
+    def __init__(self):
+        self.storage = FileStorage(
+            first_entry_file_name="./dataflow/example/video_caption/sample_data.json",
+            cache_path="./cache",
+            file_name_prefix="video_caption_api",
+            cache_type="json",
+        )
+
+        self.vlm_serving = APIVLMServing_openai(
+            api_url="{api_url}",
+            key_name_of_api_key="DF_API_KEY",
+            model_name="qwen3-vl-8b-instruct",
+            image_io=None,
+            send_request_stream=False,
+            max_workers=10,
+            timeout=1800
+        )
+
+        self.video_to_caption_generator = VideoToCaptionGenerator(
+            vlm_serving = self.vlm_serving,
+        )
+
+    def forward(self):
+        self.video_to_caption_generator.run(
+            storage = self.storage.step(),
+            input_image_key="image",
+            input_video_key="video",
+            input_conversation_key="conversation",
+            output_key="caption",
+        )
+
+if __name__ == "__main__":
+    # This is the entry point for the pipeline
+    model = VideoCaptionGenerator()
+    model.forward()
+"""
+
+
+@pytest.mark.engine
+def test_dataflow_api_script_against_a_plain_server(
+    plain_vllm_server, clip_dir: Path, tmp_path: Path
+) -> None:
+    """DataFlow-MM's ``test/test_video_caption_api.py`` (at a5d48e0), its three dataflow imports
+    changed to vidcap and its URL to a plain vLLM server's, in a fresh process: every record
+    is captioned."""
+    script = DATAFLOW_API_SCRIPT.replace("{api_url}", plain_vllm_server.url)
+    assert script.count("from vidcap import") == 3 and "dataflow." not in script
+    (tmp_path / "test").mkdir()
+    for name in ("a.mp4", "c.avi", "tall.mkv"):
+        shutil.copy(clip_dir / name, tmp_path / "test" / name)
+    sample = [
+        {"video": ["./test/a.mp4"], "conversation": [{"from": "human", "value": ""}]},
+        {"id": "2", "video": ["./test/c.avi"], "conversation": [{"from": "human", "value": ""}]},
+        {
+            "id": "3",
+            "video": ["./test/tall.mkv"],
+            "conversation": [{"from": "human", "value": "What moves?"}],
+        },
+    ]
+    data = tmp_path / "dataflow" / "example" / "video_caption" / "sample_data.json"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(dumps(sample))
+    (tmp_path / "test_video_caption_api.py").write_text(script)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with plain_vllm_server.explained():
+        result = subprocess.run(
+            [sys.executable, "test_video_caption_api.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    rows = loads((tmp_path / "cache" / "video_caption_api_step1.json").read_bytes())
+    assert [r.get("id") for r in rows] == [None, "2", "3"]
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert any("--trust-request-mm-kwargs" in note for note in row["caption_notes"]), row
+    summary = read_summary(tmp_path / "cache" / "video_caption_api_step1.json")
+    assert summary is not None and summary["engine"]["video_metadata"] is False
 
 
 # ---------------------------------------------------------------------------------------------

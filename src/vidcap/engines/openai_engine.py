@@ -194,7 +194,10 @@ class OpenAIEngine(CaptionEngine):
         def ask(request: CaptionRequest, video_as: str, metadata: bool) -> int | None:
             kwargs = self._request_kwargs(request, video_as=video_as, metadata=metadata)
             kwargs.update(n=1, max_tokens=1)
+            # Nothing to repeat or constrain in a probe (and vLLM's CPU build fails a seeded
+            # request whose prefill is split in chunks, as a server-resized probe video can be).
             kwargs.pop("response_format", None)
+            kwargs.pop("seed", None)
             try:
                 response = client.chat.completions.create(**kwargs)
             except openai.APIStatusError as exc:
