@@ -630,6 +630,11 @@ def test_a_plain_vllm_server_gets_frames_without_metadata_spread_to_its_limit() 
         thirty_two = CaptionRequest("r", "ok-40", [synthetic_video(32)])
         assert engine.count_prompt_tokens(forty) == engine.count_prompt_tokens(thirty_two)
         engine.close()
+    # Told not to send the metadata: the frame limit is still found out.
+    with fake_server(plain=True) as server:
+        engine = fake_engine(server.url, engine_kwargs={"send_video_metadata": False})
+        assert (engine.form.metadata, engine.form.max_frames, len(server.bodies)) == (False, 32, 3)
+        engine.close()
     # Started with --media-io-kwargs '{"video": {"num_frames": -1}}': it keeps them all, so do we.
     with fake_server(plain=True, num_frames=None) as server:
         engine = fake_engine(server.url)

@@ -120,7 +120,7 @@ class ServerForm:
                 "evenly spread"
             )
             rates = [r * cap / n if n > cap else r for r, n in zip(rates, counts, strict=True)]
-        why = "no --trust-request-mm-kwargs" if self.vllm else "it takes no per-request video metadata"
+        why = "no --trust-request-mm-kwargs" if self.vllm else "no per-request video metadata sent"
         if self.vllm and all(abs(r - 1.0) < 1e-3 for r in rates):  # vLLM assumes the right rate
             notes.append(f"the server ({why}) may resize the frames with its own pixel bounds")
             return notes
@@ -170,7 +170,7 @@ def probe_server(ask: Ask, *, video_as: str, metadata: bool | None) -> ServerFor
             refused.append(f"{_form_name(form, with_metadata)}: {exc}")
             vllm = vllm or "trust-request-mm-kwargs" in str(exc).lower()
             continue
-        max_frames = _frame_limit(ask) if (vllm and form == "video_url" and not with_metadata) else None
+        max_frames = _frame_limit(ask, vllm=vllm) if (form == "video_url" and not with_metadata) else None
         return ServerForm(form, with_metadata, max_frames=max_frames, vllm=vllm, refused=tuple(refused))
     raise FormRefusedError("; ".join(refused))
 
@@ -191,18 +191,20 @@ def probe_request(frames: int) -> CaptionRequest:
     return CaptionRequest("probe", PROBE_PROMPT, [VideoInput(pixels, metadata, tokens)])
 
 
-def _frame_limit(ask: Ask) -> int | None:
+def _frame_limit(ask: Ask, *, vllm: bool) -> int | None:
     """vLLM without per-request kwargs keeps its ``num_frames`` (32 unless the server was started
-    with other ``--media-io-kwargs``): when 33 frames cost no more tokens than 32, it dropped the
-    33rd, and the run sends at most 32. Unknown (no usage, a refusal): the default, 32."""
+    with other ``--media-io-kwargs``): when 33 frames cost no more tokens than 32, the server dropped
+    the 33rd, and the run sends at most 32. Unknown (no usage, a refusal): vLLM's default, 32, for
+    a server that said it is vLLM; no limit for others."""
+    unknown = VLLM_NUM_FRAMES if vllm else None
     try:
         at_limit = ask(probe_request(VLLM_NUM_FRAMES), "video_url", False)
         past_limit = ask(probe_request(VLLM_NUM_FRAMES + 1), "video_url", False)
     except FormRefusedError:
-        return VLLM_NUM_FRAMES
-    if at_limit is not None and past_limit is not None and past_limit > at_limit:
-        return None
-    return VLLM_NUM_FRAMES
+        return unknown
+    if at_limit is None or past_limit is None:
+        return unknown
+    return VLLM_NUM_FRAMES if past_limit <= at_limit else None
 
 
 def _form_name(form: str, metadata: bool) -> str:
