@@ -139,6 +139,12 @@ class CaptionEngine(ABC):
         gains nothing from more than one batch (``batch_size``); vLLM says what it can schedule."""
         return batch_size
 
+    def request_notes(self, requests: list[CaptionRequest]) -> list[str]:
+        """What the engine (or the server behind it) may change in the videos of one record's
+        requests (one, or one per window), for the record's notes (an OpenAI-compatible server
+        that assumes its own frame rate); [] when nothing."""
+        return []
+
     def engine_stats(self) -> dict[str, Any] | None:
         """Statistics the engine keeps itself, for the run summary's ``engine`` object (with
         several engines, one entry each: see ``DataParallelEngine``); None when it keeps none."""

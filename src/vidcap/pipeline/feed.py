@@ -221,7 +221,6 @@ class Feed:
         config, stats, entry = self.config, self.stats, slot.entry
         video = decoded.videos[0]
         slot.windowed, slot.videos = video, 1
-        slot.notes = notes_field([video], config.run.output_key)
         if not self._said_short:
             self._say_short_video(entry, video)
         stats.decode_worker_s += decoded.seconds
@@ -232,6 +231,7 @@ class Feed:
             entry.record.index, video, prompt=entry.prompt or "", system_prompt=entry.system_prompt
         )
         stats.request_s += time.monotonic() - started
+        slot.notes = notes_field([video], config.run.output_key, self.engine.request_notes(requests))
         slot.queued.extend(requests)
         self._submit_queued()
 

@@ -5,7 +5,7 @@ built from the worker's frames, refused here when the engine could not take its 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,18 +86,20 @@ def build_request(entry: Pending, decoded: DecodedRecord, engine: CaptionEngine,
         system_prompt=entry.system_prompt,
         videos=[VideoInput(v.frames, v.plan.processor_metadata(), v.plan.video_tokens) for v in videos],
     )
-    notes = notes_field(videos, config.run.output_key)
+    notes = notes_field(videos, config.run.output_key, engine.request_notes([request]))
     frames = sum(v.plan.nframes for v in videos)
     error = length_problem(engine, request, config)
     return Built(request if error is None else None, error, notes, videos=len(videos), frames=frames)
 
 
-def notes_field(videos: list[Any], output_key: str) -> dict[str, Any]:
+def notes_field(videos: list[Any], output_key: str, engine_notes: Sequence[str] = ()) -> dict[str, Any]:
     """``{output_key}_notes``: what probing, planning and decoding had to assume (an irregular
-    frame rate, a container count past the last frame, packed B-frames, ...); absent when nothing was.
+    frame rate, a container count past the last frame, packed B-frames, ...), then what the engine
+    may change (``engine_notes``); absent when nothing was.
     With several videos in a record, each note names its video."""
     named = len(videos) > 1
     lines = [f"{Path(v.info.path).name}: {note}" if named else note for v in videos for note in v.all_notes]
+    lines += engine_notes
     return {f"{output_key}_notes": lines} if lines else {}
 
 
