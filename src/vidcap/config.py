@@ -114,11 +114,13 @@ _GROUPS: dict[str, type] = {
 }
 # Keys that a user may not set directly (derived from another key).
 _INTERNAL = {"json_schema", "video_root"}
+# Fields set from the model, not by the user: the family the frames are planned for.
+_DERIVED = {("sampling", "family")}
 KEY_GROUP: dict[str, str] = {
     f.name: group
     for group, cls in _GROUPS.items()
     for f in dataclasses.fields(cls)
-    if f.name not in _INTERNAL
+    if f.name not in _INTERNAL and (group, f.name) not in _DERIVED
 }
 
 

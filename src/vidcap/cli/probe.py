@@ -12,7 +12,6 @@ that cannot be read), and the totals go to stderr as one JSON object, so that
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -81,9 +80,7 @@ def _with_model_geometry(options: SamplingOptions, model: str | None) -> Samplin
     from vidcap.model_info import vision_geometry  # raises VidcapError with one line
 
     geometry = vision_geometry(model)
-    return dataclasses.replace(
-        options, image_factor=geometry.image_factor, temporal_patch_size=geometry.temporal_patch_size
-    )
+    return geometry.apply(options)
 
 
 def probe_one(item: _Item, options: SamplingOptions, window: float | None = None) -> dict[str, Any]:
@@ -95,7 +92,7 @@ def probe_one(item: _Item, options: SamplingOptions, window: float | None = None
     """
     import av
 
-    from vidcap.video.plan import plan_frames
+    from vidcap.families import plan_video
     from vidcap.video.probe import libav_message, probe_video
     from vidcap.video.windows import format_span, plan_windows
 
@@ -116,7 +113,7 @@ def probe_one(item: _Item, options: SamplingOptions, window: float | None = None
             pix_fmt=info.pix_fmt,
             bit_depth=info.bit_depth,
         )
-        plan = plan_frames(info, options)
+        plan = plan_video(info, options)
         windows = plan_windows(info, options, window)[1] if window is not None else None
     except RecordError as exc:
         row["error"] = str(exc)

@@ -10,7 +10,7 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
+from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, one_line
 from vidcap.procs import stop_signals_blocked
@@ -24,7 +24,7 @@ class VllmEngine(CaptionEngine):
     """Caption with ``vllm.LLM``; requests are queued with ``enqueue`` and matched back by id.
 
     Frames go in ``multi_modal_data`` as ``(frames, metadata)`` with ``do_sample_frames=False``
-    so vLLM's processor neither resamples nor (see ``fixed_size_kwargs``) resizes them.
+    so vLLM's processor neither resamples nor (see ``Family.processor_kwargs``) resizes them.
     """
 
     name = "vllm"
@@ -149,12 +149,12 @@ class VllmEngine(CaptionEngine):
         # so vLLM treats it as the plain text prompt it is (no multimodal processing to run).
         if request.videos:
             prompt["multi_modal_data"] = {"video": [(v.frames, v.metadata) for v in request.videos]}
-            prompt["mm_processor_kwargs"] = fixed_size_kwargs(request)
+            prompt["mm_processor_kwargs"] = self.family().processor_kwargs(request)
         return prompt
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def max_in_flight(self, batch_size: int) -> int:
         """vLLM's scheduler runs up to ``max_num_seqs`` sequences at once (256 by default on a
