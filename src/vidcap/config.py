@@ -32,6 +32,8 @@ class EngineConfig:
     """How to load the model; vLLM names where one exists."""
 
     model: str = ""
+    # The model family (vidcap.families) when config.json does not say; None: detected from it.
+    family: str | None = None
     backend: Backend = "vllm"
     cache_dir: str | None = None
     tensor_parallel_size: int = 1

@@ -73,13 +73,16 @@ def expand_paths(paths: list[str]) -> Iterator[_Item]:
             yield _Item(shown=argument, path=argument)
 
 
-def _with_model_geometry(options: SamplingOptions, model: str | None) -> SamplingOptions:
-    """``options`` with the model's patch factor (patch size x spatial merge) when a model is named."""
-    if not model:
+def _with_model_geometry(
+    options: SamplingOptions, model: str | None, family: str | None = None
+) -> SamplingOptions:
+    """``options`` planned for the model's family and patch geometry when a model (or a family)
+    is named."""
+    if not model and not family:
         return options
     from vidcap.model_info import vision_geometry  # raises VidcapError with one line
 
-    geometry = vision_geometry(model)
+    geometry = vision_geometry(model, family=family)
     return geometry.apply(options)
 
 
@@ -260,10 +263,12 @@ def probe_command(
     options: SamplingOptions,
     model: str | None,
     window: float | None = None,
+    family: str | None = None,
 ) -> int:
     """Probe every video named by ``paths`` and print metadata and plans; return the exit code.
 
     ``window`` (seconds): show each video's timed windows, each with its plan and tokens.
+    ``family``: the model family (``--family``), when the model's config does not say.
 
     0 when every video was read, 1 when some could not be (each has an ``error``), 2 for a
     usage problem (no videos found, a model whose config cannot be read, a bad dataset).
@@ -271,7 +276,7 @@ def probe_command(
     try:
         if window is not None and not (math.isfinite(window) and window > 0):
             raise VidcapError("--window must be > 0 seconds")
-        options = _with_model_geometry(options, model)
+        options = _with_model_geometry(options, model, family)
         items = expand_paths(paths)
         totals = _Totals()
         rows: list[dict[str, Any]] = []

@@ -157,7 +157,7 @@ class CaptionEngine(ABC):
 
     def vision_geometry(self) -> VisionGeometry:
         """The model's patch geometry, which the frame plan must match (from its config)."""
-        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
+        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir, family=self.config.family)
 
     def family(self) -> Family:
         """The model's family (``vision_geometry().family``), found once: it decides the

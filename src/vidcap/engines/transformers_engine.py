@@ -16,7 +16,7 @@ from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import hf_video_metadata, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error, model_sampling_defaults
-from vidcap.errors import VidcapError, one_line
+from vidcap.errors import VidcapError, engine_error, one_line
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class TransformersEngine(CaptionEngine):
             return self._generate_batch(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [CaptionOutput(requests[0].request_id, error=one_line(exc))]
+                return [CaptionOutput(requests[0].request_id, error=engine_error(exc))]
             log.info("batch of %d failed (%s); retrying one by one", len(requests), one_line(exc))
         outputs = []
         for request in requests:
@@ -119,7 +119,7 @@ class TransformersEngine(CaptionEngine):
             try:
                 outputs.extend(self._generate_batch([request]))
             except Exception as exc:  # this request alone is bad: it alone fails
-                outputs.append(CaptionOutput(request.request_id, error=one_line(exc)))
+                outputs.append(CaptionOutput(request.request_id, error=engine_error(exc)))
         return outputs
 
     def _generate_batch(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:

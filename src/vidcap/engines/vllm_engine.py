@@ -12,7 +12,7 @@ from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
-from vidcap.errors import EngineDiedError, one_line
+from vidcap.errors import EngineDiedError, engine_error
 from vidcap.procs import stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
@@ -187,7 +187,7 @@ class VllmEngine(CaptionEngine):
                 params = SamplingParams(**{**base, **request.sampling}) if request.sampling else shared
                 (engine_id,) = self._llm.enqueue([self._prompt(request)], params, use_tqdm=False)
             except Exception as exc:  # one request's failure must not cost the others
-                refused.append(CaptionOutput(request.request_id, error=one_line(exc)))
+                refused.append(CaptionOutput(request.request_id, error=engine_error(exc)))
                 continue
             # enqueue returns vLLM's internal id ("7-1a2b3c4d": the external id plus a random
             # suffix); outputs carry the external id. Either form finds the request.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vidcap.errors import VidcapError
 from vidcap.families.base import Family, VisionGeometry
 from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3VL
 
@@ -19,11 +20,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
+    "IMAGE_ONLY_ARCHITECTURES",
     "Family",
     "VisionGeometry",
     "detect_family",
     "get_family",
+    "named_family",
     "plan_video",
+    "resolve_family",
+    "supported",
 ]
 
 #: Every family vidcap can feed, by registry name.
@@ -53,6 +58,63 @@ def detect_family(config: dict[str, Any]) -> Family | None:
         if model_type in family.model_types:
             return family
     return None
+
+
+# Vision-language architectures that vLLM 0.32 serves for images only: no video input there.
+IMAGE_ONLY_ARCHITECTURES = frozenset(
+    {
+        "Idefics3ForConditionalGeneration",
+        "SmolVLMForConditionalGeneration",
+        "LlavaForConditionalGeneration",
+        "PaliGemmaForConditionalGeneration",
+        "Gemma3ForConditionalGeneration",
+        "MllamaForConditionalGeneration",
+        "Mistral3ForConditionalGeneration",
+        "PixtralForConditionalGeneration",
+    }
+)
+
+
+def supported() -> str:
+    """The registry names, for messages: ``qwen2.5-vl, qwen3-vl, ...``."""
+    return ", ".join(FAMILIES)
+
+
+def named_family(name: str) -> Family:
+    """The family ``--family`` names; VidcapError naming the supported ones otherwise."""
+    family = FAMILIES.get(name.strip().lower())
+    if family is None:
+        raise VidcapError(f"unknown --family {name!r}; supported families: {supported()}")
+    return family
+
+
+def resolve_family(config: dict[str, Any], *, model: str, override: str | None = None) -> Family:
+    """The family that feeds checkpoint ``model`` (``config``: its ``config.json`` dict).
+
+    ``override`` (``--family``) names it for a checkpoint whose config does not say (a
+    fine-tune under another architecture name). Raises VidcapError, one line naming the
+    architecture and the supported families, for a checkpoint that takes no video in vLLM
+    (image-only: even with ``override``) or of no known family.
+    """
+    architectures = [str(a) for a in config.get("architectures") or []]
+    what = "/".join(architectures) or f"model_type {config.get('model_type')!r}"
+    image_only = [a for a in architectures if a in IMAGE_ONLY_ARCHITECTURES]
+    if image_only:
+        raise VidcapError(
+            f"model {model}: {image_only[0]} takes images only in vLLM, no video; "
+            f"video families vidcap supports: {supported()}"
+        )
+    if override is not None:
+        return named_family(override)
+    family = detect_family(config)
+    if family is None:
+        raise VidcapError(
+            f"model {model}: architecture {what} is not a video model family vidcap knows; "
+            f"supported families: {supported()} (if it is one of them, say which with --family)"
+        )
+    if not family.takes_video:
+        raise VidcapError(f"model {model}: {what} takes no video in vLLM; supported families: {supported()}")
+    return family
 
 
 def plan_video(
