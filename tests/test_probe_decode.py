@@ -497,7 +497,7 @@ def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.C
     model = tmp_path / "model"
     model.mkdir()
     vision = {"patch_size": 16, "spatial_merge_size": 2}  # Qwen3-VL: factor 32
-    (model / "config.json").write_text(json.dumps({"vision_config": vision}))
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen3_vl", "vision_config": vision}))
 
     code = probe_command([str(dataset)], True, SamplingOptions(), str(model))
     out, err = capsys.readouterr()
