@@ -150,3 +150,35 @@ def test_a_processor_failure_is_the_records_error_in_one_line() -> None:
         "the model's processor cannot take this record: "
         "AttributeError: 'InternVLVideoProcessor' object has no attribute 'patch_size'"
     )
+
+
+def test_probe_shows_the_family_and_the_prompt_length_of_the_run(tiny_model: Path, clip_dir: Path) -> None:
+    from transformers import AutoProcessor
+
+    from vidcap.config import DEFAULT_PROMPT
+    from vidcap.engines.chat import prompt_token_count
+    from vidcap.families import get_family
+    from vidcap.video.load import load_video
+    from vidcap.video.types import SamplingOptions
+
+    clip = clip_dir / "b.mp4"
+    result = vidcap("probe", str(clip), "--json", "--model", str(tiny_model))
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["family"] == "qwen2.5-vl"
+    # What the engines count for the run's default prompt with this video's planned frames.
+    options = vision_geometry(str(tiny_model)).apply(SamplingOptions())
+    loaded = load_video(str(clip), options)
+    request = CaptionRequest(
+        "r",
+        DEFAULT_PROMPT,
+        [VideoInput(loaded.frames, loaded.plan.processor_metadata(), loaded.plan.video_tokens)],
+    )
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    assert row["prompt_tokens"] == prompt_token_count(processor, request, get_family("qwen2.5-vl"))
+    assert row["prompt_tokens"] > row["video_tokens"]
+
+    table = vidcap("probe", str(clip), "--model", str(tiny_model))
+    assert table.stdout.splitlines()[0].startswith(
+        "model family: Qwen2-VL / Qwen2.5-VL (qwen2.5-vl); frames as"
+    )

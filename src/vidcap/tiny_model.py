@@ -54,7 +54,24 @@ _TRAINING_TEXT = [
 ]
 
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl")
+
+# InternVL's tokens (transformers' convert_internvl_weights_to_hf.py) and its chat template there:
+# a video part becomes "<video>\n", which the processor replaces by one line per frame.
+INTERNVL_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>\\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{'<|im_end|>\\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 _VOCAB_SIZE = 640
 # The text model: hidden 128, 2 layers, head_dim 64 (the smallest head size the CPU attention
@@ -96,9 +113,21 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_tokenizer()
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    build = _qwen3_vl if family == "qwen3-vl" else _qwen2_5_vl
+    if family == "internvl":
+        tokenizer = _build_tokenizer(
+            INTERNVL_TOKENS,
+            INTERNVL_CHAT_TEMPLATE,
+            named={
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>",
+            },
+        )
+    else:
+        tokenizer = _build_tokenizer()
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in (*SPECIAL_TOKENS, *INTERNVL_TOKENS)}
+    build = {"qwen3-vl": _qwen3_vl, "internvl": _internvl}.get(family, _qwen2_5_vl)
     model_class, config, processor = build(tokenizer, ids)
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids["<|im_end|>"]
@@ -114,8 +143,11 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
     return out
 
 
-def _build_tokenizer():
-    """A byte-level BPE tokenizer trained on a few sentences, with Qwen's special tokens."""
+def _build_tokenizer(
+    extra: tuple[str, ...] = (), chat_template: str = CHAT_TEMPLATE, named: dict[str, str] | None = None
+):
+    """A byte-level BPE tokenizer trained on a few sentences, with Qwen's special tokens (and
+    ``extra`` ones; ``named``: special tokens the processor finds by attribute name)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,7 +156,7 @@ def _build_tokenizer():
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *extra],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -133,9 +165,10 @@ def _build_tokenizer():
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        additional_special_tokens=[*SPECIAL_TOKENS[1:], *extra],
+        **({"extra_special_tokens": named} if named else {}),
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     assert len(tokenizer) <= _VOCAB_SIZE, len(tokenizer)
     return tokenizer
 
@@ -248,3 +281,42 @@ def _qwen3_vl(tokenizer, ids: dict[str, int]):
         chat_template=CHAT_TEMPLATE,
     )
     return Qwen3VLForConditionalGeneration, config, processor
+
+
+def _internvl(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny InternVL3 (HF format): a 224 x 224 vision tower
+    of patch 14 with pixel shuffle 0.5 (64 tokens a frame), a Qwen2 text model."""
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    side = 224
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [side, side],
+            "patch_size": [14, 14],
+        },
+        text_config={"model_type": "qwen2", **_TEXT, **_token_ids(ids)},
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=64,
+        downsample_ratio=0.5,
+        tie_word_embeddings=True,
+    )
+    # The InternVL3-hf preprocessor: ImageNet mean/std, one square size for images and videos.
+    mean_std = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size={"height": side, "width": side}, **mean_std),
+        video_processor=InternVLVideoProcessor(size={"height": side, "width": side}, **mean_std),
+        tokenizer=tokenizer,
+        image_seq_length=64,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    return InternVLForConditionalGeneration, config, processor

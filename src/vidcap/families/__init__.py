@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
 from vidcap.families.base import Family, VisionGeometry
+from vidcap.families.internvl import InternVL
 from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3VL
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 #: Every family vidcap can feed, by registry name.
-FAMILIES: dict[str, Family] = {family.name: family for family in (Qwen2_5VL(), Qwen3VL())}
+FAMILIES: dict[str, Family] = {family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL())}
 
 #: The family of a model vidcap cannot see (no config: a server's model, a test double).
 DEFAULT_FAMILY = "qwen2.5-vl"
