@@ -117,7 +117,7 @@ _GROUPS: dict[str, type] = {
 # Keys that a user may not set directly (derived from another key).
 _INTERNAL = {"json_schema", "video_root"}
 # Fields set from the model, not by the user: the family the frames are planned for, its frame size.
-_DERIVED = {("sampling", "family"), ("sampling", "frame_size")}
+_DERIVED = {("sampling", "family"), ("sampling", "frame_size"), ("sampling", "frame_tokens")}
 KEY_GROUP: dict[str, str] = {
     f.name: group
     for group, cls in _GROUPS.items()

@@ -54,7 +54,7 @@ _TRAINING_TEXT = [
 ]
 
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl", "llava-onevision")
 
 # InternVL's tokens (transformers' convert_internvl_weights_to_hf.py) and its chat template there:
 # a video part becomes "<video>\n", which the processor replaces by one line per frame.
@@ -71,6 +71,26 @@ INTERNVL_CHAT_TEMPLATE = (
     "{{'<|im_end|>\\n'}}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# LLaVA-OneVision's tokens and the shape of the llava-hf chat template: images, then videos, then
+# each text after a newline.
+LLAVA_TOKENS = ("<image>", "<video>")
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + ' '}}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ '\\n' + content['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{{'<|im_end|>\\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
 _VOCAB_SIZE = 640
@@ -124,10 +144,17 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
                 "video_token": "<video>",
             },
         )
+    elif family == "llava-onevision":
+        tokenizer = _build_tokenizer(
+            LLAVA_TOKENS, LLAVA_CHAT_TEMPLATE, named={"image_token": "<image>", "video_token": "<video>"}
+        )
     else:
         tokenizer = _build_tokenizer()
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in (*SPECIAL_TOKENS, *INTERNVL_TOKENS)}
-    build = {"qwen3-vl": _qwen3_vl, "internvl": _internvl}.get(family, _qwen2_5_vl)
+    known = (*SPECIAL_TOKENS, *INTERNVL_TOKENS, *LLAVA_TOKENS)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in known}
+    build = {"qwen3-vl": _qwen3_vl, "internvl": _internvl, "llava-onevision": _llava_onevision}.get(
+        family, _qwen2_5_vl
+    )
     model_class, config, processor = build(tokenizer, ids)
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids["<|im_end|>"]
@@ -138,9 +165,28 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
+    if family == "llava-onevision":
+        _siglip_keys_as_published(out / "model.safetensors")
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _siglip_keys_as_published(weights: Path) -> None:
+    """Name the SigLIP tower's weights as the llava-hf checkpoints do (``vision_tower.vision_model.*``):
+    transformers 5 saves them without ``vision_model``, which vLLM 0.32 cannot load."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    renamed = {
+        (
+            "vision_tower.vision_model." + key.removeprefix("vision_tower.")
+            if key.startswith("vision_tower.")
+            else key
+        ): t
+        for key, t in tensors.items()
+    }
+    save_file(renamed, weights, metadata={"format": "pt"})
 
 
 def _build_tokenizer(
@@ -320,3 +366,47 @@ def _internvl(tokenizer, ids: dict[str, int]):
         chat_template=INTERNVL_CHAT_TEMPLATE,
     )
     return InternVLForConditionalGeneration, config, processor
+
+
+def _llava_onevision(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny LLaVA-OneVision: a 112 x 112 SigLIP tower of
+    patch 14 (8 x 8 patches, pooled to 4 x 4: 16 tokens a frame), a Qwen2 text model."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    side = 112
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": side,
+            "patch_size": 14,
+        },
+        text_config={"model_type": "qwen2", **_TEXT, **_token_ids(ids)},
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]],
+        tie_word_embeddings=True,
+    )
+    square = {"height": side, "width": side}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(
+            size=square, image_grid_pinpoints=config.image_grid_pinpoints
+        ),
+        video_processor=LlavaOnevisionVideoProcessor(size=square),
+        tokenizer=tokenizer,
+        num_image_tokens=(side // 14) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return LlavaOnevisionForConditionalGeneration, config, processor

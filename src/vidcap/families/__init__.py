@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vidcap.errors import VidcapError
 from vidcap.families.base import Family, VisionGeometry
 from vidcap.families.internvl import InternVL
+from vidcap.families.llava_onevision import LlavaOnevision
 from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3VL
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ __all__ = [
 ]
 
 #: Every family vidcap can feed, by registry name.
-FAMILIES: dict[str, Family] = {family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL())}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL(), LlavaOnevision())
+}
 
 #: The family of a model vidcap cannot see (no config: a server's model, a test double).
 DEFAULT_FAMILY = "qwen2.5-vl"

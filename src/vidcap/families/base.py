@@ -23,12 +23,15 @@ class VisionGeometry:
     """``image_factor`` = the side in pixels of the square one visual token covers: patch size x
     spatial merge (28 for Qwen2.5-VL, 32 for Qwen3-VL); ``family``: the registry name of the
     family the checkpoint belongs to; ``frame_size``: (height, width) every frame is resized to,
-    for a family whose frames all have one size (None: the family's rule sizes each video)."""
+    for a family whose frames all have one size (None: the family's rule sizes each video);
+    ``frame_tokens``: the visual tokens one such frame costs, where they do not follow from
+    ``image_factor`` (LLaVA-OneVision pools its patch grid, rounding up)."""
 
     image_factor: int = 28
     temporal_patch_size: int = 2
     family: str = "qwen2.5-vl"
     frame_size: tuple[int, int] | None = None
+    frame_tokens: int | None = None
 
     def apply(self, options: SamplingOptions) -> SamplingOptions:
         """``options`` planned for this model: its patch geometry and family."""
@@ -38,6 +41,7 @@ class VisionGeometry:
             temporal_patch_size=self.temporal_patch_size,
             family=self.family,
             frame_size=self.frame_size,
+            frame_tokens=self.frame_tokens,
         )
 
 

@@ -52,7 +52,7 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             "sampling": {
                 k: v
                 for k, v in dataclasses.asdict(config.sampling).items()
-                if k not in ("family", "frame_size")
+                if k not in ("family", "frame_size", "frame_tokens")
             },
             # Windows change what is captioned, and the summary prompt what the caption says.
             # Left out when unset, so that outputs written before windows existed still resume.
