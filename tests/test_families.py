@@ -182,3 +182,15 @@ def test_probe_shows_the_family_and_the_prompt_length_of_the_run(tiny_model: Pat
     assert table.stdout.splitlines()[0].startswith(
         "model family: Qwen2-VL / Qwen2.5-VL (qwen2.5-vl); frames as"
     )
+
+
+def test_vision_facts_name_the_family_and_its_reference() -> None:
+    from vidcap.families import vision_facts
+    from vidcap.video.types import SamplingOptions
+
+    geometry = resolve_family({"architectures": ["InternVLForConditionalGeneration"]}, model="m").geometry(
+        {"vision_config": {"image_size": [448, 448], "patch_size": [14, 14]}, "downsample_ratio": 0.5}
+    )
+    facts = vision_facts(geometry.apply(SamplingOptions()))
+    assert facts["family"] == "internvl" and "InternVLVideoProcessor" in facts["reference"]
+    assert (facts["frame_size"], facts["image_factor"], facts["temporal_patch_size"]) == ([448, 448], 28, 1)

@@ -161,3 +161,6 @@ def test_run_on_the_engine_matches_the_probe(models, clips: list[Clip], tmp_path
         assert (plan["family"], plan["nframes"]) == (family, 8)
         # vLLM's own prompt length (its processor, its placeholders) = probe's count.
         assert record["info"]["prompt_tokens"] == plan["prompt_tokens"], (record, plan)
+    summary = json.loads((tmp_path / "out.jsonl.summary.json").read_text())
+    assert summary["vision"]["family"] == family
+    assert summary["vision"]["frame_size"] == list(vision_geometry(str(model)).frame_size)

@@ -31,6 +31,7 @@ __all__ = [
     "plan_video",
     "resolve_family",
     "supported",
+    "vision_facts",
 ]
 
 #: Every family vidcap can feed, by registry name.
@@ -119,6 +120,20 @@ def resolve_family(config: dict[str, Any], *, model: str, override: str | None =
     if not family.takes_video:
         raise VidcapError(f"model {model}: {what} takes no video in vLLM; supported families: {supported()}")
     return family
+
+
+def vision_facts(options: SamplingOptions) -> dict[str, Any]:
+    """What the run's summary says about how the model is fed: its family, the reference the
+    frame rule follows, and the geometry the plans were made with."""
+    family = get_family(options.family)
+    return {
+        "family": family.name,
+        "reference": family.reference,
+        "frame_rule": family.frame_rule,
+        "image_factor": options.image_factor,
+        "temporal_patch_size": options.temporal_patch_size,
+        "frame_size": list(options.frame_size) if options.frame_size else None,
+    }
 
 
 def plan_video(
