@@ -1,4 +1,5 @@
-"""Build a tiny, random-weight Qwen2.5-VL or Qwen3-VL checkpoint that runs offline.
+"""Build a tiny, random-weight checkpoint of a video VLM family that runs offline: Qwen2.5-VL,
+Qwen3-VL, InternVL3 (HF format) or LLaVA-OneVision.
 
 The checkpoint (model, tokenizer, processor, chat template; about 1 MB) exercises the
 whole captioning path (frame plan, processor, vLLM or transformers engine) on a machine
@@ -123,7 +124,7 @@ _VISION = {
 def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: int = 0) -> Path:
     """Write a tiny random-weight checkpoint of ``family`` to ``out_dir`` and return its path.
 
-    ``family`` is ``"qwen2.5-vl"`` or ``"qwen3-vl"`` (see ``FAMILIES``). The text model has
+    ``family`` is one of ``FAMILIES``. The text model has
     hidden size 128, 2 layers and head_dim 64; the vision tower has depth 2. Building takes a
     few seconds and needs no network. Raises ValueError for an unknown family.
     """
