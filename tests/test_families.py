@@ -194,3 +194,10 @@ def test_vision_facts_name_the_family_and_its_reference() -> None:
     facts = vision_facts(geometry.apply(SamplingOptions()))
     assert facts["family"] == "internvl" and "InternVLVideoProcessor" in facts["reference"]
     assert (facts["frame_size"], facts["image_factor"], facts["temporal_patch_size"]) == ([448, 448], 28, 1)
+
+
+def test_family_without_a_model_is_checked_too() -> None:
+    geometry = vision_geometry(None, family="qwen3-vl")  # a server's model: the family's own factor
+    assert (geometry.family, geometry.image_factor) == ("qwen3-vl", 32)
+    with pytest.raises(VidcapError, match="unknown --family 'x'"):
+        vision_geometry(None, family="x")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vidcap.families import DEFAULT_FAMILY, get_family, resolve_family
+from vidcap.families import named_family, resolve_family
 from vidcap.families.base import VisionGeometry
 from vidcap.model_source import check_model_exists, model_load_error
 
@@ -42,6 +42,6 @@ def vision_geometry(
     for a checkpoint of no known family, or of an architecture that takes no video in vLLM.
     """
     if not model:
-        return get_family(family or DEFAULT_FAMILY).geometry({}) if family else VisionGeometry()
+        return named_family(family).geometry({}) if family else VisionGeometry()
     config = model_config(model, cache_dir=cache_dir)
     return resolve_family(config, model=model, override=family).geometry(config)

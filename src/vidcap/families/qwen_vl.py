@@ -25,13 +25,14 @@ class QwenVLFamily(Family):
     """The Qwen VL families: the qwen-vl-utils frame rule, the processor's own placeholder."""
 
     reference = "qwen-vl-utils 0.0.14 fetch_video + the transformers processor (model card)"
+    default_factor = 28  # patch size x spatial merge, when a config does not say
     frame_rule = "2 fps, 4-768 frames in pairs, sizes in multiples of the patch factor within a pixel budget"
 
     def geometry(self, config: dict[str, Any]) -> VisionGeometry:
         """Patch factor = ``patch_size`` x ``spatial_merge_size`` of ``vision_config``."""
         vision = config.get("vision_config")
-        if not isinstance(vision, dict) or "patch_size" not in vision:
-            return VisionGeometry(family=self.name)
+        if not isinstance(vision, dict) or "patch_size" not in vision:  # the family's own factor
+            return VisionGeometry(image_factor=self.default_factor, family=self.name)
         merge = int(vision.get("spatial_merge_size", 2))
         return VisionGeometry(
             image_factor=int(vision["patch_size"]) * merge,
@@ -115,6 +116,7 @@ class Qwen2_5VL(QwenVLFamily):
     name = "qwen2.5-vl"
     label = "Qwen2-VL / Qwen2.5-VL"
     model_types = ("qwen2_vl", "qwen2_5_vl")
+    default_factor = 28
     architectures = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration")
 
 
@@ -124,4 +126,5 @@ class Qwen3VL(QwenVLFamily):
     name = "qwen3-vl"
     label = "Qwen3-VL (dense and MoE)"
     model_types = ("qwen3_vl", "qwen3_vl_moe")
+    default_factor = 32
     architectures = ("Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration")
