@@ -70,8 +70,9 @@ class LocalModelVLMServing_vllm(_Serving):
     ``hf_cache_dir``. ``vllm_*`` sampling values are sent as given; ``None`` means the model's
     own (its ``generation_config.json``). ``vllm_seed`` ``None`` means unseeded.
     vidcap's additions (keyword-only): ``vllm_min_p``, ``vllm_presence_penalty``,
-    ``vllm_frequency_penalty`` (default: the model's), ``num_captions``, ``json_schema``, and any
-    other ``vllm.LLM`` argument as a keyword (``enforce_eager=True``, ``max_num_seqs=64`` ...).
+    ``vllm_frequency_penalty`` (default: the model's), ``num_captions``, ``json_schema``, ``family``
+    (the model family, as ``--family``: default detected from its config), and any other
+    ``vllm.LLM`` argument as a keyword (``enforce_eager=True``, ``max_num_seqs=64`` ...).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class LocalModelVLMServing_vllm(_Serving):
         vllm_frequency_penalty: float | None = None,
         num_captions: int = 1,
         json_schema: dict[str, Any] | None = None,
+        family: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if not hf_model_name_or_path:
@@ -102,6 +104,7 @@ class LocalModelVLMServing_vllm(_Serving):
         check_model_exists(model)
         self.engine_config = EngineConfig(
             model=model,
+            family=family,
             backend="vllm",
             cache_dir=hf_cache_dir,
             tensor_parallel_size=vllm_tensor_parallel_size,
@@ -130,6 +133,7 @@ class LocalModelVLMServing_transformers(_Serving):
     """A local model run with transformers ``generate`` (CPU or GPU), for machines without vLLM.
 
     vidcap's own class (DataFlow has none): every sampling value defaults to the model's own.
+    ``family``: the model family (as ``--family``), when its config does not say.
     """
 
     def __init__(
@@ -149,10 +153,15 @@ class LocalModelVLMServing_transformers(_Serving):
         repetition_penalty: float | None = None,
         presence_penalty: float | None = None,
         frequency_penalty: float | None = None,
+        family: str | None = None,
     ) -> None:
         check_model_exists(hf_model_name_or_path)
         self.engine_config = EngineConfig(
-            model=hf_model_name_or_path, backend="transformers", cache_dir=hf_cache_dir, device=device
+            model=hf_model_name_or_path,
+            family=family,
+            backend="transformers",
+            cache_dir=hf_cache_dir,
+            device=device,
         )
         self.generation = _generation(
             "LocalModelVLMServing_transformers",

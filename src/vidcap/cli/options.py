@@ -94,6 +94,16 @@ GpuMemoryUtilization = Annotated[
         rich_help_panel=MODEL,
     ),
 ]
+Family = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        metavar="NAME",
+        help="Model family, for a checkpoint whose config.json does not name one vidcap knows "
+        "(default: detected from config.json; the README lists the families).",
+        rich_help_panel=MODEL,
+    ),
+]
 MaxModelLen = Annotated[
     int | None,
     typer.Option(

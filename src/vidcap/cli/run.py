@@ -21,6 +21,7 @@ from vidcap.cli.options import (
     Config,
     DataParallelSize,
     EnforceEager,
+    Family,
     Fps,
     GpuMemoryUtilization,
     MaxFrames,
@@ -108,6 +109,7 @@ def run_command(
             rich_help_panel=MODEL,
         ),
     ] = None,
+    family: Family = None,
     config: Config = None,
     prompt: Annotated[
         str | None,
@@ -366,6 +368,7 @@ def run_command(
         "input": input_file if input_file is not None else input,
         "output": output,
         "model": model,
+        "family": family,
         "prompt": prompt,
         "prompt_file": prompt_file,
         "system_prompt": system_prompt,

@@ -269,7 +269,7 @@ class DataParallelEngine(CaptionEngine):
     # -- what the run asks of an engine -----------------------------------------------------
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Spread a batch over the engines and wait for all of it; outputs in request order."""

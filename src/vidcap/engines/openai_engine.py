@@ -228,11 +228,12 @@ class OpenAIEngine(CaptionEngine):
         return self.form.summary() if self.form is not None else None
 
     def vision_geometry(self) -> VisionGeometry:
-        """From the processor's model folder when known, else Qwen2.5-VL's (a server hides its config)."""
+        """From the processor's model folder when known, else ``--family``'s, else Qwen2.5-VL's (a
+        server hides its config)."""
         if self._geometry is None:
             source = self.processor_name or (self.model if Path(self.model).expanduser().is_dir() else None)
-            self._geometry = (
-                vision_geometry(source, cache_dir=self.config.cache_dir) if source else VisionGeometry()
+            self._geometry = vision_geometry(
+                source, cache_dir=self.config.cache_dir, family=self.config.family
             )
         return self._geometry
 
@@ -251,7 +252,7 @@ class OpenAIEngine(CaptionEngine):
             return self._count_as_images(request)
         if self._processor is None:
             return request.video_tokens + _text_estimate(request)
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def _count_as_images(self, request: CaptionRequest) -> int:
         """One image per frame: its own placeholder, and (H/f) x (W/f) tokens, f the patch factor."""
@@ -352,7 +353,7 @@ class OpenAIEngine(CaptionEngine):
         extra = {k: v for k, v in values.items() if k not in _OPENAI_FIELDS}
         extra.update(self.extra_body)
         if metadata:
-            extra.update(mm_extra_body(request))
+            extra.update(mm_extra_body(request, self.family()))
         if extra:
             kwargs["extra_body"] = extra
         return kwargs

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vidcap.engines.base import CaptionRequest, VideoInput
-from vidcap.engines.chat import fixed_size_kwargs
+from vidcap.families import Family
 
 # FFmpeg's JPEG quantiser scale (-q:v): 2 is the finest; the frames were already decoded
 # once from a lossy video, so a second coarse loss is what we avoid.
@@ -94,13 +94,14 @@ def build_messages(request: CaptionRequest, *, video_as: str, qscale: int) -> li
     return messages
 
 
-def mm_extra_body(request: CaptionRequest) -> dict[str, Any]:
-    """vLLM's per-request kwargs that keep the plan: frame rate and indices, and frame size."""
+def mm_extra_body(request: CaptionRequest, family: Family) -> dict[str, Any]:
+    """vLLM's per-request kwargs that keep the plan: frame rate and indices, and the frame size
+    (the processor kwargs of the model's ``family``)."""
     if not request.videos:
         return {}
     return {
         "media_io_kwargs": {"video": video_media_kwargs(request.videos)},
-        "mm_processor_kwargs": fixed_size_kwargs(request),
+        "mm_processor_kwargs": family.processor_kwargs(request),
     }
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
+from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
-from vidcap.errors import EngineDiedError, one_line
+from vidcap.errors import EngineDiedError, engine_error
 from vidcap.model_info import context_length
 from vidcap.procs import stop_signals_blocked
 
@@ -42,7 +42,7 @@ class VllmEngine(CaptionEngine):
     """Caption with ``vllm.LLM``; requests are queued with ``enqueue`` and matched back by id.
 
     Frames go in ``multi_modal_data`` as ``(frames, metadata)`` with ``do_sample_frames=False``
-    so vLLM's processor neither resamples nor (see ``fixed_size_kwargs``) resizes them.
+    so vLLM's processor neither resamples nor (see ``Family.processor_kwargs``) resizes them.
     """
 
     name = "vllm"
@@ -176,12 +176,12 @@ class VllmEngine(CaptionEngine):
         # so vLLM treats it as the plain text prompt it is (no multimodal processing to run).
         if request.videos:
             prompt["multi_modal_data"] = {"video": [(v.frames, v.metadata) for v in request.videos]}
-            prompt["mm_processor_kwargs"] = fixed_size_kwargs(request)
+            prompt["mm_processor_kwargs"] = self.family().processor_kwargs(request)
         return prompt
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def max_in_flight(self, batch_size: int) -> int:
         """vLLM's scheduler runs up to ``max_num_seqs`` sequences at once (256 by default on a
@@ -214,7 +214,7 @@ class VllmEngine(CaptionEngine):
                 params = SamplingParams(**{**base, **request.sampling}) if request.sampling else shared
                 (engine_id,) = self._llm.enqueue([self._prompt(request)], params, use_tqdm=False)
             except Exception as exc:  # one request's failure must not cost the others
-                refused.append(CaptionOutput(request.request_id, error=one_line(exc)))
+                refused.append(CaptionOutput(request.request_id, error=engine_error(exc)))
                 continue
             # enqueue returns vLLM's internal id ("7-1a2b3c4d": the external id plus a random
             # suffix); outputs carry the external id. Either form finds the request.

@@ -4,6 +4,7 @@ built from the worker's frames, refused here when the engine could not take its 
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,11 +13,13 @@ from typing import Any
 
 from vidcap.config import RunConfig
 from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
-from vidcap.errors import RecordError, one_line
+from vidcap.errors import RecordError, engine_error, one_line
 from vidcap.io.records import InputRecord
 from vidcap.pipeline.check import bound, resolve_video_path, video_paths
 from vidcap.pipeline.decode import DecodedRecord, DecodeTask
 from vidcap.prompts import DiyVideoPrompt, conversation_system_prompt, resolve_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,7 +111,11 @@ def length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunCo
     limit = engine.max_model_len
     if limit is None:
         return None
-    tokens = engine.count_prompt_tokens(request)
+    try:
+        tokens = engine.count_prompt_tokens(request)
+    except Exception as exc:  # the model's processor refused this record's input: its error alone
+        log.debug("counting the prompt tokens of %s failed", request.request_id, exc_info=True)
+        return f"the model's processor cannot take this record: {engine_error(exc)}"
     if tokens < limit:
         return None
     return (

@@ -123,14 +123,7 @@ def run_captioning(
         log.warning("... and %d more bad lines skipped", facts.bad_count - len(facts.bad_lines))
     # The model's patch geometry (from its config, no engine needed) decides the pixel defaults.
     geometry = engine.vision_geometry()
-    config = dataclasses.replace(
-        config,
-        sampling=dataclasses.replace(
-            config.sampling,
-            image_factor=geometry.image_factor,
-            temporal_patch_size=geometry.temporal_patch_size,
-        ),
-    )
+    config = dataclasses.replace(config, sampling=geometry.apply(config.sampling))
     check_sampling(config.sampling)
     fingerprint = run_fingerprint(
         config, prompt=template.prompt_template, span=shard.span, digest=facts.digest

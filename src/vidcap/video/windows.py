@@ -6,7 +6,7 @@ previous one ended, the last ends at the segment's end. A tail shorter than half
 the previous window (as NVIDIA Cosmos-Curate merges a short last clip), so no window is shorter
 than half a window, except the only window of a video shorter than that.
 
-Each window is planned with the same rules as a whole video (``plan_frames`` with the window as
+Each window is planned with the same rules as a whole video (``plan_video`` with the window as
 ``video_start``/``video_end``, qwen-vl-utils' segment semantics): its frame count follows
 ``--fps``/``--nframes`` over the window's length, its frame size the pixel budget over its frame
 count. Both ends of a segment are inclusive in that plan, so the frame exactly on a boundary
@@ -27,7 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from vidcap.video.plan import plan_frames, planned_length
+from vidcap.families import plan_video
+from vidcap.video.plan import planned_length
 from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 
 # Float slack when counting whole windows: 0.3 s / 0.1 s must be 3 windows, not 2 and a tail.
@@ -99,17 +100,17 @@ def plan_windows(
 
     The segment ends at ``video_end`` or at the video's planned length, whichever is first.
     Raises RecordError (bad bounds, unplannable stream) or ValueError (bad options) as
-    ``plan_frames`` does.
+    ``plan_video`` does.
     """
-    whole = plan_frames(info, options, video_start=video_start, video_end=video_end)
+    whole = plan_video(info, options, video_start=video_start, video_end=video_end)
     length = planned_length(info)
     start = video_start or 0.0
-    # plan_frames refused a start at or past the end and a start not before video_end.
+    # plan_video refused a start at or past the end and a start not before video_end.
     end = length if video_end is None else min(video_end, length)
     plans = []
     spans = window_spans(start, end, window)
     for span in spans:
-        plan = plan_frames(info, options, video_start=span.start, video_end=span.end)
+        plan = plan_video(info, options, video_start=span.start, video_end=span.end)
         plans.append(WindowPlan(span, plan))
     note = short_video_note(spans, window, segment=video_start is not None or video_end is not None)
     if note is not None:
