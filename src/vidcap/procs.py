@@ -11,10 +11,12 @@ the main process should decide: it finishes the batch in hand, writes it, then s
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from multiprocessing import resource_tracker
+from pathlib import Path
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
@@ -42,3 +44,89 @@ def stop_signals_blocked() -> Iterator[None]:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         done.set()
+
+
+# -- ending what the shield keeps alive ---------------------------------------------------------
+# The shield has a cost: vLLM stops its own helpers with SIGTERM too. When an engine fails while
+# starting (e.g. no room for its KV cache), vLLM's engine core sends its worker SIGTERM and waits
+# for it to exit; the worker never sees the signal (it stays pending), so the engine core, and
+# the engine start waiting for it, hang forever. The functions below end such processes with
+# SIGKILL, which no mask holds back. They read /proc (Linux, where vLLM runs); elsewhere they
+# find nothing.
+_PROC = Path("/proc")
+_SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
+
+
+def descendants(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children, their children, and so on (not ``pid`` itself)."""
+    children: dict[int, list[int]] = {}
+    for entry in _PROC.glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        # "pid (name) state ppid ...": the name may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_masks(pid: int) -> tuple[int, int]:
+    """``pid``'s blocked and pending signals, as bit masks ((0, 0) if it is gone)."""
+    try:
+        with open(_PROC / str(pid) / "status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["SigBlk"], 16), int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def holds_stop_signal(pid: int) -> bool:
+    """Whether ``pid`` blocks SIGTERM and one is pending: someone asked it to stop and the
+    shield held the request back."""
+    blocked, pending = _signal_masks(pid)
+    return bool(blocked & pending & _SIGTERM_BIT)
+
+
+def kill_processes(pids: Iterable[int]) -> None:
+    """SIGKILL each of ``pids`` that still exists."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill_process_group(pgid: int) -> None:
+    """SIGKILL every process of the group ``pgid`` (nothing if the group is gone)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def held_stops_delivered(interval_s: float = 0.5) -> Iterator[None]:
+    """While the body starts an engine, SIGKILL any process below this one that holds a SIGTERM
+    back (see above): what its sender meant, delivered. vLLM then sees its helper gone and its
+    start fails with its own error instead of hanging.
+
+    Only while starting: in a run, a pending SIGTERM may be the job's stop signal, which the
+    helpers must outlive until the records in flight are written. At start there is nothing
+    to finish, and the main process ends the start on a stop signal anyway.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(interval_s):
+            kill_processes(pid for pid in descendants(os.getpid()) if holds_stop_signal(pid))
+
+    watcher = threading.Thread(target=watch, name="vidcap-held-stops", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
