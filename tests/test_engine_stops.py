@@ -1,13 +1,14 @@
-"""Engines that do not start end the run at once and leave no process.
+"""Engines that do not start, and runs stopped while they start, end at once and leave no process.
 
-A real ``vidcap`` run with two real vLLM engines (CPU build) that have no room for their KV
-cache: vLLM fails part way through starting them, and used to hang there. The test has its own
-time limit, and kills whatever the run left alive, so that a hang fails the test instead of
-hanging the suite.
+Real ``vidcap`` runs with two real vLLM engines (CPU build): one whose engines have no room for
+their KV cache (vLLM fails part way through starting them, and used to hang there), one stopped
+by SIGTERM while the model loads. Each test has its own time limit, and kills whatever the run
+left alive, so that a hang fails the test instead of hanging the suite.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ import pytest
 
 from tests.conftest import TINY_ENGINE, write_jsonl
 from tests.test_batch_jobs import start_vidcap
+from vidcap.errors import StopDuringStart
 from vidcap.io.jsonio import loads
-from vidcap.procs import held_stops_delivered
+from vidcap.procs import held_stops_delivered, new_children_killed_on_error, stop_signals_blocked
 
 
 @pytest.fixture()
@@ -106,6 +108,42 @@ def test_an_engine_without_room_for_its_kv_cache_fails_the_start_with_exit_69(
         run.kill_all()
 
 
+@pytest.mark.engine
+def test_sigterm_while_the_model_loads_ends_the_run_with_75_and_no_process_left(
+    tmp_path: Path, dp_args: list[str]
+) -> None:
+    run = Watched(start_vidcap([*dp_args, "--gpu-memory-utilization", "0.1"]))
+    try:
+        deadline = time.monotonic() + 300
+        while not any("EngineCore" in _name(p) for p in run.look()):  # vLLM is starting an engine
+            assert run.proc.poll() is None, run.proc.stderr.read()
+            assert time.monotonic() < deadline, "no vLLM engine core started in 300 s"
+            time.sleep(0.2)
+        # As SLURM pre-emption does: the signal reaches every process of the job.
+        for proc in [psutil.Process(run.proc.pid), *run.look()]:
+            if _alive(proc):
+                proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = run.wait(timeout=60)
+        took = time.monotonic() - signalled
+        stderr = run.proc.stderr.read() if code is not None else ""
+        assert code == 75, f"exit {code} {took:.0f} s after SIGTERM: {stderr}"
+        assert took < 30, f"the run took {took:.0f} s to stop"
+        assert "SIGTERM received while loading the model" in stderr, stderr
+        assert run.survivors() == []
+        summary = loads((tmp_path / "out.jsonl.summary.json").read_bytes())
+        assert (summary["interrupted"], summary["failed"], summary["complete"]) == (True, None, False)
+    finally:
+        run.kill_all()
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:
+        return ""
+
+
 SHIELDED = "import signal, time; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); time.sleep(60)"
 
 
@@ -122,3 +160,13 @@ def test_a_held_back_sigterm_is_delivered_while_an_engine_starts() -> None:
     finally:
         helper.kill()
         helper.wait()
+
+
+def test_a_start_that_raises_leaves_none_of_its_processes() -> None:
+    context = multiprocessing.get_context("spawn")
+    with pytest.raises(StopDuringStart), new_children_killed_on_error():
+        with stop_signals_blocked():
+            process = context.Process(target=time.sleep, args=(60,))
+            process.start()
+        raise StopDuringStart()
+    assert process.exitcode == -signal.SIGKILL

@@ -11,6 +11,7 @@ the main process should decide: it finishes the batch in hand, writes it, then s
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
@@ -87,6 +88,11 @@ def _signal_masks(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
+def blocks_stop_signal(pid: int) -> bool:
+    """Whether ``pid`` holds SIGTERM back: one of vidcap's shielded helpers."""
+    return bool(_signal_masks(pid)[0] & _SIGTERM_BIT)
+
+
 def holds_stop_signal(pid: int) -> bool:
     """Whether ``pid`` blocks SIGTERM and one is pending: someone asked it to stop and the
     shield held the request back."""
@@ -130,3 +136,24 @@ def held_stops_delivered(interval_s: float = 0.5) -> Iterator[None]:
     finally:
         done.set()
         watcher.join()
+
+
+@contextlib.contextmanager
+def new_children_killed_on_error() -> Iterator[None]:
+    """If the body raises (a failure, or a stop signal while an engine starts), SIGKILL the
+    processes it started with ``multiprocessing`` and everything below them.
+
+    Without this, an engine that never finished starting keeps its processes, and they
+    (shielded, see above) keep this process from exiting: ``multiprocessing`` waits for its
+    children at exit, and a SIGTERM never ends them.
+    """
+    before = set(multiprocessing.active_children())
+    try:
+        yield
+    except BaseException:
+        started = [p for p in multiprocessing.active_children() if p not in before]
+        kill_processes([pid for p in started if p.pid for pid in descendants(p.pid)])
+        kill_processes(p.pid for p in started if p.pid)
+        for process in started:
+            process.join(5)
+        raise
