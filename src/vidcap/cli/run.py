@@ -517,6 +517,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
                 output_lock=lock,
                 on_engine_start=_engine_start,
             )
+            if result.stats.load_s:  # vLLM's processes take seconds to end, with nothing to show
+                print("vidcap: output written; closing the engine", file=terminal_err(), flush=True)
     except StopDuringStart:  # the runner returns a stopped start as interrupted: a safety net
         _print_note(capture)
         return EXIT_INTERRUPTED

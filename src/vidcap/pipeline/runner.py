@@ -120,7 +120,7 @@ def run_captioning(
     output_path = Path(opts.output) if opts.output else shard.default_output()
     check_output_is_not_input(input_path, output_path)
 
-    log.info("checking the records in %s", input_path)
+    log.info("checking the records in %s%s", input_path, _shard_note(shard))
     facts = check_records(shard.span, opts, whole_input=shard.count == 1)
     for bad in facts.bad_lines:
         log.warning("%s (skipped: --on-bad-line skip)", bad.message)
@@ -206,7 +206,7 @@ class _Run:
         caption_started: float | None = None
         try:
             log.info("%d records ok; loading the model %s", facts.records, self.config.engine.model)
-            if self._load(facts.max_videos_per_record, should_stop):
+            if self._load(facts.max_videos_per_record, should_stop, progress):
                 self._loaded(skipped_done)
                 caption_started = time.monotonic()
                 description = f"captioning {self.input_path.name}"
@@ -233,13 +233,14 @@ class _Run:
         data = self._summary(complete=complete, write=writer.touched_output or self.summary_written)
         return self._result(complete, data)
 
-    def _load(self, max_videos_per_record: int, should_stop: Callable[[], bool]) -> bool:
+    def _load(self, max_videos_per_record: int, should_stop: Callable[[], bool], progress: Progress) -> bool:
         """Start the engine; False when a stop came before it, or ended it (``StopDuringStart``
         from the caller's signal handler, or a start that failed once a stop was asked: the
         job's signal reaches the engine's processes too)."""
         if should_stop():  # asked during the checks: the model need not load
             return False
         started = time.monotonic()
+        _waiting(progress, "loading the model")  # minutes for a large model: show it is alive
         try:
             self._start_engine(max_videos_per_record)
         except StopDuringStart:
@@ -248,6 +249,8 @@ class _Run:
             if should_stop():
                 return False
             raise
+        finally:
+            _done_waiting(progress)
         self.stats.load_s = time.monotonic() - started
         log.info("model loaded in %.1f s", self.stats.load_s)
         return True
@@ -378,6 +381,26 @@ class _Run:
             return build_summary(**values)
         self.summary_written = True
         return write_summary(summary_path(self.output_path), **values)
+
+
+def _shard_note(shard: Shard) -> str:
+    """`` (shard 1 of 4: lines 26-50 of 100)`` for a run of one shard of the input, else ``""``."""
+    if not shard.explicit:
+        return ""
+    span = shard.span
+    which = f"{span.unit}s {span.start + 1}-{span.stop}" if span.stop > span.start else f"no {span.unit}s"
+    return f" (shard {shard.index} of {shard.count}: {which} of {span.units})"
+
+
+# A Progress that a library caller wrote may lack waiting/done_waiting (they came later).
+def _waiting(progress: Progress, message: str) -> None:
+    if hasattr(progress, "waiting"):
+        progress.waiting(message)
+
+
+def _done_waiting(progress: Progress) -> None:
+    if hasattr(progress, "done_waiting"):
+        progress.done_waiting()
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
