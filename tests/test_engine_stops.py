@@ -170,3 +170,26 @@ def test_a_start_that_raises_leaves_none_of_its_processes() -> None:
             process.start()
         raise StopDuringStart()
     assert process.exitcode == -signal.SIGKILL
+
+
+# Starts a shielded helper and exits: the helper is orphaned, as vLLM's worker is once vLLM's
+# clean-up has killed its engine core.
+ORPHANING = (
+    "import subprocess, sys, time; "
+    f"helper = subprocess.Popen([sys.executable, '-c', {SHIELDED!r}]); print(helper.pid, flush=True); "
+    "time.sleep(1.5)"
+)
+
+
+def test_a_start_that_raises_leaves_no_orphan_either() -> None:
+    with pytest.raises(StopDuringStart), new_children_killed_on_error(interval_s=0.1):
+        parent = subprocess.Popen([sys.executable, "-c", ORPHANING], stdout=subprocess.PIPE, text=True)
+        orphan = psutil.Process(int(parent.stdout.readline()))
+        parent.wait(timeout=30)
+        assert orphan.ppid() != parent.pid  # no longer below this process
+        raise StopDuringStart()
+    try:
+        orphan.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        orphan.kill()
+        pytest.fail("the orphaned helper outlived the start")

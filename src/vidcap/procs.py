@@ -139,21 +139,50 @@ def held_stops_delivered(interval_s: float = 0.5) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def new_children_killed_on_error() -> Iterator[None]:
-    """If the body raises (a failure, or a stop signal while an engine starts), SIGKILL the
-    processes it started with ``multiprocessing`` and everything below them.
+def new_children_killed_on_error(interval_s: float = 0.5) -> Iterator[None]:
+    """If the body raises (a failure, or a stop signal while an engine starts), SIGKILL every
+    process that appeared below this one while it ran, orphaned ones included.
 
     Without this, an engine that never finished starting keeps its processes, and they
-    (shielded, see above) keep this process from exiting: ``multiprocessing`` waits for its
-    children at exit, and a SIGTERM never ends them.
+    (shielded, see above) outlive the run. They are noted as they appear (every
+    ``interval_s``), because vLLM's own clean-up on the way out kills its engine core first,
+    and the engine core's workers, orphaned, are no longer found below this process.
     """
-    before = set(multiprocessing.active_children())
+    me = os.getpid()
+    before = set(descendants(me))
+    seen: dict[int, str] = {}  # pid -> its start time: a pid used again is not the same process
+    done = threading.Event()
+
+    def note() -> None:
+        for pid in descendants(me):
+            if pid not in before and pid not in seen:
+                seen[pid] = _start_time(pid)
+
+    def watch() -> None:
+        while not done.wait(interval_s):
+            note()
+
+    watcher = threading.Thread(target=watch, name="vidcap-start-processes", daemon=True)
+    watcher.start()
     try:
         yield
     except BaseException:
-        started = [p for p in multiprocessing.active_children() if p not in before]
-        kill_processes([pid for p in started if p.pid for pid in descendants(p.pid)])
-        kill_processes(p.pid for p in started if p.pid)
-        for process in started:
-            process.join(5)
+        done.set()
+        watcher.join()
+        note()
+        kill_processes(pid for pid, started in seen.items() if started and _start_time(pid) == started)
+        for process in multiprocessing.active_children():  # reap ours: no zombie is left
+            if process.pid in seen:
+                process.join(5)
         raise
+    finally:
+        done.set()
+
+
+def _start_time(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot, from /proc), or "" if it is gone."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return ""
+    return text[text.rindex(")") + 2 :].split()[19]
