@@ -271,11 +271,14 @@ def test_quiet_run_shows_only_vidcap_lines_and_where_failures_are(
         f"vidcap: checking the records in {data}",
         f"vidcap: 3 records ok; loading the model {tiny_model}",
         "vidcap: model loaded in ",
+        "vidcap: up to ",
+        "vidcap: output written; closing the engine",  # the seconds vLLM takes to end are said
         f"vidcap: other libraries' messages are in {out}.log",
         "Done: 2 ok, 1 error, 0 skipped",
     ]
     found = [next(i for i, line in enumerate(lines) if line.startswith(start)) for start in order]
     assert found == sorted(found), result.stderr
+    assert len([line for line in lines if "3/3 records (100%)" in line]) == 1, result.stderr
     log = Path(f"{out}.log").read_text()
     assert "Triton" in log or "WARNING" in log  # what was kept off the terminal is in the log
     assert re.search(r"^  time: +[\d.]+ s in all, [\d.]+ s of it loading the model$", result.stderr, re.M)

@@ -53,6 +53,16 @@ class FailedWhileStoppingError(VidcapError):
     exit_code = EXIT_INTERNAL
 
 
+class StopDuringStart(BaseException):
+    """A stop signal came while the engine was starting: the start is abandoned at once (a model
+    can take minutes to load) and the run ends interrupted (exit 75), nothing captioned.
+
+    A BaseException, as KeyboardInterrupt: the engine start's error handling (vLLM's, and
+    vidcap's one-line load errors) must not take it for a failure to load."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class RecordError(Exception):
     """A failure confined to one record; the message becomes that record's ``error`` field."""
 

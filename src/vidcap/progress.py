@@ -2,15 +2,19 @@
 
 stdout stays free for results; cron and SLURM logs get lines like
 ``2026-11-25 10:04:11 vidcap: 120/500 records (24%), 1.9 videos/s, ETA 0:03:20, 2 errors``
-every ``interval_s`` seconds instead of terminal control codes.
+every ``interval_s`` seconds instead of terminal control codes. A slow step before the records
+(loading the model: seconds to minutes) shows that the run is alive: its elapsed time on a
+terminal, ``loading the model: 20 s`` every ``interval_s`` seconds in logs.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 
 class Progress(Protocol):
@@ -25,6 +29,13 @@ class Progress(Protocol):
 
     def stop(self) -> None:
         """End the display (idempotent)."""
+
+    def waiting(self, message: str) -> None:
+        """A slow step began (``message``, e.g. "loading the model"): show it is alive until
+        ``done_waiting``."""
+
+    def done_waiting(self) -> None:
+        """The slow step ended (idempotent)."""
 
 
 def make_progress(
@@ -50,6 +61,31 @@ class NullProgress:
 
     def stop(self) -> None:
         """Nothing to stop."""
+
+    def waiting(self, message: str) -> None:
+        """Nothing to show."""
+
+    def done_waiting(self) -> None:
+        """Nothing to stop."""
+
+
+class _Heartbeat:
+    """Calls ``beat(seconds elapsed)`` every ``interval_s`` seconds, in a thread, until stopped."""
+
+    def __init__(self, beat: Callable[[float], None], interval_s: float) -> None:
+        self._done = threading.Event()
+        started = time.monotonic()
+
+        def run() -> None:
+            while not self._done.wait(interval_s):
+                beat(time.monotonic() - started)
+
+        self._thread = threading.Thread(target=run, name="vidcap-progress-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class _Rate:
@@ -88,6 +124,19 @@ class LineProgress:
         self.rate = _Rate()
         self._last = 0.0
         self._stopped = False
+        self._printed: str | None = None  # the counts of the last status line, not to print it twice
+        self._heartbeat: _Heartbeat | None = None
+
+    def waiting(self, message: str) -> None:
+        """Print ``message: N s`` every ``interval_s`` seconds until ``done_waiting``."""
+        self.done_waiting()
+        self._heartbeat = _Heartbeat(lambda s: self._print(f"{message}: {s:.0f} s"), self.interval_s)
+
+    def done_waiting(self) -> None:
+        """Stop the ``waiting`` lines."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     def start(self, total: int, *, done: int = 0, description: str = "") -> None:
         """Print the starting line."""
@@ -103,21 +152,22 @@ class LineProgress:
         now = time.monotonic()
         if now - self._last >= self.interval_s:
             self._last = now
-            self._print(self._status())
+            self._print_status()
 
     def stop(self) -> None:
-        """Print the final status line once."""
+        """Print the final status line once (not when the last ``advance`` printed it)."""
+        self.done_waiting()
         if not self._stopped:
             self._stopped = True
-            self._print(self._status())
+            self._print_status(final=True)
 
-    def _status(self) -> str:
+    def _print_status(self, *, final: bool = False) -> None:
         r = self.rate
-        percent = 100 * r.done // max(r.total, 1)
-        return (
-            f"{r.done}/{r.total} records ({percent}%){r.windows_text()}, {r.videos_per_s():.2f} videos/s, "
-            f"ETA {r.eta()}, {r.errors} errors"
-        )
+        counts = f"{r.done}/{r.total} records ({100 * r.done // max(r.total, 1)}%){r.windows_text()}"
+        if final and self._printed == counts:
+            return
+        self._printed = counts
+        self._print(f"{counts}, {r.videos_per_s():.2f} videos/s, ETA {r.eta()}, {r.errors} errors")
 
     def _print(self, message: str) -> None:
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -145,6 +195,35 @@ class RichProgress:
         )
         self._task = None
         self._stopped = False
+        self._stream = stream
+        self._wait: Any = None
+
+    def waiting(self, message: str) -> None:
+        """A spinner, ``message`` and the time elapsed, on one line erased by ``done_waiting``."""
+        from rich.console import Console
+        from rich.progress import Progress as RichBar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.done_waiting()
+        self._wait = RichBar(
+            SpinnerColumn(),
+            TextColumn("vidcap: {task.description}"),
+            TimeElapsedColumn(),
+            console=Console(file=self._stream),
+            transient=True,
+            # What libraries print while the model loads stays where it goes (the log): Rich
+            # would otherwise take over sys.stdout/sys.stderr and show it above the line.
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._wait.start()
+        self._wait.add_task(message, total=None)
+
+    def done_waiting(self) -> None:
+        """Erase the ``waiting`` line."""
+        if self._wait is not None:
+            self._wait.stop()
+            self._wait = None
 
     def start(self, total: int, *, done: int = 0, description: str = "") -> None:
         """Show the bar."""
@@ -166,6 +245,7 @@ class RichProgress:
 
     def stop(self) -> None:
         """Leave the final bar on screen."""
+        self.done_waiting()
         if not self._stopped:
             self._stopped = True
             self._bar.stop()

@@ -14,7 +14,7 @@ from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, engine_error
 from vidcap.model_info import context_length
-from vidcap.procs import stop_signals_blocked
+from vidcap.procs import held_stops_delivered, new_children_killed_on_error, stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
 # vLLM's largest default max_num_batched_tokens (offline LLM on a large GPU): never set less.
@@ -103,7 +103,9 @@ class VllmEngine(CaptionEngine):
         try:
             self._processor = load_processor(cfg)
             # The engine's processes ignore the job's stop signals: the run stops them (close).
-            with stop_signals_blocked():
+            # A start that fails, or that a stop signal ends, leaves none of them behind, and
+            # vLLM's own SIGTERM to its helpers, which the shield holds back, is delivered.
+            with stop_signals_blocked(), held_stops_delivered(), new_children_killed_on_error():
                 self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
