@@ -72,7 +72,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Each such test starts vLLM engines of its own (about 25 s each on 2 idle cores): started
     first, the two xdist workers (``--dist loadfile --no-loadscope-reorder``) share them out
-    and end on the quick files, rather than one worker finishing alone on a file of them."""
+    and end on the quick files, rather than one worker finishing alone on a file of them. So a
+    new test that starts an engine (a ``vidcap run``, a server, a fixture's engine) is marked
+    ``engine``."""
     files = [item.nodeid.split("::")[0] for item in items]
     engine_tests = Counter(
         file for file, item in zip(files, items, strict=True) if item.get_closest_marker("engine")
