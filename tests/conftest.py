@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,25 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: at most 2 workers (each may hold a vLLM engine and its KV cache in memory;
     most of the time goes to start-up, imports and decoding, which two processes overlap well)."""
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the most ``engine`` tests first, each file's tests kept together and in order.
+
+    Each such test starts vLLM engines of its own (about 25 s each on 2 idle cores): started
+    first, the two xdist workers (``--dist loadfile --no-loadscope-reorder``) share them out
+    and end on the quick files, rather than one worker finishing alone on a file of them. So a
+    new test that starts an engine (a ``vidcap run``, a server, a fixture's engine) is marked
+    ``engine``."""
+    files = [item.nodeid.split("::")[0] for item in items]
+    engine_tests = Counter(
+        file for file, item in zip(files, items, strict=True) if item.get_closest_marker("engine")
+    )
+    first: dict[str, int] = {}  # where each file's tests start
+    for index, file in enumerate(files):
+        first.setdefault(file, index)
+    order = {id(item): (-engine_tests[file], first[file]) for file, item in zip(files, items, strict=True)}
+    items.sort(key=lambda item: order[id(item)])  # stable: a file's tests keep their order
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

@@ -22,6 +22,7 @@ from vidcap.pipeline.runner import run_captioning
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.engine
 def test_quickstart_runs_as_written(tmp_path: Path, tiny_model: Path, clip_dir: Path) -> None:
     """The README/DataFlow quick start, verbatim but for the model path, in a fresh process."""
     (tmp_path / "test").mkdir()
@@ -172,6 +173,7 @@ def test_num_captions_and_seed_repeat(vllm_engine, clip_dir: Path, tmp_path: Pat
     assert [r["caption"] for r in first] == [r["caption"] for r in second]
 
 
+@pytest.mark.engine
 def test_cli_run_with_config_file_and_flag_override(tmp_path: Path, tiny_model: Path, clip_dir: Path) -> None:
     data = tmp_path / "data.json"
     data.write_bytes(

@@ -19,7 +19,9 @@ import pytest
 from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
 from vidcap.cli.merge import merge_command
 from vidcap.config import build_config
+from vidcap.errors import VidcapError
 from vidcap.io.jsonio import loads
+from vidcap.io.lock import acquire_output_lock, lock_path
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
 
@@ -30,6 +32,11 @@ RECORDS = 96
 @pytest.fixture()
 def job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
     """A dataset of RECORDS records over a few real clips, and a tiny-model config file."""
+    return make_job(tmp_path, clip_dir, tiny_model)
+
+
+def make_job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
+    """The ``job`` fixture's dataset and config, in ``tmp_path``."""
     clips = ["a.mp4", "b.mp4", "c.avi", "tall.mkv"]
     records = [
         {"id": f"{i:04d}", "video": str(clip_dir / clips[i % len(clips)]), "n": i} for i in range(RECORDS)
@@ -81,7 +88,13 @@ def other_output(out: Path) -> str:
     return log.read_text(errors="replace") if log.exists() else ""
 
 
-def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
+@pytest.fixture(scope="module")
+def sigkilled(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path, tiny_model: Path) -> dict:
+    """A run SIGKILLed mid-run, what it left behind, then the same command again.
+
+    Two real engine starts (about a minute), so the tests of the kill share them: each test
+    below checks its own part of what happened."""
+    job = make_job(tmp_path_factory.mktemp("sigkilled"), clip_dir, tiny_model)
     out = job["tmp"] / "out.jsonl"
     args = ["run", "-i", str(job["data"]), "-o", str(out), "-c", str(job["config"]), "--quiet"]
     proc = start_vidcap(args)
@@ -89,10 +102,29 @@ def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process, engine, decode workers
     proc.wait(timeout=60)
     written = output_ids(out)
+    lock_left = lock_path(out).exists()
+    try:
+        with acquire_output_lock(out):  # raises if the dead run still held it
+            lock_error = None
+    except VidcapError as error:
+        lock_error = error
+    rerun = run_vidcap(*args, timeout=600)
+    return {
+        **job,
+        "out": out,
+        "written": written,
+        "lock_left": lock_left,
+        "lock_error": lock_error,
+        "rerun": rerun,
+    }
+
+
+@pytest.mark.engine
+def test_sigkill_mid_run_then_rerun_gives_every_record_once(sigkilled: dict) -> None:
+    job, out, written, rerun = sigkilled, sigkilled["out"], sigkilled["written"], sigkilled["rerun"]
     assert 8 <= len(written) < RECORDS, "the kill came too late to test anything"
     assert written == job["ids"][: len(written)]
 
-    rerun = run_vidcap(*args, timeout=600)
     assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     # The engine's processes were stopped cleanly (their messages are in the log beside the output).
     assert "leaked" not in rerun.stderr + other_output(out)
@@ -103,6 +135,20 @@ def test_sigkill_mid_run_then_rerun_gives_every_record_once(job: dict) -> None:
     assert summary["resumed"] + sum(summary["status_counts"].values()) == RECORDS
 
 
+@pytest.mark.engine
+def test_a_sigkilled_runs_lock_is_gone_and_the_rerun_resumes(sigkilled: dict) -> None:
+    out, written, rerun = sigkilled["out"], sigkilled["written"], sigkilled["rerun"]
+    assert 8 <= len(written) < RECORDS, "the kill came too late to test anything"
+    assert sigkilled["lock_left"]  # the dead run's file is left behind...
+    assert sigkilled["lock_error"] is None  # ...but holds no lock
+
+    assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
+    assert output_ids(out) == sigkilled["ids"]
+    summary = loads((sigkilled["tmp"] / "out.jsonl.summary.json").read_bytes())
+    assert summary["complete"] is True and summary["resumed"] >= len(written) - 1
+
+
+@pytest.mark.engine
 def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
     out = job["tmp"] / "out.json"  # JSON array output: journaled, written atomically
     args = ["run", "-i", str(job["data"]), "-o", str(out), "-c", str(job["config"]), "--id-key", "id", "-q"]
@@ -127,6 +173,7 @@ def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
     assert not journal.exists()
 
 
+@pytest.mark.engine
 def test_sharded_run_killed_resumed_and_merged(job: dict, vllm_engine) -> None:
     """Shard 1 of 3 runs through the SLURM script and is pre-empted (SIGTERM), then requeued;
     shards 0 and 2 run in-process; merge gives every record exactly once, in input order.

@@ -1,7 +1,8 @@
 """The report page in a real browser: headless Chromium opens what ``vidcap report`` wrote.
 
-The output comes from a real ``vidcap run`` of the tiny random-weight model (real engine): two
-clips captioned ``ok`` (noise captions: random weights) and a missing video, ``error``. The run's
+The output comes from a real run of the tiny random-weight model (the session's shared vLLM
+engine; the report does not care how the run was started): two clips captioned ``ok`` (noise
+captions: random weights) and a missing video, ``error``. The run's
 own ``info`` flags depend on what the random model samples (``truncated`` when it runs to
 ``max_tokens``), so the test sets both records' info by hand, in the documented shape, and adds
 ``windows`` to one, before making the report: the filters then have known answers.
@@ -21,7 +22,9 @@ import pytest
 from tests.chromium import Browser, find_chromium
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
 from vidcap.clips import make_clip
+from vidcap.config import build_config, load_config_file
 from vidcap.io.records import iter_records
+from vidcap.pipeline.runner import run_captioning
 
 BROWSER = find_chromium()
 if BROWSER is None and os.environ.get("VIDCAP_REQUIRE_BROWSER"):
@@ -39,7 +42,7 @@ WINDOWS = [
 
 
 @pytest.fixture(scope="module")
-def report_page(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict:
+def report_page(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, vllm_engine) -> dict:
     """A real run (ok, ok, error), info and windows added by hand, then ``vidcap report``."""
     tmp = tmp_path_factory.mktemp("report")
     make_clip(tmp / "clips" / "street.mp4", seconds=2.0, fps=12, width=192, height=128)
@@ -59,9 +62,8 @@ def report_page(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> d
         "max_tokens = 8\ndecode_workers = 1\nfps = 2.0\nmin_pixels = 12544\nmax_pixels = 50176\nseed = 0\n"
     )
     out = tmp / "captions.jsonl"
-    run = run_vidcap("run", "-i", str(data), "-o", str(out), "-c", str(config), "--id-key", "id", "--quiet",
-                     timeout=600)
-    assert run.returncode == 1, run.stderr  # the missing video fails its record, the others are captioned
+    run = build_config(load_config_file(config), {"input": str(data), "output": str(out), "id_key": "id"})
+    assert run_captioning(run, vllm_engine).exit_code == 1  # the missing video fails its record alone
     records = [r.data for r in iter_records(out)]
     assert [r["status"] for r in records] == ["ok", "ok", "error"]
     # Known info and windows, in their documented shape (the sampled flags vary with the noise).

@@ -1,6 +1,7 @@
 """Runs that cannot collide or waste the GPU, tried on real ``vidcap`` processes and the real engine.
 
-One writer per output (a second run is refused, a SIGKILLed run leaves no lock), ``--overwrite``
+One writer per output (a second run is refused; that a SIGKILLed run leaves no lock is tested
+with the other SIGKILL in tests/test_batch_jobs.py), ``--overwrite``
 that loses nothing when the model fails to load, the input never written, and what can be
 known before the model loads reported then. A "broken" model is a copy of the tiny model with
 its weights truncated: its config reads fine, so everything before the engine start works, and
@@ -19,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
+from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
 from tests.test_batch_jobs import output_ids, start_vidcap, wait_for_lines
 from vidcap.config import build_config
-from vidcap.io.jsonio import loads
-from vidcap.io.lock import acquire_output_lock, lock_path
+from vidcap.io.lock import lock_path
 from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 48
@@ -62,6 +62,7 @@ def broken_model(tmp_path: Path, tiny_model: Path) -> Path:
     return broken
 
 
+@pytest.mark.engine
 def test_a_second_run_on_the_same_output_is_refused_and_the_output_has_each_record_once(
     job: dict, tiny_model: Path, clip_dir: Path
 ) -> None:
@@ -101,26 +102,7 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_output_has_each_reco
     assert not lock_path(out).exists()
 
 
-def test_a_sigkilled_runs_lock_is_gone_and_the_rerun_resumes(job: dict, tiny_model: Path) -> None:
-    out = job["tmp"] / "out.jsonl"
-    args = run_args(job, out, tiny_model)
-    proc = start_vidcap(args)
-    wait_for_lines(out, 8, proc)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: main process, engine, decode workers
-    proc.wait(timeout=60)
-    written = output_ids(out)
-    assert 8 <= len(written) < RECORDS, "the kill came too late to test anything"
-    assert lock_path(out).exists()  # the dead run's file is left behind...
-    with acquire_output_lock(out):  # ...but holds no lock
-        pass
-
-    rerun = run_vidcap(*args, timeout=600)
-    assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
-    assert output_ids(out) == job["ids"]
-    summary = loads((job["tmp"] / "out.jsonl.summary.json").read_bytes())
-    assert summary["complete"] is True and summary["resumed"] >= len(written) - 1
-
-
+@pytest.mark.engine
 def test_overwrite_with_a_model_that_fails_to_load_keeps_the_old_output(
     job: dict, broken_model: Path, clip_dir: Path
 ) -> None:

@@ -41,6 +41,7 @@ def job(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> dict:
     return {"data": data, "config": config, "tmp": tmp_path, "records": records, "model": str(tiny_model)}
 
 
+@pytest.mark.engine
 def test_three_task_array_without_output_then_merge_by_input(job: dict) -> None:
     """--array=1-3: task ids start at 1; all three tasks run at once, none names an output."""
     procs = []

@@ -13,6 +13,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EMPTY_CAPTION, TINY_ENGINE, run_vidcap, write_jsonl
 from tests.test_api import generation
 from tests.test_batch_jobs import output_ids, start_vidcap, wait_for_lines
@@ -34,6 +36,7 @@ def _noise_error(error: str) -> bool:
     )
 
 
+@pytest.mark.engine
 def test_windowed_run_killed_with_sigkill_and_rerun_gives_every_record_once(
     tmp_path: Path, tiny_model: Path
 ) -> None:
