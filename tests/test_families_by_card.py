@@ -138,6 +138,7 @@ def test_processor_takes_the_frames_as_planned(models, clips: list[Clip], family
         assert out["input_ids"].shape[1] == prompt_token_count(processor, request, chosen)
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("family", FAMILIES)
 def test_run_on_the_engine_matches_the_probe(models, clips: list[Clip], tmp_path: Path, family: str) -> None:
     model = models(family)
