@@ -21,6 +21,14 @@ _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die onc
 _VLLM_MAX_BATCHED_TOKENS = 16384
 
 
+def engine_context(cfg: EngineConfig) -> int | None:
+    """The ``max_model_len`` vLLM resolves for this engine, read before loading it: the one
+    given (in ``engine_kwargs``, which win, else ``--max-model-len``), else the model's own, read
+    from its config as vLLM reads it (``model_info.context_length``); None when neither is known."""
+    given = cfg.engine_kwargs.get("max_model_len") or cfg.max_model_len
+    return int(given) if given else context_length(cfg.model, cache_dir=cfg.cache_dir)
+
+
 def batch_budget(cfg: EngineConfig) -> int | None:
     """vLLM's ``max_num_batched_tokens`` for this engine: at least its context length.
 
@@ -34,7 +42,7 @@ def batch_budget(cfg: EngineConfig) -> int | None:
     own, read from its config) admits every video the plan makes, with or without a seed, on
     every device. None when the context cannot be known (vLLM's default then).
     """
-    context = cfg.max_model_len or context_length(cfg.model, cache_dir=cfg.cache_dir)
+    context = engine_context(cfg)
     return max(context, _VLLM_MAX_BATCHED_TOKENS) if context else None
 
 
@@ -116,6 +124,10 @@ class VllmEngine(CaptionEngine):
         self.encoder_cache_tokens = int(cache) if cache else None
         scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
         self._batch_tokens = getattr(scheduler, "max_num_batched_tokens", None)
+
+    def planned_max_model_len(self) -> int | None:
+        """What ``max_model_len`` will be once started (``engine_context``), without loading."""
+        return engine_context(self.config)
 
     def engine_stats(self) -> dict[str, Any] | None:
         """How the engine was sized for the plan (``batch_budget``): its context, vLLM's
