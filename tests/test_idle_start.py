@@ -87,3 +87,8 @@ def test_the_context_read_before_loading_is_the_started_engines(vllm_engine, tin
     assert engine_context(EngineConfig(model=str(tiny_model))) == 128_000
     given = EngineConfig(model=str(tiny_model), max_model_len=8192, engine_kwargs={"max_model_len": 2048})
     assert engine_context(given) == 2048
+
+
+def test_the_engine_keeps_no_processor_cache(vllm_engine) -> None:
+    """Every video of a run is sent once: vLLM's processor cache would only hold memory."""
+    assert vllm_engine._llm.llm_engine.model_config.multimodal_config.mm_processor_cache_gb == 0

@@ -95,6 +95,10 @@ class VllmEngine(CaptionEngine):
             # spaces and newlines until max_tokens and never close the object. The backends read
             # this engine-wide setting, not the per-request one.
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            # vLLM's processor cache keeps processed videos (in the engine core, up to 4 GiB) to
+            # serve one sent again; a run sends each video once, so it only holds memory
+            # (BENCHMARKS.md, "Start-up"). A retried record is processed again.
+            "mm_processor_cache_gb": 0,
             **cfg.engine_kwargs,
         }
         if "max_num_batched_tokens" not in cfg.engine_kwargs:
