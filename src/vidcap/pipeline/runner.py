@@ -206,12 +206,10 @@ class _Run:
             with ExitStack() as decoding:
                 # Decoding starts now, while the model loads: the plan needs only the engine's
                 # context, which the engine reads from the model's config as it will resolve it.
-                self._plan_for_context(self._engine_call(self.engine.planned_max_model_len))
+                self._plan_for_context(self._planned_context())
                 ahead = decoding.enter_context(self._decode_ahead(todo()))
                 load_started = time.monotonic()
-                self._engine_call(
-                    lambda: self.engine.start(max_videos_per_prompt=facts.max_videos_per_record)
-                )
+                self._start_engine(facts.max_videos_per_record)
                 self.stats.load_s = time.monotonic() - load_started
                 log.info("model loaded in %.1f s", self.stats.load_s)
                 if self.engine.max_model_len != self.config.sampling.model_seq_len:
@@ -253,16 +251,23 @@ class _Run:
         """vidcap's own fields and their types, the same in every output of this run's options."""
         return output_columns(self.fingerprint["options"])
 
-    def _engine_call(self, call: Callable[[], Any]) -> Any:
-        """Load the model, or read what it will be; any failure is an EngineStartError (a
-        failure, not an interruption)."""
+    def _start_engine(self, max_videos_per_record: int) -> None:
+        """Load the model; any failure is an EngineStartError (a failure, not an interruption)."""
         try:
-            return call()
+            self.engine.start(max_videos_per_prompt=max_videos_per_record)
         except VidcapError as exc:
             raise EngineStartError(str(exc)) from exc
         except Exception as exc:
             backend = self.config.engine.backend
             raise EngineStartError(f"cannot start the {backend} engine: {one_line(exc)}") from exc
+
+    def _planned_context(self) -> int | None:
+        """The engine's context as it says before loading (an unreadable model config is an
+        EngineStartError, as it would be in ``start``)."""
+        try:
+            return self.engine.planned_max_model_len()
+        except VidcapError as exc:
+            raise EngineStartError(str(exc)) from exc
 
     def _plan_for_context(self, context: int | None) -> None:
         """The default pixel budget fits the engine's context (``model_seq_len``; None: unknown)."""
