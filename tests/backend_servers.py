@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from vidcap.engines.openai_probe import PROBE_PROMPT
+
 
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
@@ -81,18 +83,25 @@ class VllmServer:
             self.process.wait(timeout=10)
 
 
-def launch_vllm_server(model: Path, log: Path) -> VllmServer:
-    """Start ``vllm.entrypoints.openai.api_server`` on ``model`` (served as "tiny"); do not wait."""
+def launch_vllm_server(
+    model: Path, log: Path, *, trust_mm_kwargs: bool = True, names: tuple[str, ...] = ("tiny",)
+) -> VllmServer:
+    """Start ``vllm.entrypoints.openai.api_server`` on ``model`` (served under ``names``); do not wait.
+
+    ``trust_mm_kwargs`` False starts it as plainly as hosted servers run: per-request video
+    metadata refused, vLLM's own video defaults (1 fps, at most 32 frames)."""
     port = free_port()
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", "tiny",
+        "--model", str(model), "--served-model-name", *names,
         "--host", "127.0.0.1", "--port", str(port),
-        "--trust-request-mm-kwargs", "--max-model-len", "4096",
+        "--max-model-len", "4096",
         "--gpu-memory-utilization", "0.05", "--enforce-eager",
         # Random weights would pad JSON with whitespace until max_tokens; real models stop.
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]  # fmt: skip
+    if trust_mm_kwargs:
+        command.append("--trust-request-mm-kwargs")
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "INFO"}
     with log.open("wb") as sink:
         # A session of its own: teardown can end the server's engine processes with it.
@@ -110,14 +119,28 @@ VLLM_REFUSAL = (
 
 
 class FakeServer(ThreadingHTTPServer):
-    """Answers by the request's prompt: ok*, flaky* (429 twice), busy (always 429), bad, refuse."""
+    """Answers by the request's prompt: ok*, flaky* (429 twice), busy (always 429), bad, refuse.
+
+    What it takes, like the servers it stands for: ``takes`` the content part types it knows
+    (``video_url``, ``video``: a DashScope-style frame list, ``image_url``); ``plain`` refuses
+    per-request video metadata as vLLM does without ``--trust-request-mm-kwargs``, and then
+    keeps at most ``num_frames`` frames of a ``video_url``. Its prompt token count is 11 plus
+    one per frame it kept.
+    """
 
     daemon_threads = True
     max_requests = 200  # bounded, whatever a test does
 
-    def __init__(self, delay: float) -> None:
+    def __init__(
+        self,
+        delay: float,
+        takes: tuple[str, ...] = ("video_url", "video", "image_url"),
+        plain: bool = False,
+        num_frames: int | None = 32,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), FakeHandler)
         self.delay = delay
+        self.takes, self.plain, self.num_frames = takes, plain, num_frames
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = self.total = 0
         self.arrivals: dict[str, list[float]] = defaultdict(list)
@@ -126,6 +149,38 @@ class FakeServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    @property
+    def captions(self) -> list[dict]:
+        """The bodies of caption requests (those of the engine's start-up probes left out)."""
+        return [b for b in self.bodies if _prompt(b) != PROBE_PROMPT]
+
+    def refusal(self, body: dict) -> str | None:
+        """Why this server refuses the body's form of video, or None when it takes it."""
+        if self.plain and ("media_io_kwargs" in body or "mm_processor_kwargs" in body):
+            return VLLM_REFUSAL
+        for part in body["messages"][-1]["content"]:
+            if part["type"] not in (*self.takes, "text"):
+                return f"Unsupported chat content part type: {part['type']!r}"
+        return None
+
+    def frames_kept(self, body: dict) -> int:
+        """Frames the model would see: a ``video_url`` past ``num_frames`` loses the rest (plain)."""
+        kept = 0
+        for part in body["messages"][-1]["content"]:
+            if part["type"] == "video_url":
+                count = part["video_url"]["url"].count(",")
+                cap = self.num_frames if self.plain and self.num_frames else count
+                kept += min(count, cap)
+            elif part["type"] == "video":
+                kept += len(part["video"])
+            elif part["type"] == "image_url":
+                kept += 1
+        return kept
+
+
+def _prompt(body: dict) -> str:
+    return body["messages"][-1]["content"][-1]["text"]
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -150,7 +205,7 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"][-1]["text"]
+        prompt = _prompt(body)
         fake = self.server
         with fake.lock:
             fake.total += 1
@@ -163,6 +218,10 @@ class FakeHandler(BaseHTTPRequestHandler):
             time.sleep(fake.delay)
             if total > fake.max_requests:
                 return self._send(503, {"error": {"message": "request budget spent"}})
+            refusal = fake.refusal(body)
+            if refusal is not None:
+                error = {"message": refusal, "type": "BadRequestError", "param": None, "code": 400}
+                return self._send(400, {"error": error})
             if (prompt.startswith("flaky") and attempt <= 2) or prompt == "busy":
                 return self._send(
                     429, {"error": {"message": "rate limited", "type": "rate_limit", "code": 429}}
@@ -178,7 +237,8 @@ class FakeHandler(BaseHTTPRequestHandler):
                  "finish_reason": "stop"}
                 for i in range(body.get("n", 1))
             ]  # fmt: skip
-            usage = {"prompt_tokens": 11, "completion_tokens": 3 * len(choices), "total_tokens": 0}
+            prompt_tokens = 11 + fake.frames_kept(body)
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 3 * len(choices), "total_tokens": 0}
             return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
                                     "choices": choices, "usage": usage})  # fmt: skip
         finally:
@@ -187,8 +247,9 @@ class FakeHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_server(delay: float = 0.05) -> Iterator[FakeServer]:
-    server = FakeServer(delay)
+def fake_server(delay: float = 0.05, **takes: Any) -> Iterator[FakeServer]:
+    """A ``FakeServer`` on a thread; ``takes``: its ``takes``, ``plain`` and ``num_frames``."""
+    server = FakeServer(delay, **takes)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

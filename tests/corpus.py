@@ -35,11 +35,12 @@ class Clip:
     shown: tuple[int, ...]  # painted index on screen in each time slot of 1/fps
     times: tuple[float, ...] = ()  # each frame's start (s), for clips without a constant rate
 
-    def shown_at(self, fps: float, slots: int) -> tuple[int, ...]:
-        """``shown`` for slots of ``1 / fps``: a variable-rate clip is seen through its average rate."""
+    def shown_at(self, fps: float, slots: int, slack: float = 0.0) -> tuple[int, ...]:
+        """``shown`` for slots of ``1 / fps``: a variable-rate clip is seen through its average rate
+        (``slack``: half a tick of the file's time base, as the decoder allows)."""
         if not self.times:
             return self.shown
-        return shown_in_slots(list(self.times), fps, slots)
+        return shown_in_slots(list(self.times), fps, slots, slack)
 
 
 def has_encoder(name: str) -> bool:
@@ -109,12 +110,15 @@ def encode_clip(
     return Clip(path, float(fps), shown_in_slots(times, fps), () if regular else tuple(times))
 
 
-def shown_in_slots(times: list[float], fps: float, slots: int | None = None) -> tuple[int, ...]:
-    """Painted index on screen at the middle of each slot, for frames starting at ``times``."""
+def shown_in_slots(
+    times: list[float], fps: float, slots: int | None = None, slack: float = 0.0
+) -> tuple[int, ...]:
+    """Painted index on screen at each slot's instant ``i / fps``, for frames starting at ``times``
+    (a frame starting up to ``slack`` seconds after an instant counts as on screen at it)."""
     slots = slots if slots is not None else round((times[-1] - times[0]) * fps) + 1
     starts = np.asarray(times) - times[0]
-    middles = (np.arange(slots) + 0.5) / fps
-    return tuple(int(i) for i in np.searchsorted(starts, middles, side="right") - 1)
+    instants = np.arange(slots) / fps + slack
+    return tuple(max(int(i), 0) for i in np.searchsorted(starts, instants, side="right") - 1)
 
 
 # -- AVI as Xvid/DivX wrote it ------------------------------------------------------------

@@ -118,7 +118,67 @@ def test_unwritable_output_folder(dataset: Path, tiny_model: Path, tmp_path: Pat
         "--output",
         str(locked / "sub" / "o.jsonl"),
     )
-    assert_one_line_error(result, "o.jsonl")
+    assert_one_line_error(result, "o.jsonl", f"{locked / 'sub'} is a file, not a folder")
+    assert "Not a directory" not in result.stderr
+
+
+@pytest.mark.parametrize("output", ["o.parquet", "o.jsonl"])
+def test_output_folder_that_is_a_file_is_named(
+    dataset: Path, tiny_model: Path, tmp_path: Path, output: str
+) -> None:
+    """The output's own folder is a file: the OS says "File exists"; vidcap says what is wrong."""
+    (tmp_path / "sub").write_text("a file where a folder is needed")
+    out = tmp_path / "sub" / output
+    result = vidcap("run", str(dataset), "--model", str(tiny_model), "--output", str(out))
+    assert_one_line_error(result, f"{tmp_path / 'sub'} is a file, not a folder")
+    assert "File exists" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle", "hint"),
+    [
+        (["run", "--modle", "x"], "no such option: --modle", "run --help"),
+        (["run", "data.jsonl", "--fps", "abc"], "invalid value for '--fps'", "run --help"),
+        (["run", "data.jsonl", "--backend", "foo"], "invalid value for '--backend'", "run --help"),
+        (["frob"], "no such command 'frob'", "vidcap --help"),
+        (["merge"], "missing argument", "merge --help"),
+        (["report", "x.jsonl", "--sample"], "--sample", ""),
+    ],
+)
+def test_usage_errors_are_one_line_in_vidcaps_format(
+    tmp_path: Path, args: list[str], needle: str, hint: str
+) -> None:
+    """click writes usage errors as four lines (usage, hint, blank, "Error: ..."); vidcap's
+    errors are one ``error: ...`` line, the hint kept on it."""
+    result = vidcap(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert needle in lines[0], lines
+    assert f"{hint}')" in lines[0] if hint else True, lines
+
+
+def test_help_still_prints_the_help(tmp_path: Path) -> None:
+    """`vidcap` alone prints the help (exit 2, as before); `--help` exits 0."""
+    alone = vidcap(cwd=tmp_path)
+    assert alone.returncode == 2
+    assert "Usage:" in alone.stderr + alone.stdout and "Commands" in alone.stderr + alone.stdout
+    helped = vidcap("merge", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "Usage:" in helped.stdout
+
+
+def test_run_help_lists_every_record_format() -> None:
+    """-i and -o take every format vidcap reads and writes, and the help says so."""
+    from vidcap.cli.options import RECORD_FORMATS
+    from vidcap.io.formats import FORMATS
+
+    extensions = [ext for fmt in FORMATS for ext in fmt.extensions]
+    assert all(ext in RECORD_FORMATS.replace(",", " ").split() for ext in extensions), RECORD_FORMATS
+    text = " ".join(vidcap("run", "--help").stdout.split())
+    for flag in ("-i, --input FILE", "-o, --output FILE"):
+        described = text.split(flag, 1)[1][:120]
+        assert all(ext in described for ext in extensions), (flag, described)
 
 
 def test_config_file_unknown_key_suggests(dataset: Path, tiny_model: Path, tmp_path: Path) -> None:

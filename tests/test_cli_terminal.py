@@ -154,6 +154,22 @@ def test_the_run_says_what_it_does_and_the_summary_where_failures_are(
     assert capsys.readouterr().err.splitlines()[-1].startswith("  failed:  ids 1, 2, 3, 4, 5, ... (6 in")
 
 
+def test_the_failed_line_names_rows_of_a_parquet_output(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, capsys
+) -> None:
+    """Parquet (and CSV) outputs hold rows, not lines: the failed line says which rows."""
+    from tests.test_runner_errors import FakeEngine, config, dataset
+    from vidcap.cli.run import print_summary
+    from vidcap.pipeline.runner import run_captioning
+
+    data = dataset(tmp_path, clip_dir, 3, failing={1})
+    for name in ("out.parquet", "out.csv"):
+        result = run_captioning(config(data, tmp_path / name), FakeEngine(tiny_model))
+        print_summary(result.summary_data, interrupted=False)
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last == f"  failed:  rows 2 of {name} (see their 'error' field)", last
+
+
 # --- input and model errors, one format ------------------------------------------------
 
 
@@ -255,11 +271,14 @@ def test_quiet_run_shows_only_vidcap_lines_and_where_failures_are(
         f"vidcap: checking the records in {data}",
         f"vidcap: 3 records ok; loading the model {tiny_model}",
         "vidcap: model loaded in ",
+        "vidcap: up to ",
+        "vidcap: output written; closing the engine",  # the seconds vLLM takes to end are said
         f"vidcap: other libraries' messages are in {out}.log",
         "Done: 2 ok, 1 error, 0 skipped",
     ]
     found = [next(i for i, line in enumerate(lines) if line.startswith(start)) for start in order]
     assert found == sorted(found), result.stderr
+    assert len([line for line in lines if "3/3 records (100%)" in line]) == 1, result.stderr
     log = Path(f"{out}.log").read_text()
     assert "Triton" in log or "WARNING" in log  # what was kept off the terminal is in the log
     assert re.search(r"^  time: +[\d.]+ s in all, [\d.]+ s of it loading the model$", result.stderr, re.M)

@@ -141,10 +141,16 @@ def _average_rate(path: Path) -> float:
         return float(container.streams.video[0].average_rate)
 
 
+def _half_tick(path: Path) -> float:
+    """Half a tick of the stream's time base: how late a frame may be stamped and still be on time."""
+    with av.open(str(path)) as container:
+        return float(container.streams.video[0].time_base) / 2
+
+
 def _check(clip: Clip, options: SamplingOptions) -> None:
     loaded = load_video(str(clip.path), options)
     plan = loaded.plan
-    shown = clip.shown_at(_average_rate(clip.path), loaded.info.total_frames)
+    shown = clip.shown_at(_average_rate(clip.path), loaded.info.total_frames, _half_tick(clip.path))
     assert max(plan.frame_indices) < len(shown), "the plan names a slot past the video's end"
     expected = [shown[slot] for slot in plan.frame_indices]
     got = [frame_index_of(frame) for frame in loaded.frames]
@@ -218,6 +224,23 @@ def test_container_count_past_the_end_is_capped(tmp_path: Path) -> None:
     assert info.total_frames == 20 and any("planned over 20" in note for note in info.notes)
     loaded = load_video(str(long), SamplingOptions(nframes=20))
     assert [frame_index_of(f) for f in loaded.frames] == list(range(20))
+
+
+def test_a_held_first_frame_is_the_one_on_screen_at_each_instant(tmp_path: Path) -> None:
+    """A phone clip (mp4 timescale 600) whose first frame is held 0.18 s, then 30 fps: each
+    planned frame is the one on screen at the instant the model is told (``plan.timestamps``),
+    not the one on screen half a slot later (up to 18 ms late at this rate), as vidcap showed."""
+    pts = [0, *(108 + 20 * n for n in range(59))]  # 0.18 s, then 1/30 s per frame
+    clip = encode_clip(tmp_path / "held.mp4", "libx264", len(pts), 30, pts_of=pts, time_base=Fraction(1, 600))
+    starts = [p / 600 for p in pts]
+    total = probe_video(str(clip.path)).total_frames
+    loaded = load_video(str(clip.path), SamplingOptions(nframes=(total // 2) * 2))
+    expected = [max(i for i, start in enumerate(starts) if start <= t + 1e-9) for t in loaded.plan.timestamps]
+    assert [frame_index_of(frame) for frame in loaded.frames] == expected
+    # The clip tells the rules apart: the frame on screen half a slot later is often the next one.
+    half = 0.5 / loaded.plan.video_fps
+    later = [max(i for i, start in enumerate(starts) if start <= t + half) for t in loaded.plan.timestamps]
+    assert later != expected and expected[:5] == [0] * 5
 
 
 def test_rotation(corpus, tmp_path: Path) -> None:

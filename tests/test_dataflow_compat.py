@@ -103,6 +103,12 @@ def test_openai_serving_takes_the_dataflow_example_arguments(monkeypatch) -> Non
         APIVLMServing_openai(image_io=object())
     with pytest.raises(VidcapError, match=r"send_request_stream=True is not supported"):
         APIVLMServing_openai(send_request_stream=True)
+    # Videos go in the form the server takes (asked at start); a script may choose, as the CLI can.
+    assert cfg.engine_kwargs == {"video_as": "auto"}
+    chosen = APIVLMServing_openai(video_as="video_url", send_video_metadata=False).create_engine()
+    assert (chosen.wanted_video_as, chosen.wanted_metadata) == ("video_url", False)
+    with pytest.raises(VidcapError, match=r"APIVLMServing_openai: video_as must be one of 'auto', "):
+        APIVLMServing_openai(video_as="mp4")
 
 
 def test_vllm_serving_maps_and_checks_every_argument(tiny_model: Path) -> None:

@@ -259,10 +259,12 @@ def test_variable_frame_rate(clips, ext: str) -> None:
     assert not index.regular and any("constant rate" in note for note in info.notes)
     decord = pytest.importorskip("decord")
     assert info.total_frames == len(decord.VideoReader(path))
-    # Slot i of the plan is the frame on screen at the middle of [i / fps, (i + 1) / fps).
+    # Slot i of the plan is the frame on screen at its instant i / fps (a frame stamped up to half
+    # a tick of the time base later counts as on time).
     starts = np.cumsum([0, *gaps[:-1]]) / 1000
     wanted = (*range(0, len(gaps), 3), len(gaps) - 1)
-    expected = [int(np.searchsorted(starts, (i + 0.5) / info.fps, side="right")) - 1 for i in wanted]
+    slack = float(index.time_base) / 2
+    expected = [int(np.searchsorted(starts, i / info.fps + slack, side="right")) - 1 for i in wanted]
     assert expected != list(wanted)  # the check means something: time and order disagree here
     plan = dataclasses.replace(_plan(wanted), video_fps=info.fps)
     for allow_seek in (True, False):
@@ -400,13 +402,14 @@ def test_truncated_mkv_decodes_what_is_there(clips, tmp_path: Path) -> None:
     # The cut keeps whole packets in decode order, so with B-frames the surviving frames are
     # not simply the first ones: compare with a plain decode of everything in the cut file.
     # B-frames lost with the cut leave gaps in time, so planned slots are matched by time: the
-    # survivor on screen at the middle of each slot of 1 / video_fps.
+    # survivor on screen at each slot's instant i / video_fps (up to half a tick late counts).
     with av.open(str(cut)) as container:
+        slack = float(container.streams.video[0].time_base) / 2
         decoded = [(f.time, frame_index_of(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)]
     starts = [time - decoded[0][0] for time, _ in decoded]
     fps = loaded.plan.video_fps
     on_screen = [
-        int(np.searchsorted(starts, (i + 0.5) / fps, side="right")) - 1 for i in loaded.plan.frame_indices
+        int(np.searchsorted(starts, i / fps + slack, side="right")) - 1 for i in loaded.plan.frame_indices
     ]
     assert _indices(loaded.frames) == [decoded[i][1] for i in on_screen]
 
@@ -497,7 +500,7 @@ def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.C
     model = tmp_path / "model"
     model.mkdir()
     vision = {"patch_size": 16, "spatial_merge_size": 2}  # Qwen3-VL: factor 32
-    (model / "config.json").write_text(json.dumps({"vision_config": vision}))
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen3_vl", "vision_config": vision}))
 
     code = probe_command([str(dataset)], True, SamplingOptions(), str(model))
     out, err = capsys.readouterr()

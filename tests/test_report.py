@@ -228,3 +228,62 @@ def test_options_recorded_in_the_summary_are_used(outdir: Path) -> None:
     assert first["strips"][0]["planned"] == plan.nframes == 6
     assert [t for t, _ in first["strips"][0]["frames"]] == pytest.approx(list(plan.timestamps))
     assert "as the run recorded them in its summary" in html.read_text()
+
+
+def _histogram_counts(html: Path, title: str) -> list[int]:
+    """The bar counts of the page's histogram ``title`` (each bar's tooltip ends ``: COUNT``)."""
+    text = html.read_text(encoding="utf-8")
+    figure = re.search(rf'<svg role="img" aria-label="{title}".*?</svg>', text, re.S)
+    assert figure, f"no {title} plot"
+    return [int(n.replace(",", "")) for n in re.findall(r": ([\d,]+)</title>", figure.group(0))]
+
+
+def test_a_windowed_records_caption_is_labelled_and_plotted_apart(outdir: Path) -> None:
+    """A windowed record's caption is a summary (with its prompt) or its windows' timed text; the
+    caption-length plot counts captions of a video or a window, never summaries or timed texts."""
+    html, data = report(outdir)
+    by_id = {r["id"]: r for r in data["records"]}
+    assert by_id["r4"]["caption_kind"] == "summary" and by_id["r4"]["summary_prompt"] is None
+    assert by_id["r1"]["caption_kind"] == "caption"
+    # r1, r3 and r4's two windows; r4's summary has a plot of its own.
+    assert sum(_histogram_counts(html, "caption length")) == 4
+    assert sum(_histogram_counts(html, "summary length")) == 1
+
+    # The prompt comes from the run summary; a caption that is the windows' timed text says so.
+    out = outdir / "out.jsonl"
+    records = [loads(line) for line in out.read_bytes().splitlines()]
+    fingerprint = {"options": {"window": 3.0, "summary_prompt": "Sum up the scenes."}}
+    (outdir / "out.jsonl.summary.json").write_bytes(dumps_pretty({"fingerprint": fingerprint}))
+    html, data = report(outdir)
+    assert data["records"][3]["summary_prompt"] == "Sum up the scenes."
+    records[3]["caption"] = "[0:00-0:03] first window\n[0:03-0:06] second window"
+    write_jsonl(out, records)
+    html, data = report(outdir)
+    assert data["records"][3]["caption_kind"] == "timed" and data["records"][3]["summary_prompt"] is None
+    assert sum(_histogram_counts(html, "caption length")) == 4
+    assert "summary length" not in html.read_text()
+
+
+def test_a_records_notes_are_shown_once_and_window_bounds_rounded(tmp_path: Path) -> None:
+    """The notes the run wrote (caption_notes) are not said again under the frames the report
+    plans (the same plan, the same notes); a window's bounds are shown to the microsecond."""
+    make_clip(tmp_path / "v.mp4", seconds=6.0, fps=10, width=160, height=96)
+    windows = [
+        {"start": 0.0, "end": 3.0, "caption": "one", "status": "ok", "info": {"flags": []}},
+        # Past the end of the 6 s video: its plan has a note.
+        {"start": 3.0, "end": 7.000000000000001, "caption": "two", "status": "ok", "info": {"flags": []}},
+    ]
+    write_jsonl(tmp_path / "out.jsonl", [ok("n", "v.mp4", "text", windows=windows)])
+    _, data = report(tmp_path)
+    (first, second) = data["records"][0]["windows"]
+    assert second["end"] == 7.0
+    (note,) = second["strips"][0]["notes"]
+    assert "past the end" in note and first["strips"][0]["notes"] == []
+
+    # As a run writes it: the window's note in the record's caption_notes, named by the window.
+    record = ok("n", "v.mp4", "text", windows=windows, caption_notes=[f"window [0:03-0:07]: {note}"])
+    write_jsonl(tmp_path / "out.jsonl", [record])
+    _, data = report(tmp_path)
+    shown = data["records"][0]
+    assert shown["notes"] == record["caption_notes"]
+    assert [s["notes"] for w in shown["windows"] for s in w["strips"]] == [[], []]

@@ -122,6 +122,11 @@ def test_captions_and_failed_records_are_on_the_page(browser: Browser, report_pa
         " times: [...w.querySelectorAll('figcaption')].map(f => parseFloat(f.textContent))}))"
     )
     assert [w["caption"] for w in windows] == [w["caption"] for w in WINDOWS]
+    # A windowed record's own caption is not its windows' joined text: it is shown as a summary
+    # (this run had no --summary-prompt to show), not as a caption of the frames.
+    label = browser.evaluate("document.querySelector('article[data-id=long] .clabel').textContent")
+    assert label == "summary of the windows' captions · prompt: (not in the run summary)"
+    assert browser.evaluate("document.querySelectorAll('article[data-id=street] .clabel').length") == 0
     for window, spec in zip(windows, WINDOWS, strict=True):
         assert window["images"] > 0
         assert all(spec["start"] <= t <= spec["end"] for t in window["times"]), window

@@ -128,6 +128,18 @@ def test_error_kinds_do_not_depend_on_the_file() -> None:
     )
 
 
+def test_a_long_error_kind_is_cut_at_a_word() -> None:
+    """A kind longer than 80 characters ends at a whole word and says it is cut (it was cut mid-word)."""
+    message = (
+        "the video has more visual tokens than the engine's encoder cache holds; lower --fps, "
+        "--max-pixels or --total-pixels"
+    )
+    kind = error_kind(message)
+    assert len(kind) <= 80 and kind.endswith("...")
+    assert message.startswith(kind.removesuffix("..."))
+    assert message[len(kind.removesuffix("..."))] == " ", kind  # the next character starts a new word
+
+
 @pytest.mark.parametrize(
     ("stop_during_batch", "written", "complete"),
     [

@@ -205,7 +205,7 @@ def test_the_openai_backend_sends_every_value(tuned_model: Path) -> None:
             engine.start(max_videos_per_prompt=1)
             engine.generate([request])
             engine.close()
-    with_config, without = server.bodies[-2], server.bodies[-1]
+    with_config, without = server.captions[-2], server.captions[-1]  # start-up probes left out
     sent = {k: with_config[k] for k in AUTHORS_VLLM if k in with_config}
     assert sent == {"temperature": 0.3, "top_p": 0.5, "top_k": 7, "repetition_penalty": 1.05, "max_tokens": 9}
     assert (with_config["min_p"], with_config["presence_penalty"], with_config["frequency_penalty"]) == (

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from vidcap.errors import RecordError
 from vidcap.video.plan import plan_frames
 from vidcap.video.types import SamplingOptions, VideoInfo
-from vidcap.video.windows import Span, format_span, format_time, plan_windows, window_spans
+from vidcap.video.windows import (
+    Span,
+    format_span,
+    format_time,
+    plan_windows,
+    short_video_note,
+    window_spans,
+)
 
 starts = st.floats(min_value=0, max_value=10_000, allow_nan=False, allow_infinity=False)
 lengths = st.floats(min_value=0.01, max_value=20_000, allow_nan=False, allow_infinity=False)
@@ -117,6 +124,20 @@ def test_windows_follow_the_records_bounds() -> None:
     whole, plans = plan_windows(info, options, 40, video_end=500)
     assert plans[-1].span.end == 90
     assert any("past the end" in note for note in whole.notes)
+
+
+def test_a_video_shorter_than_a_window_is_one_window_with_a_note() -> None:
+    """A video (or segment) shorter than --window is one window, and its plan says so (the note
+    reaches the record's caption_notes and probe's notes); a longer single window has no note."""
+    options = SamplingOptions(fps=1.0)
+    whole, plans = plan_windows(_info(2.5), options, 20)
+    assert [p.span for p in plans] == [Span(0, 2.5)]
+    assert whole.notes[-1] == "the video lasts 2.50 s, less than --window 20 s: one window [0:00-0:02.5]"
+    whole, plans = plan_windows(_info(30), options, 20, video_start=10, video_end=15)
+    assert whole.notes[-1] == "the segment lasts 5.00 s, less than --window 20 s: one window [0:10-0:15]"
+    whole, plans = plan_windows(_info(25), options, 20)  # one window, 0-25: the tail joined it
+    assert len(plans) == 1 and not any("--window" in note for note in whole.notes)
+    assert short_video_note([Span(0, 20)], 20) is None
 
 
 def test_bad_bounds_fail_the_record_as_without_windows() -> None:

@@ -70,3 +70,80 @@ def test_probe_shows_windows(tmp_path: Path) -> None:
     assert "window [0:10-0:20]" in table.stdout and "window [0:20-0:25]" in table.stdout
     bad = CliRunner().invoke(app, ["probe", str(clip), "--window", "0"])
     assert bad.exit_code == 2 and "--window must be > 0" in bad.output
+
+
+def test_probe_says_a_short_video_is_one_window(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "short.mp4", seconds=2, fps=4, width=64, height=48)
+    result = CliRunner().invoke(app, ["probe", str(clip), "--json", "--window", "20"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout.splitlines()[0])
+    assert [(w["start"], w["end"]) for w in row["windows"]] == [(0, 2)]
+    assert "the video lasts 2.00 s, less than --window 20 s: one window [0:00-0:02]" in row["notes"]
+
+
+def test_a_record_with_two_videos_stops_a_windowed_run_before_the_model_loads(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """--window captions one video per record: a record with two is refused by the checks, naming
+    it, not after the model has loaded."""
+    from tests.conftest import run_vidcap, write_jsonl
+
+    clip = make_clip(tmp_path / "a.mp4", seconds=2, fps=4, width=64, height=48)
+    data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip)}, {"video": [str(clip), str(clip)]}])
+    result = run_vidcap("run", str(data), "-m", str(tiny_model), "--window", "10")
+    assert result.returncode == 2, result.stderr
+    assert "loading the model" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {data}:2: --window captions one video per record; this record has 2 videos"]
+
+
+def test_a_short_video_is_said_once_and_noted_in_its_record(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, caplog
+) -> None:
+    """Videos shorter than --window: the first is said on the terminal, every one is noted in its
+    record's caption_notes; the record keeps its one-window list and its timed caption."""
+    from tests.conftest import write_jsonl
+    from tests.test_runner_errors import FakeEngine, config
+    from vidcap.io.records import iter_records
+    from vidcap.pipeline.runner import run_captioning
+
+    data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / n)} for n in ("a.mp4", "b.mp4")])
+    out = tmp_path / "out.jsonl"
+    caplog.set_level("INFO", logger="vidcap")
+    run_captioning(config(data, out, window=20), FakeEngine(tiny_model))
+    records = [r.data for r in iter_records(out)]
+    assert [r["caption_notes"] for r in records] == [
+        ["the video lasts 2.00 s, less than --window 20 s: one window [0:00-0:02]"],
+        ["the video lasts 3.00 s, less than --window 20 s: one window [0:00-0:03]"],
+    ]
+    assert [len(r["windows"]) for r in records] == [1, 1]
+    assert records[0]["caption"] == "[0:00-0:02] caption for 0/w0"
+    said = [m for m in caplog.messages if "less than --window" in m]
+    assert said == [
+        f"{data}:1: the video lasts 2.00 s, less than --window 20 s: one window [0:00-0:02] "
+        "(said once; such records have it in their notes)"
+    ]
+
+
+def test_progress_counts_windows_too(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> None:
+    """Progress counts records; with --window it also says how many windows were captioned."""
+    import io
+
+    from tests.conftest import write_jsonl
+    from tests.test_runner_errors import FakeEngine, config
+    from vidcap.pipeline.runner import run_captioning
+    from vidcap.progress import LineProgress
+
+    names = ("a.mp4", "b.mp4")  # 2 s and 3 s: 2 and 3 windows of 1 s
+    data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / n)} for n in names])
+    stream = io.StringIO()
+    run_captioning(
+        config(data, tmp_path / "out.jsonl", window=1), FakeEngine(tiny_model), progress=LineProgress(stream)
+    )
+    last = stream.getvalue().splitlines()[-1]
+    assert "vidcap: 2/2 records (100%), 5 windows, " in last, last
+    stream = io.StringIO()
+    run_captioning(
+        config(data, tmp_path / "plain.jsonl"), FakeEngine(tiny_model), progress=LineProgress(stream)
+    )
+    assert "windows" not in stream.getvalue()

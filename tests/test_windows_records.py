@@ -88,6 +88,22 @@ def test_all_windows_ok() -> None:
     assert list(record) == ["video", "caption", "status", "error", "info", WINDOWS_KEY]
 
 
+def test_window_bounds_are_written_to_the_microsecond() -> None:
+    """A video's length is its frame count over its frame rate, a float with a long tail
+    (887 frames at 30000/1001 fps is 29.596233333...); the windows field stops at the microsecond."""
+    info = VideoInfo("v.mp4", "mp4", "h264", 160, 120, 0, 30000 / 1001, 29.6, 887)
+    whole, plans = plan_windows(info, SamplingOptions(fps=0.5), 20)
+    assert plans[-1].span.end == 887 / (30000 / 1001)  # the plan keeps the exact value
+    video = WindowedVideo(
+        info=info,
+        plan=whole,
+        windows=[LoadedWindow(p.span, p.plan, np.zeros((1, 2, 2, 3), np.uint8)) for p in plans],
+    )
+    outputs = {window_request_id(0, k): _ok(window_request_id(0, k), "x") for k in range(len(plans))}
+    result = assemble_windows(0, video, outputs, opts=OPTS, generation=GEN, seen=SeenCaptions())
+    assert [(w["start"], w["end"]) for w in result.windows] == [(0, 29.596233)]
+
+
 def test_a_failed_window_fails_the_record_and_names_it() -> None:
     video = _video()
     outputs = {
@@ -171,5 +187,3 @@ class _EchoEngine(CaptionEngine):
         """One text per request: its id."""
         self.calls.append([r.request_id for r in requests])
         return [_ok(r.request_id, f"text of {r.request_id}") for r in requests]
-
-

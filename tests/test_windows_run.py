@@ -30,7 +30,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"id": "long", "video": "long.mp4"},
             {"id": "none", "video": None},
             {"id": "bounded", "video": "long.mp4", "video_start": 30, "video_end": 75},
-            {"id": "two", "video": ["short.mp4", "short.mp4"]},
             {"id": "short", "video": "short.mp4"},
         ],
     )
@@ -73,8 +72,9 @@ def _check_windows(row: dict, spans: list[tuple[float, float]]) -> None:
 def test_windowed_run(vllm_engine, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     rows = _run(data, out, vllm_engine)
-    assert [r["id"] for r in rows] == ["long", "none", "bounded", "two", "short"]
-    long, none, bounded, two, short = rows
+    # (A record of two videos stops a windowed run before the model loads: test_windows_cli.py.)
+    assert [r["id"] for r in rows] == ["long", "none", "bounded", "short"]
+    long, none, bounded, short = rows
     _check_windows(long, SPANS)
     if long["status"] == "ok":
         lines = long["caption"].splitlines()
@@ -87,8 +87,10 @@ def test_windowed_run(vllm_engine, data: Path, tmp_path: Path) -> None:
         ]
     assert none["status"] == "skipped" and "windows" not in none
     _check_windows(bounded, [(30, 50), (50, 75)])  # the record's own bounds, 5 s tail joined
-    assert two["status"] == "error" and "one video per record; this record has 2" in two["error"]
     _check_windows(short, [(0, 7)])
+    assert short["caption_notes"] == [
+        "the video lasts 7.00 s, less than --window 20 s: one window [0:00-0:07]"
+    ]
     summary = loads((tmp_path / "out.jsonl.summary.json").read_bytes())
     assert summary["fingerprint"]["options"]["window"] == 20
     windows = [w for r in rows for w in r.get("windows", [])]

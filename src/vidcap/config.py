@@ -32,6 +32,8 @@ class EngineConfig:
     """How to load the model; vLLM names where one exists."""
 
     model: str = ""
+    # The model family (vidcap.families) when config.json does not say; None: detected from it.
+    family: str | None = None
     backend: Backend = "vllm"
     cache_dir: str | None = None
     tensor_parallel_size: int = 1
@@ -114,11 +116,13 @@ _GROUPS: dict[str, type] = {
 }
 # Keys that a user may not set directly (derived from another key).
 _INTERNAL = {"json_schema", "video_root"}
+# Fields set from the model, not by the user: the family the frames are planned for, its frame size.
+_DERIVED = {("sampling", "family"), ("sampling", "frame_size"), ("sampling", "frame_tokens")}
 KEY_GROUP: dict[str, str] = {
     f.name: group
     for group, cls in _GROUPS.items()
     for f in dataclasses.fields(cls)
-    if f.name not in _INTERNAL
+    if f.name not in _INTERNAL and (group, f.name) not in _DERIVED
 }
 
 

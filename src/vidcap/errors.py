@@ -53,6 +53,16 @@ class FailedWhileStoppingError(VidcapError):
     exit_code = EXIT_INTERNAL
 
 
+class StopDuringStart(BaseException):
+    """A stop signal came while the engine was starting: the start is abandoned at once (a model
+    can take minutes to load) and the run ends interrupted (exit 75), nothing captioned.
+
+    A BaseException, as KeyboardInterrupt: the engine start's error handling (vLLM's, and
+    vidcap's one-line load errors) must not take it for a failure to load."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class RecordError(Exception):
     """A failure confined to one record; the message becomes that record's ``error`` field."""
 
@@ -74,3 +84,22 @@ def one_line(
     if isinstance(error, expected):
         return message or type(error).__name__
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+# An engine's message is cut here: a record's error is one short line, not a dump.
+ENGINE_ERROR_CHARS = 300
+# Where an array's repr starts in a message (numpy's ``array([...`` or a bare ``[[[``): what
+# follows is data, not a reason.
+_DATA_MARKERS = ("array(", "tensor(", "[[[", "[[ ")
+
+
+def engine_error(error: BaseException | str) -> str:
+    """``one_line(error)`` for a record's error field when an engine raised it: any repr of an
+    array (a frame, a tensor) it quotes is left out, and the line is cut to ``ENGINE_ERROR_CHARS``."""
+    text = one_line(error)
+    cuts = [text.find(marker) for marker in _DATA_MARKERS if marker in text]
+    if cuts:
+        text = text[: min(cuts)].rstrip(" :=,([") + " ... (data left out)"
+    if len(text) > ENGINE_ERROR_CHARS:
+        text = text[: ENGINE_ERROR_CHARS - 4].rstrip() + " ..."
+    return text

@@ -1,38 +1,26 @@
-"""What vidcap needs to know about a model before loading it: its vision patch geometry and
+"""What vidcap needs to know about a model before loading it: its family, vision geometry and
 context length."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from vidcap.families import named_family, resolve_family
+from vidcap.families.base import VisionGeometry
 from vidcap.model_source import check_model_exists, model_load_error
 
-
-@dataclass(frozen=True)
-class VisionGeometry:
-    """``image_factor`` = patch size x spatial merge (28 for Qwen2.5-VL, 32 for Qwen3-VL)."""
-
-    image_factor: int = 28
-    temporal_patch_size: int = 2
+__all__ = ["VisionGeometry", "context_length", "model_config", "vision_geometry"]
 
 
-def _from_config_dict(config: dict) -> VisionGeometry | None:
-    vision = config.get("vision_config")
-    if not isinstance(vision, dict) or "patch_size" not in vision:
-        return None
-    merge = int(vision.get("spatial_merge_size", 2))
-    return VisionGeometry(
-        image_factor=int(vision["patch_size"]) * merge,
-        temporal_patch_size=int(vision.get("temporal_patch_size", 2)),
-    )
+def model_config(model: str, *, cache_dir: str | None = None) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` as a dict, read before anything loads.
 
-
-def _config_dict(model: str, cache_dir: str | None) -> dict:
-    """The model's ``config.json`` as a dict: a local folder's read directly (instant, no
-    transformers import), a hub name's through ``transformers.AutoConfig`` (cached after the
-    first download). VidcapError with one line when it cannot be had."""
+    A local folder is read directly (instant, no transformers import). A hub name goes
+    through ``transformers.AutoConfig`` (cached after the first download). Raises VidcapError
+    (one line) for a model that cannot be had.
+    """
     folder = Path(model).expanduser()
     if folder.is_dir():
         check_model_exists(model)
@@ -45,11 +33,19 @@ def _config_dict(model: str, cache_dir: str | None) -> dict:
         raise model_load_error(model, exc) from None
 
 
-def vision_geometry(model: str | None, *, cache_dir: str | None = None) -> VisionGeometry:
-    """Read the geometry from the model's config (see ``_config_dict``); default when unknown."""
+def vision_geometry(
+    model: str | None, *, cache_dir: str | None = None, family: str | None = None
+) -> VisionGeometry:
+    """The model's family (``family`` names it, else detected from its config) and patch geometry.
+
+    No model (a server's model vidcap cannot see): the named family, else Qwen2.5-VL's.
+    Raises VidcapError (exit 2, one line naming the architecture and the supported families)
+    for a checkpoint of no known family, or of an architecture that takes no video in vLLM.
+    """
     if not model:
-        return VisionGeometry()
-    return _from_config_dict(_config_dict(model, cache_dir)) or VisionGeometry()
+        return named_family(family).geometry({}) if family else VisionGeometry()
+    config = model_config(model, cache_dir=cache_dir)
+    return resolve_family(config, model=model, override=family).geometry(config)
 
 
 # The keys vLLM 0.32 reads a model's context length from (ModelArchConfigConvertor
@@ -77,7 +73,7 @@ def context_length(model: str | None, *, cache_dir: str | None = None) -> int | 
     """
     if not model:
         return None
-    config = _config_dict(model, cache_dir)
+    config = model_config(model, cache_dir=cache_dir)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     lengths = [int(text[k]) for k in _LENGTH_KEYS if isinstance(text.get(k), int | float)]
     if not lengths:

@@ -20,6 +20,7 @@ from typing import Any
 from vidcap.config import EngineConfig
 from vidcap.engines import create_engine
 from vidcap.engines.base import CaptionEngine
+from vidcap.engines.openai_payload import VIDEO_FORMS
 from vidcap.errors import VidcapError
 from vidcap.generation import GenerationOptions, sampling_problem
 from vidcap.model_source import check_model_exists, looks_like_path, model_load_error
@@ -69,8 +70,9 @@ class LocalModelVLMServing_vllm(_Serving):
     ``hf_cache_dir``. ``vllm_*`` sampling values are sent as given; ``None`` means the model's
     own (its ``generation_config.json``). ``vllm_seed`` ``None`` means unseeded.
     vidcap's additions (keyword-only): ``vllm_min_p``, ``vllm_presence_penalty``,
-    ``vllm_frequency_penalty`` (default: the model's), ``num_captions``, ``json_schema``, and any
-    other ``vllm.LLM`` argument as a keyword (``enforce_eager=True``, ``max_num_seqs=64`` ...).
+    ``vllm_frequency_penalty`` (default: the model's), ``num_captions``, ``json_schema``, ``family``
+    (the model family, as ``--family``: default detected from its config), and any other
+    ``vllm.LLM`` argument as a keyword (``enforce_eager=True``, ``max_num_seqs=64`` ...).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class LocalModelVLMServing_vllm(_Serving):
         vllm_frequency_penalty: float | None = None,
         num_captions: int = 1,
         json_schema: dict[str, Any] | None = None,
+        family: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if not hf_model_name_or_path:
@@ -101,6 +104,7 @@ class LocalModelVLMServing_vllm(_Serving):
         check_model_exists(model)
         self.engine_config = EngineConfig(
             model=model,
+            family=family,
             backend="vllm",
             cache_dir=hf_cache_dir,
             tensor_parallel_size=vllm_tensor_parallel_size,
@@ -129,6 +133,7 @@ class LocalModelVLMServing_transformers(_Serving):
     """A local model run with transformers ``generate`` (CPU or GPU), for machines without vLLM.
 
     vidcap's own class (DataFlow has none): every sampling value defaults to the model's own.
+    ``family``: the model family (as ``--family``), when its config does not say.
     """
 
     def __init__(
@@ -148,10 +153,15 @@ class LocalModelVLMServing_transformers(_Serving):
         repetition_penalty: float | None = None,
         presence_penalty: float | None = None,
         frequency_penalty: float | None = None,
+        family: str | None = None,
     ) -> None:
         check_model_exists(hf_model_name_or_path)
         self.engine_config = EngineConfig(
-            model=hf_model_name_or_path, backend="transformers", cache_dir=hf_cache_dir, device=device
+            model=hf_model_name_or_path,
+            family=family,
+            backend="transformers",
+            cache_dir=hf_cache_dir,
+            device=device,
         )
         self.generation = _generation(
             "LocalModelVLMServing_transformers",
@@ -177,8 +187,10 @@ class APIVLMServing_openai(_Serving):
     ``send_request_stream`` False sends ordinary requests; True is refused (a batch caption gains
     nothing from streaming). vidcap's additions (keyword-only): ``max_retries``, the sampling
     values (default: the model's, when ``hf_processor_name_or_path`` or a local model folder
-    shows its generation config; else the server's), ``num_captions``, ``json_schema``, and
-    ``hf_processor_name_or_path`` (count prompt tokens exactly).
+    shows its generation config; else the server's), ``num_captions``, ``json_schema``,
+    ``hf_processor_name_or_path`` (count prompt tokens exactly), and ``video_as`` /
+    ``send_video_metadata`` (the form videos go in: by default what the server takes, found
+    out at start; the engine options of the same names).
     """
 
     def __init__(
@@ -204,12 +216,17 @@ class APIVLMServing_openai(_Serving):
         num_captions: int = 1,
         json_schema: dict[str, Any] | None = None,
         hf_processor_name_or_path: str | None = None,
+        video_as: str = "auto",
+        send_video_metadata: bool | None = None,
     ) -> None:
         if image_io is not None:
             raise VidcapError(
                 "APIVLMServing_openai: image_io is for models that generate images; vidcap stores "
                 "text captions: pass image_io=None"
             )
+        if video_as not in ("auto", *VIDEO_FORMS):
+            choices = ", ".join(repr(f) for f in ("auto", *VIDEO_FORMS))
+            raise VidcapError(f"APIVLMServing_openai: video_as must be one of {choices}, not {video_as!r}")
         if send_request_stream:
             raise VidcapError(
                 "APIVLMServing_openai: send_request_stream=True is not supported (a caption is stored "
@@ -223,7 +240,7 @@ class APIVLMServing_openai(_Serving):
             concurrency=max_workers,
             request_timeout=float(timeout),
             max_retries=max_retries,
-            engine_kwargs={"processor": hf_processor_name_or_path} if hf_processor_name_or_path else {},
+            engine_kwargs=_openai_options(hf_processor_name_or_path, video_as, send_video_metadata),
         )
         self.generation = _generation(
             "APIVLMServing_openai",
@@ -239,3 +256,13 @@ class APIVLMServing_openai(_Serving):
             seed=seed,
             json_schema=json_schema,
         )
+
+
+def _openai_options(processor: str | None, video_as: str, send_video_metadata: bool | None) -> dict[str, Any]:
+    """The openai engine's options (``engine_kwargs``) for what ``APIVLMServing_openai`` was given."""
+    options: dict[str, Any] = {"video_as": video_as}
+    if processor:
+        options["processor"] = processor
+    if send_video_metadata is not None:
+        options["send_video_metadata"] = send_video_metadata
+    return options

@@ -1,4 +1,5 @@
-"""Build a tiny, random-weight Qwen2.5-VL or Qwen3-VL checkpoint that runs offline.
+"""Build a tiny, random-weight checkpoint of a video VLM family that runs offline: Qwen2.5-VL,
+Qwen3-VL, InternVL3 (HF format) or LLaVA-OneVision.
 
 The checkpoint (model, tokenizer, processor, chat template; about 1 MB) exercises the
 whole captioning path (frame plan, processor, vLLM or transformers engine) on a machine
@@ -54,7 +55,44 @@ _TRAINING_TEXT = [
 ]
 
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl", "llava-onevision")
+
+# InternVL's tokens (transformers' convert_internvl_weights_to_hf.py) and its chat template there:
+# a video part becomes "<video>\n", which the processor replaces by one line per frame.
+INTERNVL_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>\\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{'<|im_end|>\\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# LLaVA-OneVision's tokens and the shape of the llava-hf chat template: images, then videos, then
+# each text after a newline.
+LLAVA_TOKENS = ("<image>", "<video>")
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + ' '}}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ '\\n' + content['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{{'<|im_end|>\\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 _VOCAB_SIZE = 640
 # The text model: hidden 128, 2 layers, head_dim 64 (the smallest head size the CPU attention
@@ -86,7 +124,7 @@ _VISION = {
 def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: int = 0) -> Path:
     """Write a tiny random-weight checkpoint of ``family`` to ``out_dir`` and return its path.
 
-    ``family`` is ``"qwen2.5-vl"`` or ``"qwen3-vl"`` (see ``FAMILIES``). The text model has
+    ``family`` is one of ``FAMILIES``. The text model has
     hidden size 128, 2 layers and head_dim 64; the vision tower has depth 2. Building takes a
     few seconds and needs no network. Raises ValueError for an unknown family.
     """
@@ -96,9 +134,28 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_tokenizer()
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    build = _qwen3_vl if family == "qwen3-vl" else _qwen2_5_vl
+    if family == "internvl":
+        tokenizer = _build_tokenizer(
+            INTERNVL_TOKENS,
+            INTERNVL_CHAT_TEMPLATE,
+            named={
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>",
+            },
+        )
+    elif family == "llava-onevision":
+        tokenizer = _build_tokenizer(
+            LLAVA_TOKENS, LLAVA_CHAT_TEMPLATE, named={"image_token": "<image>", "video_token": "<video>"}
+        )
+    else:
+        tokenizer = _build_tokenizer()
+    known = (*SPECIAL_TOKENS, *INTERNVL_TOKENS, *LLAVA_TOKENS)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in known}
+    build = {"qwen3-vl": _qwen3_vl, "internvl": _internvl, "llava-onevision": _llava_onevision}.get(
+        family, _qwen2_5_vl
+    )
     model_class, config, processor = build(tokenizer, ids)
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids["<|im_end|>"]
@@ -109,13 +166,35 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
+    if family == "llava-onevision":
+        _siglip_keys_as_published(out / "model.safetensors")
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
 
-def _build_tokenizer():
-    """A byte-level BPE tokenizer trained on a few sentences, with Qwen's special tokens."""
+def _siglip_keys_as_published(weights: Path) -> None:
+    """Name the SigLIP tower's weights as the llava-hf checkpoints do (``vision_tower.vision_model.*``):
+    transformers 5 saves them without ``vision_model``, which vLLM 0.32 cannot load."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    renamed = {
+        (
+            "vision_tower.vision_model." + key.removeprefix("vision_tower.")
+            if key.startswith("vision_tower.")
+            else key
+        ): t
+        for key, t in tensors.items()
+    }
+    save_file(renamed, weights, metadata={"format": "pt"})
+
+
+def _build_tokenizer(
+    extra: tuple[str, ...] = (), chat_template: str = CHAT_TEMPLATE, named: dict[str, str] | None = None
+):
+    """A byte-level BPE tokenizer trained on a few sentences, with Qwen's special tokens (and
+    ``extra`` ones; ``named``: special tokens the processor finds by attribute name)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,7 +203,7 @@ def _build_tokenizer():
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *extra],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -133,9 +212,10 @@ def _build_tokenizer():
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        additional_special_tokens=[*SPECIAL_TOKENS[1:], *extra],
+        **({"extra_special_tokens": named} if named else {}),
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     assert len(tokenizer) <= _VOCAB_SIZE, len(tokenizer)
     return tokenizer
 
@@ -248,3 +328,86 @@ def _qwen3_vl(tokenizer, ids: dict[str, int]):
         chat_template=CHAT_TEMPLATE,
     )
     return Qwen3VLForConditionalGeneration, config, processor
+
+
+def _internvl(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny InternVL3 (HF format): a 224 x 224 vision tower
+    of patch 14 with pixel shuffle 0.5 (64 tokens a frame), a Qwen2 text model."""
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    side = 224
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [side, side],
+            "patch_size": [14, 14],
+        },
+        text_config={"model_type": "qwen2", **_TEXT, **_token_ids(ids)},
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=64,
+        downsample_ratio=0.5,
+        tie_word_embeddings=True,
+    )
+    # The InternVL3-hf preprocessor: ImageNet mean/std, one square size for images and videos.
+    mean_std = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size={"height": side, "width": side}, **mean_std),
+        video_processor=InternVLVideoProcessor(size={"height": side, "width": side}, **mean_std),
+        tokenizer=tokenizer,
+        image_seq_length=64,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    return InternVLForConditionalGeneration, config, processor
+
+
+def _llava_onevision(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny LLaVA-OneVision: a 112 x 112 SigLIP tower of
+    patch 14 (8 x 8 patches, pooled to 4 x 4: 16 tokens a frame), a Qwen2 text model."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    side = 112
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": side,
+            "patch_size": 14,
+        },
+        text_config={"model_type": "qwen2", **_TEXT, **_token_ids(ids)},
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]],
+        tie_word_embeddings=True,
+    )
+    square = {"height": side, "width": side}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(
+            size=square, image_grid_pinpoints=config.image_grid_pinpoints
+        ),
+        video_processor=LlavaOnevisionVideoProcessor(size=square),
+        tokenizer=tokenizer,
+        num_image_tokens=(side // 14) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return LlavaOnevisionForConditionalGeneration, config, processor

@@ -21,6 +21,12 @@ from vidcap.cli.help import EXIT_CODES, GroupedCommand
 from vidcap.errors import EXIT_INTERNAL, VidcapError
 from vidcap.quiet import TerminalHandler, terminal_err
 
+# click's base error class (bad option, bad value, missing argument). Typer 0.29 ships its own copy
+# of click, which exports only BadParameter: the base is found from it, whichever click it is.
+_CLICK_ERROR: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+
 app = typer.Typer(
     name="vidcap",
     help="Caption videos with vision-language models, in batch, resumably.",
@@ -72,7 +78,18 @@ def main() -> None:
     """
     _log_to_stderr()
     try:
-        app(standalone_mode=True)
+        # Not standalone: click's own handling prints a usage error as four lines starting
+        # "Error:"; vidcap's errors are one line in one format (usage_error_line).
+        code = app(standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # `vidcap` alone: the help, as click prints it
+        else:
+            print(usage_error_line(exc), file=terminal_err())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("vidcap: aborted", file=terminal_err())
+        sys.exit(1)
     except VidcapError as exc:
         if os.environ.get("VIDCAP_DEBUG"):
             traceback.print_exc(file=terminal_err())
@@ -87,3 +104,16 @@ def main() -> None:
         traceback.print_exc(file=terminal_err())
         print("error: internal error (a bug); please report it with the traceback above", file=terminal_err())
         sys.exit(EXIT_INTERNAL)
+    # A command's typer.Exit (and --help, --version) comes back as its exit code.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A click error (unknown option, bad value, missing argument) as vidcap's one line:
+    ``error: no such option: --modle (Possible options: --model) (try 'vidcap run --help')``."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    line = f"error: {message[:1].lower()}{message[1:]}"
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        line = f"{line.rstrip('.')} (try '{ctx.command_path} --help')"
+    return line

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vidcap.cli.options import RECORD_FORMATS
 from vidcap.errors import VidcapError
 
 EPILOG = (
@@ -35,7 +36,7 @@ def merge_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="The merged .jsonl or .json file (default, given the input: INPUT.captions.EXT).",
+            help=f"The merged file: {RECORD_FORMATS} (default, given the input: INPUT.captions.EXT).",
         ),
     ] = None,
 ) -> None:

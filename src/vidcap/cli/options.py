@@ -13,6 +13,9 @@ import typer
 from vidcap.config import build_config, load_config_file
 from vidcap.video.types import SamplingOptions
 
+# Every record format's extensions, for help texts (a test keeps it equal to vidcap.io.formats, which
+# is not imported here: `vidcap --help` stays instant).
+RECORD_FORMATS = ".jsonl, .ndjson, .json (an array), .parquet or .csv"
 SAMPLING = "Frame sampling"
 MODEL = "Model and engine"
 # Sampling values left unset come from the model's generation_config.json, as vLLM applies them.
@@ -88,6 +91,16 @@ GpuMemoryUtilization = Annotated[
     typer.Option(
         help="Fraction of GPU memory vLLM may use; on vLLM's CPU build, of RAM for its KV cache "
         "(default: 0.9).",
+        rich_help_panel=MODEL,
+    ),
+]
+Family = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        metavar="NAME",
+        help="Model family, for a checkpoint whose config.json does not name one vidcap knows "
+        "(default: detected from config.json; the README lists the families).",
         rich_help_panel=MODEL,
     ),
 ]

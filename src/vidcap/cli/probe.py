@@ -5,6 +5,10 @@ Arguments are video files, folders (searched recursively for video extensions) o
 paths, is relative to the dataset's folder). Nothing is decoded beyond each video's first
 frame, so a dataset of thousands of videos probes in seconds.
 
+With ``--model``, the plan is the model family's (``family``) and each video's ``prompt_tokens``
+says how long the prompt of ``vidcap run``'s default prompt and that video is, counted with the
+model's own processor as the run counts it (absent when the processor cannot be loaded).
+
 With ``--json`` stdout is pure JSON Lines, one object per video (``error`` set for a video
 that cannot be read), and the totals go to stderr as one JSON object, so that
 ``vidcap probe data.jsonl --json > plan.jsonl`` keeps a clean file.
@@ -16,13 +20,16 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, EXIT_USAGE, RecordError, VidcapError
-from vidcap.video.types import SamplingOptions
+from vidcap.video.types import FramePlan, SamplingOptions
+
+# Counts the prompt tokens of a request holding one planned video (the model's processor).
+PromptCounter = Callable[[FramePlan], int]
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts"}
@@ -74,16 +81,17 @@ def expand_paths(paths: list[str]) -> Iterator[_Item]:
             yield _Item(shown=argument, path=argument)
 
 
-def _with_model_geometry(options: SamplingOptions, model: str | None) -> SamplingOptions:
-    """``options`` with the model's patch factor (patch size x spatial merge) when a model is named."""
-    if not model:
+def _with_model_geometry(
+    options: SamplingOptions, model: str | None, family: str | None = None
+) -> SamplingOptions:
+    """``options`` planned for the model's family and patch geometry when a model (or a family)
+    is named."""
+    if not model and not family:
         return options
     from vidcap.model_info import vision_geometry  # raises VidcapError with one line
 
-    geometry = vision_geometry(model)
-    return dataclasses.replace(
-        options, image_factor=geometry.image_factor, temporal_patch_size=geometry.temporal_patch_size
-    )
+    geometry = vision_geometry(model, family=family)
+    return geometry.apply(options)
 
 
 def engine_context(model: str | None, max_model_len: int | None) -> int | None:
@@ -112,8 +120,40 @@ def over_limit(tokens: int, context: int | None, *, window: bool = False) -> str
     )
 
 
+def prompt_counter(model: str, options: SamplingOptions) -> PromptCounter | None:
+    """Counts the tokens of run's default prompt with one planned video, as the engines count
+    them (``prompt_token_count`` with the model's processor and family); None when the model's
+    processor cannot be loaded here (a hub model not downloaded, a missing library)."""
+    import numpy as np
+
+    from vidcap.config import DEFAULT_PROMPT
+    from vidcap.engines.base import CaptionRequest, VideoInput
+    from vidcap.engines.chat import prompt_token_count
+    from vidcap.families import get_family
+
+    try:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(model)
+    except Exception:  # probing still works without it: the prompt length is left out
+        return None
+    family = get_family(options.family)
+
+    def count(plan: FramePlan) -> int:
+        # The processor reads the frames' shape only: no pixels are made (a 0-byte last axis).
+        frames = np.zeros((plan.nframes, plan.resized_height, plan.resized_width, 0), dtype=np.uint8)
+        video = VideoInput(frames, plan.processor_metadata(), plan.video_tokens)
+        return prompt_token_count(processor, CaptionRequest("probe", DEFAULT_PROMPT, [video]), family)
+
+    return count
+
+
 def probe_one(
-    item: _Item, options: SamplingOptions, window: float | None = None, context: int | None = None
+    item: _Item,
+    options: SamplingOptions,
+    window: float | None = None,
+    context: int | None = None,
+    counter: PromptCounter | None = None,
 ) -> dict[str, Any]:
     """Metadata and plan of one video as a JSON-ready dict; ``error`` set if it cannot be read.
 
@@ -123,10 +163,11 @@ def probe_one(
     With ``window`` (seconds): also ``windows``, each window's span and plan (``video/windows.py``),
     ``window_tokens`` (their visual tokens added up: what captioning the video costs) and
     ``largest_window_tokens`` (the largest prompt's); the other plan fields stay the whole video's.
+    ``counter``: adds ``prompt_tokens`` (see ``prompt_counter``).
     """
     import av
 
-    from vidcap.video.plan import plan_frames
+    from vidcap.families import plan_video
     from vidcap.video.probe import libav_message, probe_video
     from vidcap.video.windows import format_span, plan_windows
 
@@ -147,8 +188,8 @@ def probe_one(
             pix_fmt=info.pix_fmt,
             bit_depth=info.bit_depth,
         )
-        plan = plan_frames(info, options)
-        windows = plan_windows(info, options, window)[1] if window is not None else None
+        plan = plan_video(info, options)
+        whole, windows = plan_windows(info, options, window) if window is not None else (plan, None)
     except RecordError as exc:
         row["error"] = str(exc)
         return row
@@ -159,6 +200,7 @@ def probe_one(
         row["error"] = f"cannot read video: {item.shown}: {libav_message(exc)}"
         return row
     row.update(
+        family=options.family,
         nframes=plan.nframes,
         frame_indices=list(plan.frame_indices),
         timestamps=[round(t, 4) for t in plan.timestamps],
@@ -166,7 +208,9 @@ def probe_one(
         resized_height=plan.resized_height,
         video_tokens=plan.video_tokens,
     )
-    notes = [*info.notes, *plan.notes]
+    if counter is not None:
+        row["prompt_tokens"] = counter(plan)
+    notes = list(dict.fromkeys([*info.notes, *plan.notes, *whole.notes]))  # whole: a one-window note
     if windows is not None:
         row["windows"] = [
             {
@@ -228,6 +272,14 @@ class _Totals:
         }
 
 
+def _print_family(name: str) -> None:
+    """One line before the table: the family the plan follows, and its reference."""
+    from vidcap.families import get_family
+
+    family = get_family(name)
+    print(f"model family: {family.label} ({family.name}); frames as {family.reference}")
+
+
 def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -242,6 +294,9 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
     table.add_column("path", overflow="fold", ratio=3)
     for column in ("container", "codec", "size", "fps", "seconds", "frames", "plan", "resized", "tokens"):
         table.add_column(column, justify="left" if column in ("container", "codec") else "right")
+    with_prompt = any("prompt_tokens" in row for row in rows)
+    if with_prompt:  # the whole prompt (default prompt + video), as the engine will count it
+        table.add_column("prompt", justify="right")
     for row in rows:
         if "error" in row:
             continue
@@ -265,6 +320,7 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
             str(nframes),
             resized,
             f"{tokens:,}",
+            *([f"{row['prompt_tokens']:,}" if "prompt_tokens" in row else ""] if with_prompt else []),
         )
         for window in row.get("windows", ()):
             span = format_span(Span(window["start"], window["end"]))
@@ -279,6 +335,7 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
                 str(window["nframes"]),
                 f"{window['resized_width']}x{window['resized_height']}",
                 f"{window['video_tokens']:,}",
+                *([""] if with_prompt else []),
             )
     if table.row_count:
         console.print(table)
@@ -308,12 +365,14 @@ def probe_command(
     model: str | None,
     window: float | None = None,
     max_model_len: int | None = None,
+    family: str | None = None,
 ) -> int:
     """Probe every video named by ``paths`` and print metadata and plans; return the exit code.
 
     ``window`` (seconds): show each video's timed windows, each with its plan and tokens.
     ``max_model_len``: the run's; with it or a model, each plan is made for the engine's context
     as a run makes it, and a video over that context gets ``over_limit`` (a warning line).
+    ``family``: the model family (``--family``), when the model's config does not say.
 
     0 when every video was read, 1 when some could not be (each has an ``error``), 2 for a
     usage problem (no videos found, a model whose config cannot be read, a bad dataset).
@@ -321,17 +380,18 @@ def probe_command(
     try:
         if window is not None and not (math.isfinite(window) and window > 0):
             raise VidcapError("--window must be > 0 seconds")
-        options = _with_model_geometry(options, model)
+        options = _with_model_geometry(options, model, family)
         context = engine_context(model, max_model_len)
         if context is not None:  # the default pixel budget follows the context, as in a run
             options = dataclasses.replace(options, model_seq_len=context)
+        counter = prompt_counter(model, options) if model else None
         items = expand_paths(paths)
         totals = _Totals()
         rows: list[dict[str, Any]] = []
         several = len(paths) > 1
         for count, item in enumerate(items, start=1):
             several = several or item.dataset is not None or count > 1
-            row = probe_one(item, options, window, context)
+            row = probe_one(item, options, window, context, counter)
             totals.add(row)
             if json_lines:
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -348,5 +408,7 @@ def probe_command(
         if several:
             print(json.dumps({"totals": totals.as_dict()}, ensure_ascii=False), file=sys.stderr)
     else:
+        if model or family:
+            _print_family(options.family)
         _print_table(rows, totals if several else None)
     return EXIT_RECORDS_FAILED if totals.errors else EXIT_OK

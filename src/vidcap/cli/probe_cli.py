@@ -9,6 +9,7 @@ import typer
 
 from vidcap.cli.options import (
     Config,
+    Family,
     Fps,
     MaxFrames,
     MaxModelLen,
@@ -39,6 +40,7 @@ def probe_cli_command(
         bool, typer.Option("--json", help="JSON Lines on stdout, one object per video.")
     ] = False,
     model: Model = None,
+    family: Family = None,
     config: Config = None,
     fps: Fps = None,
     nframes: Nframes = None,
@@ -64,9 +66,10 @@ def probe_cli_command(
     options = sampling_from(
         config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
     )
-    if config and (model is None or window is None or max_model_len is None):
+    if config and (model is None or window is None or max_model_len is None or family is None):
         file_values = load_config_file(config)
         model = model if model is not None else file_values.get("model")
         window = window if window is not None else file_values.get("window")
         max_model_len = max_model_len if max_model_len is not None else file_values.get("max_model_len")
-    sys.exit(probe_command(paths, json_lines, options, model, window, max_model_len))
+        family = family if family is not None else file_values.get("family")
+    sys.exit(probe_command(paths, json_lines, options, model, window, max_model_len, family))

@@ -16,10 +16,12 @@ from vidcap.cli.help import REQUIRED
 from vidcap.cli.options import (
     CAPTION_SAMPLING,
     MODEL,
+    RECORD_FORMATS,
     Backend,
     Config,
     DataParallelSize,
     EnforceEager,
+    Family,
     Fps,
     GpuMemoryUtilization,
     MaxFrames,
@@ -36,13 +38,15 @@ from vidcap.cli.options import (
 )
 from vidcap.config import RunConfig, build_config, load_config_file
 from vidcap.errors import (
+    EXIT_INTERRUPTED,
     EngineStartError,
     FailedWhileStoppingError,
     OutputLockedError,
+    StopDuringStart,
     VidcapError,
     one_line,
 )
-from vidcap.procs import STOP_SIGNALS
+from vidcap.procs import STOP_SIGNALS, blocks_stop_signal, descendants, kill_processes
 from vidcap.quiet import Capture, capture_output, log_path_for, terminal_err
 
 EPILOG = (
@@ -59,6 +63,7 @@ SAMPLE = CAPTION_SAMPLING
 WINDOWS = "Long videos in timed windows"
 
 _stop_requested = False
+_engine_starting = False  # while the model loads, a stop ends the start at once
 
 
 def _request_stop(signum: int, _frame: Any) -> None:
@@ -68,7 +73,17 @@ def _request_stop(signum: int, _frame: Any) -> None:
     _stop_requested = True
     name = signal.Signals(signum).name
     stream = terminal_err()
+    if _engine_starting:
+        # Nothing is in flight yet, and a load can take minutes: abandon it (the engine's
+        # processes are killed on the way out, see vidcap.procs).
+        print(f"vidcap: {name} received while loading the model; stopping", file=stream, flush=True)
+        raise StopDuringStart()
     print(f"vidcap: {name} received; finishing what is in flight, then stopping", file=stream, flush=True)
+
+
+def _engine_start(starting: bool) -> None:
+    global _engine_starting
+    _engine_starting = starting
 
 
 def run_command(
@@ -82,7 +97,7 @@ def run_command(
             "--input",
             "-i",
             metavar="FILE",
-            help=f"Dataset: .jsonl or .json array (or give it as the argument). {REQUIRED}",
+            help=f"Dataset: {RECORD_FORMATS} (or give it as the argument). {REQUIRED}",
             rich_help_panel=JOB,
         ),
     ] = None,
@@ -92,7 +107,7 @@ def run_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="Output .jsonl or .json (default: INPUT.captions.EXT, or for a shard "
+            help=f"Output: {RECORD_FORMATS} (default: INPUT.captions.EXT, or for a shard "
             "INPUT.captions.shard-I-of-N.EXT); its folder is created if needed.",
             rich_help_panel=JOB,
         ),
@@ -107,6 +122,7 @@ def run_command(
             rich_help_panel=MODEL,
         ),
     ] = None,
+    family: Family = None,
     config: Config = None,
     prompt: Annotated[
         str | None,
@@ -365,6 +381,7 @@ def run_command(
         "input": input_file if input_file is not None else input,
         "output": output,
         "model": model,
+        "family": family,
         "prompt": prompt,
         "prompt_file": prompt_file,
         "system_prompt": system_prompt,
@@ -502,7 +519,13 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
                 progress=make_progress(terminal_err(), enabled=not quiet),
                 should_stop=lambda: _stop_requested,
                 output_lock=lock,
+                on_engine_start=_engine_start,
             )
+            if result.stats.load_s:  # vLLM's processes take seconds to end, with nothing to show
+                print("vidcap: output written; closing the engine", file=terminal_err(), flush=True)
+    except StopDuringStart:  # the runner returns a stopped start as interrupted: a safety net
+        _print_note(capture)
+        return EXIT_INTERRUPTED
     except VidcapError as exc:
         if capture is not None and capture.captured_bytes:  # e.g. the engine's root cause
             # The same type: its exit code tells a locked output or a failed engine start apart.
@@ -525,6 +548,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
         _print_note(capture)
         raise
     finally:
+        _engine_start(False)
+        _end_leftover_processes()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _print_note(capture)
@@ -535,6 +560,13 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
         overwrite=config.run.overwrite,
     )
     return result.exit_code
+
+
+def _end_leftover_processes() -> None:
+    """SIGKILL any helper this run started that is still alive (none, when every path closed
+    what it opened): the helpers hold SIGTERM back (vidcap.procs), so nothing else would end
+    them. Processes that take signals (multiprocessing's resource tracker) end by themselves."""
+    kill_processes(pid for pid in descendants(os.getpid()) if blocks_stop_signal(pid))
 
 
 def _print_note(capture: Capture | None) -> None:
@@ -613,6 +645,9 @@ def _failed_records(output: Path, status_key: str, id_key: str | None, limit: in
             total += 1
             if len(found) < limit:
                 found.append(str(record.data.get(id_key)) if id_key else str(record.line))
-    where = "ids" if id_key else ("elements" if output.suffix == ".json" else "lines")
+    from vidcap.io.formats import format_for
+
+    # Rows of a Parquet or CSV output, elements of a JSON array, lines of JSON Lines.
+    where = "ids" if id_key else f"{format_for(output, 'output').unit}s"
     more = f", ... ({total} in the file)" if total > len(found) else ""
     return f"{where} {', '.join(found)}{more} of {output.name} (see their 'error' field)"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vidcap.families import Family, get_family
 from vidcap.generation import GenerationOptions, ResolvedSampling, resolve_sampling
 from vidcap.model_info import VisionGeometry, vision_geometry
 
@@ -139,6 +140,12 @@ class CaptionEngine(ABC):
         gains nothing from more than one batch (``batch_size``); vLLM says what it can schedule."""
         return batch_size
 
+    def request_notes(self, requests: list[CaptionRequest]) -> list[str]:
+        """What the engine (or the server behind it) may change in the videos of one record's
+        requests (one, or one per window), for the record's notes (an OpenAI-compatible server
+        that assumes its own frame rate); [] when nothing."""
+        return []
+
     def engine_stats(self) -> dict[str, Any] | None:
         """Statistics the engine keeps itself, for the run summary's ``engine`` object (with
         several engines, one entry each: see ``DataParallelEngine``); None when it keeps none."""
@@ -163,7 +170,15 @@ class CaptionEngine(ABC):
 
     def vision_geometry(self) -> VisionGeometry:
         """The model's patch geometry, which the frame plan must match (from its config)."""
-        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir)
+        return vision_geometry(self.config.model, cache_dir=self.config.cache_dir, family=self.config.family)
+
+    def family(self) -> Family:
+        """The model's family (``vision_geometry().family``), found once: it decides the
+        processor kwargs and the prompt token count of each request."""
+        family = self.__dict__.get("_family")
+        if family is None:
+            family = self.__dict__["_family"] = get_family(self.vision_geometry().family)
+        return family
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines free memory on exit
         """Release the model and its worker processes."""

@@ -41,7 +41,7 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, Vi
 from vidcap.engines.chat import prompt_token_count
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, VidcapError, one_line
-from vidcap.procs import stop_signals_blocked
+from vidcap.procs import kill_process_group, stop_signals_blocked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,6 +89,7 @@ class _Worker:
     busy_s: float = 0.0
     busy_since: float | None = None
     alive: bool = True
+    ready: bool = False  # it said "ready": it serves messages, a "stop" among them
     reason: str | None = None  # why it died, as the child said (its last exception)
     error: str | None = None  # the error its requests in flight got
 
@@ -239,6 +240,7 @@ class DataParallelEngine(CaptionEngine):
             worker = self._workers[rank]
             if message[0] == "ready":
                 infos[rank] = message[1]
+                worker.ready = True
             elif message[0] in ("failed", "crashed"):
                 raise VidcapError(f"{worker.label} failed to start: {message[1]}")
             elif message[0] == "eof":
@@ -247,17 +249,24 @@ class DataParallelEngine(CaptionEngine):
         return [infos[rank] for rank in range(len(self._workers))]
 
     def close(self) -> None:
-        """Stop every engine: each closes its model, then its process ends (killed if it hangs)."""
+        """Stop every engine: each closes its model, then its process ends (killed if it hangs).
+
+        Each engine's process leads a process group that holds its backend's processes too
+        (vLLM's engine core and workers, orphaned or not): killing the group leaves none behind.
+        An engine still starting is killed at once: it reads no messages until its model loads.
+        """
         workers, self._workers = self._workers, []
         for worker in workers:
+            if not worker.ready:
+                _kill_engine(worker.process)
+                continue
             with contextlib.suppress(OSError, ValueError):
                 worker.conn.send(("stop",))
         deadline = time.monotonic() + _STOP_S
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(5)
+            _kill_engine(worker.process)  # a hung engine, or what its backend left behind
+            worker.process.join(5)
             with contextlib.suppress(OSError):
                 worker.conn.close()
         for flight in self._flights.values():
@@ -269,7 +278,7 @@ class DataParallelEngine(CaptionEngine):
     # -- what the run asks of an engine -----------------------------------------------------
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Spread a batch over the engines and wait for all of it; outputs in request order."""
@@ -493,6 +502,16 @@ def _unlink(names: list[str]) -> None:
             block.unlink()
 
 
+def _kill_engine(process: Any) -> None:
+    """SIGKILL an engine's process group (see ``serve_engine``), and its process, in case it
+    was killed before it made its group."""
+    if process.pid is None:
+        return
+    kill_process_group(process.pid)
+    if process.is_alive():
+        process.kill()
+
+
 def _exit_reason(process: Any) -> str:
     code = process.exitcode
     if code is None:
@@ -520,7 +539,12 @@ def serve_engine(
     ``("stop",)``; out: ``("ready", limits)`` or ``("failed", message)``, ``("outputs", [...])``,
     ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
     """
+    # Its own process group, which vLLM's processes join as they start: the parent ends the
+    # engine with one killpg, whatever is left of it (a start that hangs, orphaned workers).
+    os.setpgid(0, 0)
     os.environ.update(env)  # before the engine imports torch or vLLM: they read it once
+    serving = threading.Event()
+    inbox = _read_parent(conn, serving)
     engine = engine_factory(config, generation)
     try:
         try:
@@ -538,7 +562,8 @@ def serve_engine(
                 },
             )
         )
-        _serve_loop(conn, engine)
+        serving.set()
+        _serve_loop(conn, engine, inbox)
     except BaseException as exc:
         with contextlib.suppress(OSError, ValueError):
             conn.send(("crashed", one_line(exc)))
@@ -547,18 +572,29 @@ def serve_engine(
         engine.close()
 
 
-def _serve_loop(conn: Connection, engine: CaptionEngine) -> None:
+def _read_parent(conn: Connection, serving: threading.Event) -> queue.Queue[Any]:
+    """The parent's messages, read in a thread from the child's start on. When the parent is
+    gone (end of file) nobody will take the outputs: a serving engine stops after the work in
+    hand (killed if that takes over ``_STOP_S``), a starting one ends its group at once, as
+    its start cannot be interrupted otherwise."""
     inbox: queue.Queue[Any] = queue.Queue()
 
     def read() -> None:
         while True:
             try:
                 inbox.put(conn.recv())
-            except (EOFError, OSError):  # the parent is gone: stop after the work in hand
-                inbox.put(("stop",))
-                return
+            except (EOFError, OSError):
+                break
+        inbox.put(("stop",))
+        if serving.is_set():
+            time.sleep(_STOP_S)  # a daemon thread: the process ends before this when it stops in time
+        os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=read, name="vidcap-engine-inbox", daemon=True).start()
+    return inbox
+
+
+def _serve_loop(conn: Connection, engine: CaptionEngine, inbox: queue.Queue[Any]) -> None:
     while True:
         messages = []
         with contextlib.suppress(queue.Empty):

@@ -22,7 +22,8 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, Ge
 from vidcap.engines.chat import build_messages as build_chat_messages
 from vidcap.engines.chat import prompt_token_count, text_token_count
 from vidcap.engines.loading import model_sampling_defaults
-from vidcap.engines.openai_payload import DEFAULT_JPEG_QSCALE, build_messages, mm_extra_body
+from vidcap.engines.openai_payload import DEFAULT_JPEG_QSCALE, VIDEO_FORMS, build_messages, mm_extra_body
+from vidcap.engines.openai_probe import FormRefusedError, ServerForm, probe_server
 from vidcap.errors import VidcapError, one_line
 from vidcap.model_info import VisionGeometry, vision_geometry
 
@@ -31,15 +32,18 @@ log = logging.getLogger(__name__)
 #: Options read from ``engine_kwargs`` (the config file's ``[engine_kwargs]`` table).
 OPTIONS = {
     "processor": "an HF processor folder or name, to count prompt tokens exactly",
-    "video_as": '"video_url" (default: one video of JPEG frames) or "images" (one image per frame)',
-    "send_video_metadata": "send vLLM's per-request media/processor kwargs (default true)",
+    "video_as": '"auto" (default: what the server takes), "video_url", "frame_list" or "images"',
+    "send_video_metadata": "send vLLM's per-request video kwargs (default: when the server takes them)",
     "jpeg_qscale": "JPEG quantiser, 2 (finest, default) to 31",
     "extra_body": "more request fields for the server (they win over vidcap's own)",
 }
 _TRUST_HINT = (
-    "start the server with --trust-request-mm-kwargs, or set send_video_metadata = false under "
-    "[engine_kwargs] (the server then assumes 1 fps, keeps its own frame count and resizes frames)"
+    "start the server with --trust-request-mm-kwargs, or leave send_video_metadata unset under "
+    "[engine_kwargs] (vidcap then sends the frames without it and notes what the server changes)"
 )
+# Answers to a probe that refuse its form (bad request, too large, unsupported media,
+# unprocessable, or a server that fails on content it does not know), not the server as such.
+_REFUSING_STATUS = {400, 413, 415, 422, 500}
 # Sampling fields of the OpenAI chat completions API; the others go in the body as extensions.
 _OPENAI_FIELDS = {"temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty"}
 _CHARS_PER_TOKEN = 4  # rough text estimate when no tokenizer is at hand
@@ -53,9 +57,11 @@ class OpenAIEngine(CaptionEngine):
     unset, what local servers expect). ``config.model`` names the served model; left empty, the
     server's only model is used. ``engine_kwargs`` options: see ``OPTIONS``.
 
-    By default each request carries vLLM's ``media_io_kwargs`` (real frame rate and indices)
-    and ``mm_processor_kwargs`` (keep the planned frame size), so the server sees the frames
-    exactly as the vLLM engine would; such a server must run with ``--trust-request-mm-kwargs``.
+    ``start`` asks the server once which form of video it takes (``openai_probe``): where it
+    takes them (a vLLM server started with ``--trust-request-mm-kwargs``), each request carries
+    vLLM's ``media_io_kwargs`` (real frame rate and indices) and ``mm_processor_kwargs`` (keep the
+    planned frame size), so the server sees the frames exactly as the vLLM engine would; else the
+    frames go in the richest form it takes and ``request_notes`` says what the server may change.
     Structured captions use ``response_format`` of type ``json_schema``.
 
     Sampling values are sent explicitly: the user's, else the model's generation config when it
@@ -76,13 +82,16 @@ class OpenAIEngine(CaptionEngine):
             raise VidcapError(
                 f"unknown engine_kwargs for --backend openai: {', '.join(unknown)} (known: {known})"
             )
-        self.video_as: str = options.get("video_as", "video_url")
-        if self.video_as not in ("video_url", "images"):
+        self.wanted_video_as: str = options.get("video_as", "auto")
+        if self.wanted_video_as not in ("auto", *VIDEO_FORMS):
+            choices = ", ".join(f'"{f}"' for f in ("auto", *VIDEO_FORMS))
             raise VidcapError(
-                f'engine_kwargs video_as must be "video_url" or "images", not {self.video_as!r}'
+                f"engine_kwargs video_as must be one of {choices}, not {self.wanted_video_as!r}"
             )
-        # Servers that take only images get no video kwargs: there is no video to describe.
-        self.send_metadata = bool(options.get("send_video_metadata", True)) and self.video_as == "video_url"
+        metadata = options.get("send_video_metadata")
+        self.wanted_metadata: bool | None = None if metadata is None else bool(metadata)
+        #: How videos go to the server, found out by ``start``.
+        self.form: ServerForm | None = None
         self.jpeg_qscale = int(options.get("jpeg_qscale", DEFAULT_JPEG_QSCALE))
         if not 2 <= self.jpeg_qscale <= 31:
             raise VidcapError("engine_kwargs jpeg_qscale must be between 2 and 31")
@@ -156,19 +165,75 @@ class OpenAIEngine(CaptionEngine):
             # A served name is often no hub id at all: look in the local cache only, never download.
             local_files_only=not Path(source).expanduser().is_dir(),
         )
-        if not self.send_metadata and self.video_as == "video_url":
-            log.warning(
-                "send_video_metadata is off: the server assumes 1 fps, may keep only its default number "
-                "of frames (vLLM: 32) and resizes frames with its own pixel bounds"
-            )
+        # The probes generate a token each: the full timeout, fewer retries than a caption.
+        self.form = self._probe(client.with_options(max_retries=min(cfg.max_retries, 2)))
         self._client = client
+        if self.form.refused:
+            log.warning(
+                "the server at %s takes %s (it refused %s); each record's notes say what the server "
+                "may have changed",
+                self.url,
+                self.form.describe(),
+                "; ".join(self.form.refused),
+            )
+
+    @property
+    def video_as(self) -> str:
+        """The form videos are sent in: the server's (after ``start``), else the one asked for."""
+        return self.form.video_as if self.form is not None else self.wanted_video_as
+
+    @property
+    def send_metadata(self) -> bool:
+        """Whether requests carry vLLM's per-request video kwargs (known after ``start``)."""
+        return self.form is not None and self.form.metadata
+
+    def _probe(self, client: Any) -> ServerForm:
+        """Which form of video the server takes: small requests, richest form first."""
+        import openai
+
+        def ask(request: CaptionRequest, video_as: str, metadata: bool) -> int | None:
+            kwargs = self._request_kwargs(request, video_as=video_as, metadata=metadata)
+            kwargs.update(n=1, max_tokens=1)
+            # Nothing to repeat or constrain in a probe (and vLLM's CPU build fails a seeded
+            # request whose prefill is split in chunks, as a server-resized probe video can be).
+            kwargs.pop("response_format", None)
+            kwargs.pop("seed", None)
+            try:
+                response = client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as exc:
+                if exc.status_code in _REFUSING_STATUS:
+                    raise FormRefusedError(f"{exc.status_code} {_reason(exc)}") from None
+                raise VidcapError(
+                    f"the server at {self.url} answered {exc.status_code} to a first small request: "
+                    f"{_reason(exc)}"
+                ) from None
+            except openai.APIConnectionError as exc:
+                raise VidcapError(f"lost the server at {self.url}: {_reason(exc)}") from None
+            usage = response.usage
+            return int(usage.prompt_tokens) if usage else None
+
+        try:
+            return probe_server(ask, video_as=self.wanted_video_as, metadata=self.wanted_metadata)
+        except FormRefusedError as exc:
+            raise VidcapError(
+                f"the server at {self.url} takes no video in any form vidcap sends: {exc}"
+            ) from None
+
+    def request_notes(self, requests: list[CaptionRequest]) -> list[str]:
+        """What the server may change in one record's videos (its form of video), for the notes."""
+        return self.form.notes(requests) if self.form is not None else []
+
+    def engine_stats(self) -> dict[str, Any] | None:
+        """How videos went to the server (the run summary's ``engine`` object)."""
+        return self.form.summary() if self.form is not None else None
 
     def vision_geometry(self) -> VisionGeometry:
-        """From the processor's model folder when known, else Qwen2.5-VL's (a server hides its config)."""
+        """From the processor's model folder when known, else ``--family``'s, else Qwen2.5-VL's (a
+        server hides its config)."""
         if self._geometry is None:
             source = self.processor_name or (self.model if Path(self.model).expanduser().is_dir() else None)
-            self._geometry = (
-                vision_geometry(source, cache_dir=self.config.cache_dir) if source else VisionGeometry()
+            self._geometry = vision_geometry(
+                source, cache_dir=self.config.cache_dir, family=self.config.family
             )
         return self._geometry
 
@@ -181,11 +246,13 @@ class OpenAIEngine(CaptionEngine):
         In ``video_as = "images"`` mode each frame is an image of (H/f) x (W/f) tokens, f the
         patch factor: twice a video's tokens, since no two frames share a temporal patch.
         """
+        if self.form is not None:
+            request = self.form.fit(request)
         if self.video_as == "images":
             return self._count_as_images(request)
         if self._processor is None:
             return request.video_tokens + _text_estimate(request)
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def _count_as_images(self, request: CaptionRequest) -> int:
         """One image per frame: its own placeholder, and (H/f) x (W/f) tokens, f the patch factor."""
@@ -259,12 +326,19 @@ class OpenAIEngine(CaptionEngine):
             finish_reasons=[c.finish_reason for c in choices],
         )
 
-    def _request_kwargs(self, request: CaptionRequest) -> dict[str, Any]:
+    def _request_kwargs(
+        self, request: CaptionRequest, *, video_as: str | None = None, metadata: bool | None = None
+    ) -> dict[str, Any]:
+        """The ``chat.completions.create`` arguments: in the run's form of video, or the one given."""
+        if video_as is None:
+            assert self.form is not None
+            request = self.form.fit(request)
+            video_as, metadata = self.form.video_as, self.form.metadata
         g = self.generation
         values = self.sampling().values
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": build_messages(request, video_as=self.video_as, qscale=self.jpeg_qscale),
+            "messages": build_messages(request, video_as=video_as, qscale=self.jpeg_qscale),
             "n": g.num_captions,
             **{k: v for k, v in values.items() if k in _OPENAI_FIELDS},
         }
@@ -278,8 +352,8 @@ class OpenAIEngine(CaptionEngine):
         # vLLM's (and SGLang's) extensions of the OpenAI request, then the user's own fields.
         extra = {k: v for k, v in values.items() if k not in _OPENAI_FIELDS}
         extra.update(self.extra_body)
-        if self.send_metadata:
-            extra.update(mm_extra_body(request))
+        if metadata:
+            extra.update(mm_extra_body(request, self.family()))
         if extra:
             kwargs["extra_body"] = extra
         return kwargs

@@ -1,8 +1,11 @@
 """What the openai backend sends: JPEG frames as data URLs, and vLLM's per-request media kwargs.
 
-Frames are sent as they were planned (no re-encoding into a video file): a ``video_url`` part
-whose URL is ``data:video/jpeg;base64,<frame1>,<frame2>,...``, which vLLM's ``VideoMediaIO``
-splits back into frames; or, for servers that take only images, one ``image_url`` part per frame.
+Frames are sent as they were planned (no re-encoding into a video file), in one of three forms
+(``VIDEO_FORMS``): ``video_url``, a part whose URL is ``data:video/jpeg;base64,<frame1>,<frame2>,...``,
+which vLLM's ``VideoMediaIO`` splits back into frames; ``frame_list``, a ``{"type": "video",
+"video": [<data URL of each frame>], "fps": ...}`` part, the image-list video of DashScope's
+(Alibaba Model Studio's) OpenAI-compatible mode, where ``fps`` says how far apart the frames
+were taken; or ``images``, one ``image_url`` part per frame, for servers that take only images.
 
 vLLM (``vllm/multimodal/media/video.py``, JPEG-sequence branch) reads these per-request
 ``media_io_kwargs["video"]`` for such a video: ``num_frames`` (how many comma-separated frames
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vidcap.engines.base import CaptionRequest, VideoInput
-from vidcap.engines.chat import fixed_size_kwargs
+from vidcap.families import Family
 
 # FFmpeg's JPEG quantiser scale (-q:v): 2 is the finest; the frames were already decoded
 # once from a lossy video, so a second coarse loss is what we avoid.
@@ -56,8 +59,12 @@ def frames_base64(frames: np.ndarray, *, qscale: int = DEFAULT_JPEG_QSCALE) -> l
     return [base64.b64encode(encode_jpeg(f, qscale=qscale)).decode("ascii") for f in frames]
 
 
+#: The forms a video can be sent in (see the module doc).
+VIDEO_FORMS = ("video_url", "frame_list", "images")
+
+
 def build_content(request: CaptionRequest, *, video_as: str, qscale: int) -> list[dict[str, Any]]:
-    """The user message's content parts: the videos (as one video or as images), then the text."""
+    """The user message's content parts: the videos (in the form ``video_as``), then the text."""
     parts: list[dict[str, Any]] = []
     for video in request.videos:
         encoded = frames_base64(video.frames, qscale=qscale)
@@ -66,6 +73,10 @@ def build_content(request: CaptionRequest, *, video_as: str, qscale: int) -> lis
                 {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}
                 for b64 in encoded
             )
+        elif video_as == "frame_list":
+            fps = sampled_fps(video.metadata, len(video.frames))
+            urls = [f"data:image/jpeg;base64,{b64}" for b64 in encoded]
+            parts.append({"type": "video", "video": urls, "fps": round(fps, 6)})
         else:
             parts.append(
                 {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(encoded)}}
@@ -83,13 +94,14 @@ def build_messages(request: CaptionRequest, *, video_as: str, qscale: int) -> li
     return messages
 
 
-def mm_extra_body(request: CaptionRequest) -> dict[str, Any]:
-    """vLLM's per-request kwargs that keep the plan: frame rate and indices, and frame size."""
+def mm_extra_body(request: CaptionRequest, family: Family) -> dict[str, Any]:
+    """vLLM's per-request kwargs that keep the plan: frame rate and indices, and the frame size
+    (the processor kwargs of the model's ``family``)."""
     if not request.videos:
         return {}
     return {
         "media_io_kwargs": {"video": video_media_kwargs(request.videos)},
-        "mm_processor_kwargs": fixed_size_kwargs(request),
+        "mm_processor_kwargs": family.processor_kwargs(request),
     }
 
 
@@ -107,7 +119,7 @@ def video_media_kwargs(videos: list[VideoInput]) -> dict[str, Any]:
         return exact[0]
     first = videos[0].metadata
     return {
-        "fps": _sampled_fps(first, len(videos[0].frames)),
+        "fps": sampled_fps(first, len(videos[0].frames)),
         "num_frames": max(len(v.frames) for v in videos),
         "do_sample_frames": False,
     }
@@ -129,7 +141,7 @@ def _exact_kwargs(video: VideoInput) -> dict[str, Any]:
     return kwargs
 
 
-def _sampled_fps(metadata: dict[str, Any], count: int) -> float:
+def sampled_fps(metadata: dict[str, Any], count: int) -> float:
     """Frames per second of the sampled frames (the rate the model sees), as transformers computes it."""
     fps, total = metadata.get("fps"), metadata.get("total_num_frames")
     if not fps:

@@ -2,7 +2,7 @@
 
 It sees exactly what the vLLM engine sees: the same chat-template prompt, the same planned
 frames (no resampling: ``do_sample_frames=False`` with the plan's metadata; no resizing: the
-size bounds of ``fixed_size_kwargs``), so prompt lengths match ``count_prompt_tokens`` and the
+size bounds of the family's ``processor_kwargs``), so prompt lengths match ``count_prompt_tokens`` and the
 vLLM backend token for token. It is slower (no continuous batching, no paged KV cache).
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, hf_video_metadata, prompt_token_count, render_prompt
+from vidcap.engines.chat import hf_video_metadata, prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error, model_sampling_defaults
-from vidcap.errors import VidcapError, one_line
+from vidcap.errors import VidcapError, engine_error, one_line
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class TransformersEngine(CaptionEngine):
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Generate for all requests in one padded batch; on failure, one request at a time."""
@@ -111,7 +111,7 @@ class TransformersEngine(CaptionEngine):
             return self._generate_batch(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [CaptionOutput(requests[0].request_id, error=one_line(exc))]
+                return [CaptionOutput(requests[0].request_id, error=engine_error(exc))]
             log.info("batch of %d failed (%s); retrying one by one", len(requests), one_line(exc))
         outputs = []
         for request in requests:
@@ -119,7 +119,7 @@ class TransformersEngine(CaptionEngine):
             try:
                 outputs.extend(self._generate_batch([request]))
             except Exception as exc:  # this request alone is bad: it alone fails
-                outputs.append(CaptionOutput(request.request_id, error=one_line(exc)))
+                outputs.append(CaptionOutput(request.request_id, error=engine_error(exc)))
         return outputs
 
     def _generate_batch(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
@@ -197,7 +197,7 @@ class TransformersEngine(CaptionEngine):
                 "videos": [v.frames for v in videos],
                 "video_metadata": [hf_video_metadata(v.metadata) for v in videos],
                 "do_sample_frames": False,  # the frames are the plan's: never resample them
-                **fixed_size_kwargs(everything),
+                **self.family().processor_kwargs(everything),
             }
         return self._processor(text=texts, padding=True, return_tensors="pt", **kwargs)
 

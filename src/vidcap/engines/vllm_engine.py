@@ -10,11 +10,11 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
-from vidcap.engines.chat import fixed_size_kwargs, prompt_token_count, render_prompt
+from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
-from vidcap.errors import EngineDiedError, one_line
+from vidcap.errors import EngineDiedError, engine_error
 from vidcap.model_info import context_length
-from vidcap.procs import stop_signals_blocked
+from vidcap.procs import held_stops_delivered, new_children_killed_on_error, stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
 # vLLM's largest default max_num_batched_tokens (offline LLM on a large GPU): never set less.
@@ -50,7 +50,7 @@ class VllmEngine(CaptionEngine):
     """Caption with ``vllm.LLM``; requests are queued with ``enqueue`` and matched back by id.
 
     Frames go in ``multi_modal_data`` as ``(frames, metadata)`` with ``do_sample_frames=False``
-    so vLLM's processor neither resamples nor (see ``fixed_size_kwargs``) resizes them.
+    so vLLM's processor neither resamples nor (see ``Family.processor_kwargs``) resizes them.
     """
 
     name = "vllm"
@@ -115,7 +115,9 @@ class VllmEngine(CaptionEngine):
         try:
             self._processor = load_processor(cfg)
             # The engine's processes ignore the job's stop signals: the run stops them (close).
-            with stop_signals_blocked():
+            # A start that fails, or that a stop signal ends, leaves none of them behind, and
+            # vLLM's own SIGTERM to its helpers, which the shield holds back, is delivered.
+            with stop_signals_blocked(), held_stops_delivered(), new_children_killed_on_error():
                 self._llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
@@ -192,12 +194,12 @@ class VllmEngine(CaptionEngine):
         # so vLLM treats it as the plain text prompt it is (no multimodal processing to run).
         if request.videos:
             prompt["multi_modal_data"] = {"video": [(v.frames, v.metadata) for v in request.videos]}
-            prompt["mm_processor_kwargs"] = fixed_size_kwargs(request)
+            prompt["mm_processor_kwargs"] = self.family().processor_kwargs(request)
         return prompt
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request)
+        return prompt_token_count(self._processor, request, self.family())
 
     def max_in_flight(self, batch_size: int) -> int:
         """vLLM's scheduler runs up to ``max_num_seqs`` sequences at once (256 by default on a
@@ -230,7 +232,7 @@ class VllmEngine(CaptionEngine):
                 params = SamplingParams(**{**base, **request.sampling}) if request.sampling else shared
                 (engine_id,) = self._llm.enqueue([self._prompt(request)], params, use_tqdm=False)
             except Exception as exc:  # one request's failure must not cost the others
-                refused.append(CaptionOutput(request.request_id, error=one_line(exc)))
+                refused.append(CaptionOutput(request.request_id, error=engine_error(exc)))
                 continue
             # enqueue returns vLLM's internal id ("7-1a2b3c4d": the external id plus a random
             # suffix); outputs carry the external id. Either form finds the request.

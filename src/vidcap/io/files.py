@@ -41,6 +41,20 @@ def open_for_reading(path: Path) -> BinaryIO:
         raise VidcapError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
+def make_parent_folder(path: Path, what: str = "output") -> None:
+    """Create ``path``'s folder (and its parents) if missing, or raise a one-line VidcapError.
+
+    A file where a folder is needed is named as such: the OS says only "File exists" (the
+    folder itself is a file) or "Not a directory" (one above it is)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        folders = (path.parent, *path.parent.parents)
+        blocker = next((p for p in folders if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else e.strerror or str(e)
+        raise VidcapError(f"cannot write {what}: {path}: cannot create folder: {why}") from None
+
+
 def read_error(path: Path, e: OSError) -> VidcapError:
     """A VidcapError for an I/O failure while reading ``path`` (e.g. EIO on a flaky mount)."""
     return VidcapError(f"{path}: cannot read: {e.strerror or e}")

@@ -107,10 +107,7 @@ def acquire_output_lock(output: Path) -> OutputLock:
     message. Once locked, removes the temp files that killed runs left beside the output.
     """
     path = lock_path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidcapError(f"cannot write output: {output}: cannot create folder: {e.strerror or e}") from None
+    files.make_parent_folder(output)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -35,6 +35,7 @@ from typing import Any
 
 from vidcap.errors import VidcapError
 from vidcap.io.columns import output_columns
+from vidcap.io.files import make_parent_folder
 from vidcap.io.formats import format_for, format_named
 from vidcap.io.resume import load_done
 from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
@@ -72,6 +73,7 @@ class ShardSummary:
     def input_path(self) -> str:
         """The input file the shard read (absolute path)."""
         return self.input.path
+
 
 @dataclass(frozen=True)
 class MergeReport:
@@ -290,8 +292,8 @@ def merge_outputs(shard_outputs: list[Path], output: Path, *, input_path: Path |
     records = _unique_ids(located(), next(iter(id_keys), None))
     # A typed output keeps the input's column types; the input is only a hint for that.
     like = Path(source.path) if Path(source.path).is_file() else None
+    make_parent_folder(output)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         fmt.write_file(output, records, like=like, columns=_columns(ordered[0]))
     except OSError as e:
         raise VidcapError(f"cannot write output: {output}: {e.strerror or e}") from None

@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidcap.errors import VidcapError
+from vidcap.io.files import make_parent_folder
 from vidcap.io.formats import format_for
 from vidcap.io.formats.base import Columns, RecordWriter
 from vidcap.io.formats.journal import journal_path
@@ -59,8 +60,5 @@ def open_writer(
     fmt = format_for(path, "output")
     if path.is_dir():
         raise VidcapError(f"cannot write output: {path}: Is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidcapError(f"cannot write output: {path}: cannot create folder: {e.strerror or e}") from None
+    make_parent_folder(path)
     return fmt.open_writer(path, resume=resume, like=None if like is None else Path(like), columns=columns)

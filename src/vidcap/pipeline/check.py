@@ -76,6 +76,9 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
     conversation = record.get(opts.conversation_key)
     if conversation is not None and not isinstance(conversation, list):
         return f"'{opts.conversation_key}' must be a list of turns, got {type(conversation).__name__}"
+    if opts.window is not None and len(video_paths(record, opts.input_video_key)) > 1:
+        count = len(video_paths(record, opts.input_video_key))
+        return f"--window captions one video per record; this record has {count} videos"
     for name in ("video_start", "video_end"):
         bound = record.get(name)
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):

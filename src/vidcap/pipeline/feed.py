@@ -28,10 +28,12 @@ its request (and frames) until it is written for that.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig
@@ -39,9 +41,11 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.pipeline.ahead import END, DecodeAhead
 from vidcap.pipeline.assemble import Answered, answered_record, output_record
 from vidcap.pipeline.assess import SeenCaptions, flag_failure, retry_seed
+from vidcap.pipeline.check import record_location
 from vidcap.pipeline.requests import Pending, build_request, length_problem, notes_field
 from vidcap.pipeline.stats import InFlightClock, RunStats
 from vidcap.pipeline.windows import (
+    WINDOWS_KEY,
     add_summary,
     assemble_windows,
     summary_request,
@@ -49,6 +53,9 @@ from vidcap.pipeline.windows import (
     window_requests,
 )
 from vidcap.progress import Progress
+from vidcap.video.windows import short_video_note
+
+log = logging.getLogger(__name__)
 
 FLUSH_S = 5.0  # the longest a finished record waits in the write buffer (a run killed loses no more)
 _STOP_POLL_S = 0.5  # nothing in flight, waiting for a decode: how often a stop request is checked
@@ -104,6 +111,7 @@ class Feed:
     _flushed_at: float = 0.0
     _writing: bool = False  # a write in progress: one that fails is not tried again
     _failing: bool = False  # an exception is ending the run: release what is done, submit nothing
+    _said_short: bool = False  # --window: a video shorter than a window was said on the terminal
 
     def run(self, ahead: DecodeAhead, should_stop: Callable[[], bool]) -> bool:
         """Caption everything ``ahead`` yields; True if a stop ended it before the last record."""
@@ -213,7 +221,8 @@ class Feed:
         config, stats, entry = self.config, self.stats, slot.entry
         video = decoded.videos[0]
         slot.windowed, slot.videos = video, 1
-        slot.notes = notes_field([video], config.run.output_key)
+        if not self._said_short:
+            self._say_short_video(entry, video)
         stats.decode_worker_s += decoded.seconds
         stats.videos += 1
         stats.frames += sum(w.plan.nframes for w in video.windows)
@@ -222,8 +231,19 @@ class Feed:
             entry.record.index, video, prompt=entry.prompt or "", system_prompt=entry.system_prompt
         )
         stats.request_s += time.monotonic() - started
+        slot.notes = notes_field([video], config.run.output_key, self.engine.request_notes(requests))
         slot.queued.extend(requests)
         self._submit_queued()
+
+    def _say_short_video(self, entry: Pending, video: Any) -> None:
+        """Once a run: a video shorter than --window is one window (its record's notes say so)."""
+        data, window = entry.record.data, self.config.run.window or 0.0
+        segment = data.get("video_start") is not None or data.get("video_end") is not None
+        note = short_video_note([w.span for w in video.windows], window, segment=segment)
+        if note is not None:
+            self._said_short = True
+            where = record_location(Path(self.config.run.input), entry.record)
+            log.warning("%s: %s (said once; such records have it in their notes)", where, note)
 
     def _submit_queued(self) -> None:
         """Submit the windowed records' waiting requests, oldest record first, while the engine
@@ -412,5 +432,8 @@ class Feed:
         self._writing = False
         self.stats.write_s += time.monotonic() - started
         self._flushed_at = time.monotonic()
-        self.progress.advance(len(batch), videos=sum(v for _, v in batch), errors=self.stats.error)
+        # With --window the display also counts windows: a record may hold many.
+        windows = sum(len(r.get(WINDOWS_KEY) or ()) for r, _ in batch) if self.config.run.window else 0
+        videos = sum(v for _, v in batch)
+        self.progress.advance(len(batch), videos=videos, errors=self.stats.error, windows=windows)
         self.on_write()

@@ -47,7 +47,13 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             "error_key": opts.error_key,
             "info_key": opts.info_key,
             "generation": dataclasses.asdict(config.generation),
-            "sampling": dataclasses.asdict(config.sampling),
+            # The family and its frame size follow from the model (above): left out, so older
+            # outputs still resume.
+            "sampling": {
+                k: v
+                for k, v in dataclasses.asdict(config.sampling).items()
+                if k not in ("family", "frame_size", "frame_tokens")
+            },
             # Windows change what is captioned, and the summary prompt what the caption says.
             # Left out when unset, so that outputs written before windows existed still resume.
             **({"window": opts.window} if opts.window is not None else {}),

@@ -4,19 +4,22 @@ built from the worker's frames, refused here when the engine could not take its 
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig
 from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
-from vidcap.errors import RecordError, one_line
+from vidcap.errors import RecordError, engine_error, one_line
 from vidcap.io.records import InputRecord
 from vidcap.pipeline.check import bound, resolve_video_path, video_paths
 from vidcap.pipeline.decode import DecodedRecord, DecodeTask
 from vidcap.prompts import DiyVideoPrompt, conversation_system_prompt, resolve_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,18 +89,20 @@ def build_request(entry: Pending, decoded: DecodedRecord, engine: CaptionEngine,
         system_prompt=entry.system_prompt,
         videos=[VideoInput(v.frames, v.plan.processor_metadata(), v.plan.video_tokens) for v in videos],
     )
-    notes = notes_field(videos, config.run.output_key)
+    notes = notes_field(videos, config.run.output_key, engine.request_notes([request]))
     frames = sum(v.plan.nframes for v in videos)
     error = length_problem(engine, request, config)
     return Built(request if error is None else None, error, notes, videos=len(videos), frames=frames)
 
 
-def notes_field(videos: list[Any], output_key: str) -> dict[str, Any]:
+def notes_field(videos: list[Any], output_key: str, engine_notes: Sequence[str] = ()) -> dict[str, Any]:
     """``{output_key}_notes``: what probing, planning and decoding had to assume (an irregular
-    frame rate, a container count past the last frame, packed B-frames, ...); absent when nothing was.
+    frame rate, a container count past the last frame, packed B-frames, ...), then what the engine
+    may change (``engine_notes``); absent when nothing was.
     With several videos in a record, each note names its video."""
     named = len(videos) > 1
     lines = [f"{Path(v.info.path).name}: {note}" if named else note for v in videos for note in v.all_notes]
+    lines += engine_notes
     return {f"{output_key}_notes": lines} if lines else {}
 
 
@@ -106,7 +111,11 @@ def length_problem(engine: CaptionEngine, request: CaptionRequest, config: RunCo
     limit = engine.max_model_len
     if limit is None:
         return None
-    tokens = engine.count_prompt_tokens(request)
+    try:
+        tokens = engine.count_prompt_tokens(request)
+    except Exception as exc:  # the model's processor refused this record's input: its error alone
+        log.debug("counting the prompt tokens of %s failed", request.request_id, exc_info=True)
+        return f"the model's processor cannot take this record: {engine_error(exc)}"
     if tokens < limit:
         return None
     return (

@@ -37,6 +37,7 @@ from vidcap.errors import (
     EXIT_RECORDS_FAILED,
     EngineStartError,
     RecordError,
+    StopDuringStart,
     VidcapError,
     one_line,
 )
@@ -100,12 +101,17 @@ def run_captioning(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     output_lock: OutputLock | None = None,
+    on_engine_start: Callable[[bool], None] | None = None,
 ) -> RunResult:
     """Caption one shard of ``config.run.input`` into ``config.run.output``; see the module doc.
 
     Raises VidcapError (before any work) for bad input, ``OutputLockedError`` when another
     run holds the output, ``EngineStartError`` when the model cannot be started.
     ``output_lock``: the output's lock, when the caller took it already (else it is taken here).
+    ``on_engine_start`` is called with True as the engine starts loading and with False when it
+    is loaded or failed: meanwhile the caller may end the start by raising ``StopDuringStart``
+    (from a signal handler); the run then ends interrupted, nothing captioned, as it does when
+    ``should_stop`` is true before the model loads.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -117,7 +123,7 @@ def run_captioning(
     output_path = Path(opts.output) if opts.output else shard.default_output()
     check_output_is_not_input(input_path, output_path)
 
-    log.info("checking the records in %s", input_path)
+    log.info("checking the records in %s%s", input_path, _shard_note(shard))
     facts = check_records(shard.span, opts, whole_input=shard.count == 1)
     for bad in facts.bad_lines:
         log.warning("%s (skipped: --on-bad-line skip)", bad.message)
@@ -125,14 +131,7 @@ def run_captioning(
         log.warning("... and %d more bad lines skipped", facts.bad_count - len(facts.bad_lines))
     # The model's patch geometry (from its config, no engine needed) decides the pixel defaults.
     geometry = engine.vision_geometry()
-    config = dataclasses.replace(
-        config,
-        sampling=dataclasses.replace(
-            config.sampling,
-            image_factor=geometry.image_factor,
-            temporal_patch_size=geometry.temporal_patch_size,
-        ),
-    )
+    config = dataclasses.replace(config, sampling=geometry.apply(config.sampling))
     check_sampling(config.sampling)
     fingerprint = run_fingerprint(
         config, prompt=template.prompt_template, span=shard.span, digest=facts.digest
@@ -153,6 +152,7 @@ def run_captioning(
             fingerprint=fingerprint,
             started=started,
             started_at=started_at,
+            on_engine_start=on_engine_start or (lambda starting: None),
         )
         return run.execute(facts, progress or NullProgress(), should_stop)
 
@@ -175,6 +175,7 @@ class _Run:
     summary_written: bool = False  # by this run, with its fingerprint
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
     seen: SeenCaptions = field(default_factory=SeenCaptions)  # caption hashes, for the duplicate flag
+    on_engine_start: Callable[[bool], None] = lambda starting: None
 
     def execute(self, facts: Any, progress: Progress, should_stop: Callable[[], bool]) -> RunResult:
         """Resume, check the records to do, start the engine, caption; see the module doc."""
@@ -205,29 +206,23 @@ class _Run:
             log.info("%d records ok; loading the model %s", facts.records, self.config.engine.model)
             with ExitStack() as decoding:
                 # Decoding starts now, while the model loads: the plan needs only the engine's
-                # context, which the engine reads from the model's config as it will resolve it.
+                # context, which the engine says before loading, as it will resolve it.
                 self._plan_for_context(self._planned_context())
                 ahead = decoding.enter_context(self._decode_ahead(todo()))
-                load_started = time.monotonic()
-                self._start_engine(facts.max_videos_per_record)
-                self.stats.load_s = time.monotonic() - load_started
-                log.info("model loaded in %.1f s", self.stats.load_s)
-                if self.engine.max_model_len != self.config.sampling.model_seq_len:
-                    # Read otherwise by the engine than foreseen: decode again from the first record.
-                    log.debug("the engine's context is %s tokens: planning again", self.engine.max_model_len)
-                    decoding.close()
-                    self._plan_for_context(self.engine.max_model_len)
-                    ahead = decoding.enter_context(self._decode_ahead(todo()))
-                self.sampling = self.engine.sampling().summary()
-                if skipped_done:
-                    log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
-                # Said before the progress display starts, which would print it through its bar.
-                log.info("up to %d requests in flight (--max-in-flight)", self._in_flight_limit())
-                caption_started = time.monotonic()
-                progress.start(
-                    self.records, done=skipped_done, description=f"captioning {self.input_path.name}"
-                )
-                interrupted = self._caption(ahead, writer, progress, should_stop)
+                if self._load(facts.max_videos_per_record, should_stop, progress):
+                    if self.engine.max_model_len != self.config.sampling.model_seq_len:
+                        # Another context than foreseen: decode again from the first record.
+                        log.debug("engine context %s: planning again", self.engine.max_model_len)
+                        decoding.close()
+                        self._plan_for_context(self.engine.max_model_len)
+                        ahead = decoding.enter_context(self._decode_ahead(todo()))
+                    self._loaded(skipped_done)
+                    caption_started = time.monotonic()
+                    description = f"captioning {self.input_path.name}"
+                    progress.start(self.records, done=skipped_done, description=description)
+                    interrupted = self._caption(ahead, writer, progress, should_stop)
+                else:  # stopped before or while the model loaded: nothing was captioned
+                    interrupted = True
         except BaseException as exc:
             writer.close(complete=False)
             if writer.touched_output or self.summary_written:  # else the old output and summary stay
@@ -251,15 +246,49 @@ class _Run:
         """vidcap's own fields and their types, the same in every output of this run's options."""
         return output_columns(self.fingerprint["options"])
 
+    def _load(self, max_videos_per_record: int, should_stop: Callable[[], bool], progress: Progress) -> bool:
+        """Start the engine; False when a stop came before it, or ended it (``StopDuringStart``
+        from the caller's signal handler, or a start that failed once a stop was asked: the
+        job's signal reaches the engine's processes too)."""
+        if should_stop():  # asked during the checks: the model need not load
+            return False
+        started = time.monotonic()
+        _waiting(progress, "loading the model")  # minutes for a large model: show it is alive
+        try:
+            self._start_engine(max_videos_per_record)
+        except StopDuringStart:
+            return False
+        except EngineStartError:
+            if should_stop():
+                return False
+            raise
+        finally:
+            _done_waiting(progress)
+        self.stats.load_s = time.monotonic() - started
+        log.info("model loaded in %.1f s", self.stats.load_s)
+        return True
+
+    def _loaded(self, skipped_done: int) -> None:
+        """What the started engine decides (the sampling values; the pixel budget was planned for
+        its context before), and the lines said before the progress display starts (which would
+        print them through its bar)."""
+        self.sampling = self.engine.sampling().summary()
+        if skipped_done:
+            log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
+        log.info("up to %d requests in flight (--max-in-flight)", self._in_flight_limit())
+
     def _start_engine(self, max_videos_per_record: int) -> None:
         """Load the model; any failure is an EngineStartError (a failure, not an interruption)."""
         try:
+            self.on_engine_start(True)
             self.engine.start(max_videos_per_prompt=max_videos_per_record)
         except VidcapError as exc:
             raise EngineStartError(str(exc)) from exc
         except Exception as exc:
             backend = self.config.engine.backend
             raise EngineStartError(f"cannot start the {backend} engine: {one_line(exc)}") from exc
+        finally:
+            self.on_engine_start(False)
 
     def _planned_context(self) -> int | None:
         """The engine's context as it says before loading (an unreadable model config is an
@@ -383,6 +412,26 @@ class _Run:
             return build_summary(**values)
         self.summary_written = True
         return write_summary(summary_path(self.output_path), **values)
+
+
+def _shard_note(shard: Shard) -> str:
+    """`` (shard 1 of 4: lines 26-50 of 100)`` for a run of one shard of the input, else ``""``."""
+    if not shard.explicit:
+        return ""
+    span = shard.span
+    which = f"{span.unit}s {span.start + 1}-{span.stop}" if span.stop > span.start else f"no {span.unit}s"
+    return f" (shard {shard.index} of {shard.count}: {which} of {span.units})"
+
+
+# A Progress that a library caller wrote may lack waiting/done_waiting (they came later).
+def _waiting(progress: Progress, message: str) -> None:
+    if hasattr(progress, "waiting"):
+        progress.waiting(message)
+
+
+def _done_waiting(progress: Progress) -> None:
+    if hasattr(progress, "done_waiting"):
+        progress.done_waiting()
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:

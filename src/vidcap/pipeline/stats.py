@@ -143,8 +143,14 @@ def error_kind(message: str, paths: Iterable[str] = ()) -> str:
 
     The record's video paths become ``{video}`` ("corrupt video {video}", whatever the file),
     then the message is cut at its first ": ", after which come the details (a decoder's
-    words, token counts): "video not found", "prompt too long".
+    words, token counts): "video not found", "prompt too long". A kind still longer than 80
+    characters ends at a word, with "...".
     """
     for path in sorted({p for p in paths if p}, key=len, reverse=True):
         message = message.replace(path, "{video}")
-    return message.split(": ", 1)[0][:_MAX_KIND]
+    kind = message.split(": ", 1)[0]
+    if len(kind) <= _MAX_KIND:
+        return kind
+    # Too long for a key: cut at the last space that fits, never inside a word, and say it is cut.
+    cut = kind[: _MAX_KIND - 3]
+    return f"{cut.rsplit(' ', 1)[0] if ' ' in cut else cut}..."

@@ -1,7 +1,8 @@
 """The run summary written beside the output (``out.jsonl.summary.json``).
 
 It says what the run did (counts by status, time, throughput, tokens, the sampling values
-used and where each came from) and what ``vidcap merge`` needs to join shards safely (which
+used and where each came from, the model family and the reference its frames follow:
+``vision``) and what ``vidcap merge`` needs to join shards safely (which
 shard, how many records it holds, complete or not), and carries the run's fingerprint
 (:mod:`vidcap.pipeline.fingerprint`): which input, which span of it and which options the
 output's records come from. The runner writes it once before the first record is appended
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap import __version__
 from vidcap.errors import VidcapError
+from vidcap.families import vision_facts
 from vidcap.io.files import atomic_write
 from vidcap.io.jsonio import dumps_pretty
 
@@ -70,6 +72,8 @@ def build_summary(
         "bad_lines_skipped": stats.bad_lines,
         "model": config.engine.model,
         "backend": config.engine.backend,
+        # The model's family and the geometry the frames were planned with.
+        "vision": vision_facts(config.sampling),
         "sampling": sampling,
         "seed": config.generation.seed,
         "num_captions": config.generation.num_captions,

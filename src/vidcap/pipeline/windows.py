@@ -168,7 +168,9 @@ def assemble_windows(
         prompt_tokens += output.prompt_tokens
         generated_tokens += output.generated_tokens
         info, value, error = _judge(output, opts=opts, generation=generation, seen=seen)
-        item: dict[str, Any] = {"start": loaded.span.start, "end": loaded.span.end}
+        # To the microsecond (libav's time base): a container duration of 29600148 us is 29.600148,
+        # not the float product 29.600147999999997.
+        item: dict[str, Any] = {"start": round(loaded.span.start, 6), "end": round(loaded.span.end, 6)}
         if error is None and value is not None:
             item.update({opts.output_key: value.caption, opts.status_key: "ok"})
             captions.append(value.caption)

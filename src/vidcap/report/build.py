@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import RecordError, VidcapError
-from vidcap.io.files import atomic_write
+from vidcap.io.files import atomic_write, make_parent_folder
 from vidcap.report.charts import bar_chart, histogram
 from vidcap.report.fields import STATUSES, ReportFields
 from vidcap.report.page import PAGE_SIZE, render_page
@@ -68,7 +68,8 @@ class _Tally:
     records: int = 0
     statuses: Counter = field(default_factory=Counter)
     flags: Counter = field(default_factory=Counter)
-    lengths: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)  # words per caption of a video or a window
+    summary_lengths: list[int] = field(default_factory=list)  # words per summary (--summary-prompt)
     candidates: list[int] = field(default_factory=list)
 
 
@@ -96,6 +97,9 @@ def _tally(outputs: list[OutputFile], fields: ReportFields, only: tuple[str, ...
         tally.statuses[view.status] += 1
         tally.flags.update(view.all_flags())
         tally.lengths.extend(len(text.split()) for text in view.captions())
+        summary = view.summary()
+        if summary:
+            tally.summary_lengths.append(len(summary.split()))
         if _matches(view, only):
             tally.candidates.append(view.position)
     return tally
@@ -142,14 +146,39 @@ def _strip_json(label: str, strip: Strip | None, error: str | None) -> dict[str,
     }
 
 
+def _bound(value: float | None) -> float | None:
+    """A window bound to the microsecond: ``29.600147999999997`` is ``29.600148``."""
+    return None if value is None else round(value, 6)
+
+
+def _notes_once(record_notes: tuple[str, ...], strips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The strips without the notes already said: the record's own notes (the run wrote them,
+    ``caption_notes``, maybe prefixed with the video's name or the window) and those of an
+    earlier strip (a stream's notes repeat for every window)."""
+    said = set(record_notes)
+
+    def new(note: str) -> bool:
+        return note not in said and not any(n.endswith(f": {note}") for n in record_notes)
+
+    shown = []
+    for strip in strips:
+        notes = [n for n in strip["notes"] if new(n)]
+        said.update(strip["notes"])
+        shown.append({**strip, "notes": notes})
+    return shown
+
+
 def _record_json(view: RecordView, strips: list[dict[str, Any]]) -> dict[str, Any]:
     per_segment = max(len(view.videos), 1)
+    strips = _notes_once(view.notes, strips)
     record = {
         "n": view.position + 1,
         "id": view.id,
         "where": view.where,
         "status": view.status,
         "caption": view.caption,
+        "caption_kind": view.caption_kind,
+        "summary_prompt": view.summary_prompt,
         "error": view.error,
         "notes": list(view.notes),
         "problems": list(view.problems),
@@ -162,8 +191,8 @@ def _record_json(view: RecordView, strips: list[dict[str, Any]]) -> dict[str, An
     for number, window in enumerate(view.windows):
         record["windows"].append(
             {
-                "start": window.start,
-                "end": window.end,
+                "start": _bound(window.start),
+                "end": _bound(window.end),
                 "caption": window.caption,
                 "status": window.status,
                 "info": window.info,
@@ -278,7 +307,12 @@ def _header(
         + '<div class="charts">'
         + bar_chart("records by status", _ordered(tally.statuses))
         + bar_chart("records by flag", dict(tally.flags.most_common()))
-        + histogram("caption length", tally.lengths, unit="words per caption")
+        + histogram("caption length", tally.lengths, unit="words per caption (of a video, or of a window)")
+        + (
+            histogram("summary length", tally.summary_lengths, unit="words per summary (--summary-prompt)")
+            if tally.summary_lengths
+            else ""
+        )
         + "</div>"
     )
 
@@ -321,8 +355,8 @@ def build_report(opts: ReportOptions) -> ReportResult:
         statuses=shown_statuses,
         flags=shown_flags,
     )
+    make_parent_folder(opts.html, "the report")
     try:
-        opts.html.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(opts.html, [page])
     except OSError as exc:
         raise VidcapError(f"{opts.html}: cannot write the report: {exc.strerror or exc}") from None

@@ -57,6 +57,8 @@ article.rec.s-skipped{border-left-color:#757575}
 .frames figcaption{font-size:11px;color:#555}
 .missing{color:#c62828;font-size:13px}
 .caption{white-space:pre-wrap;margin:6px 0}
+.clabel{font-size:12px;color:#555;margin-top:6px}
+.clabel .prompt{white-space:pre-wrap;font-style:italic}
 .error{color:#c62828;white-space:pre-wrap}
 ul.rnotes{margin:4px 0;padding-left:18px;color:#8a5a00;font-size:13px}
 .info{font-size:12px;color:#444}
@@ -153,6 +155,17 @@ _JS = r"""
     }
     return box;
   }
+  // A windowed record's caption is its summary (with the prompt that made it) or its windows'
+  // captions joined: say which, so a summary is not read as a caption of the frames above it.
+  function captionLabel(r) {
+    if (r.caption_kind === "timed") {
+      return el("div", "clabel", "caption: the windows' captions below, one line each");
+    }
+    const box = el("div", "clabel", "summary of the windows' captions · prompt: ");
+    box.appendChild(el("span", "prompt", r.summary_prompt === null
+      ? "(not in the run summary)" : r.summary_prompt));
+    return box;
+  }
   function card(r) {
     const a = el("article", "rec s-" + r.status);
     a.dataset.id = r.id;
@@ -163,6 +176,7 @@ _JS = r"""
     h.appendChild(el("span", "where", r.where));
     a.appendChild(h);
     for (const s of r.strips) a.appendChild(strip(s));
+    if (r.caption !== null && r.caption_kind !== "caption") a.appendChild(captionLabel(r));
     if (r.caption !== null) a.appendChild(el("div", "caption", r.caption));
     if (r.error !== null) a.appendChild(el("div", "error", "error: " + r.error));
     info(a, r.info);

@@ -104,7 +104,5 @@ def resolve_sampling(
     from vidcap.model_info import vision_geometry  # raises VidcapError with one line
 
     geometry = vision_geometry(model)
-    options = dataclasses.replace(
-        given.options, image_factor=geometry.image_factor, temporal_patch_size=geometry.temporal_patch_size
-    )
+    options = geometry.apply(given.options)
     return Sampling(options, f"{given.source}; patch factor from {source}")

@@ -18,7 +18,9 @@ from vidcap.io.jsonio import dumps_pretty, loads
 from vidcap.io.merge import summary_path
 from vidcap.io.records import iter_records
 from vidcap.pipeline.check import resolve_video_path
+from vidcap.pipeline.windows import timed_text
 from vidcap.report.fields import ReportFields
+from vidcap.video.windows import Span
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class OutputFile:
     summary: dict[str, Any] | None
     video_base: Path
     notes: tuple[str, ...] = ()
+
+    @property
+    def summary_prompt(self) -> str | None:
+        """The run's ``--summary-prompt``, as its summary's fingerprint records it, else None."""
+        fingerprint = (self.summary or {}).get("fingerprint")
+        options = fingerprint.get("options") if isinstance(fingerprint, dict) else None
+        value = options.get("summary_prompt") if isinstance(options, dict) else None
+        return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,11 @@ class RecordView:
     start: float | None
     end: float | None
     problems: tuple[str, ...] = ()
+    # What the caption of a windowed record is: "summary" (--summary-prompt: a text-only pass over
+    # the windows' captions, its prompt in ``summary_prompt`` when the run summary has it) or
+    # "timed" (the windows' captions joined, a line each); "caption" for any other record.
+    caption_kind: str = "caption"
+    summary_prompt: str | None = None
 
     def all_flags(self) -> tuple[str, ...]:
         """The record's flags and its windows' flags, each once, in first-seen order."""
@@ -80,9 +95,15 @@ class RecordView:
         return tuple(seen)
 
     def captions(self) -> list[str]:
-        """Every caption text of the record: its own and its windows'."""
-        texts = [self.caption] if self.caption else []
-        return texts + [w.caption for w in self.windows if w.caption]
+        """The captions of one video or window each: a record's own, or its windows' (its summary
+        and its timed text are about the whole video: ``summary()``)."""
+        if self.windows:
+            return [w.caption for w in self.windows if w.caption]
+        return [self.caption] if self.caption else []
+
+    def summary(self) -> str | None:
+        """A windowed record's summary caption (``--summary-prompt``), else None."""
+        return self.caption if self.caption_kind == "summary" else None
 
 
 def open_output(path: Path, video_root: Path | None) -> OutputFile:
@@ -214,6 +235,8 @@ def record_view(
         problems.append(f"'{fields.notes}' is not a list of strings")
         notes = None
     shown = _videos(record, fields, problems)
+    windows = _windows(record.get(fields.windows), fields, problems)
+    kind = _caption_kind(record, fields) if windows else "caption"
     record_id = record.get(fields.id)
     error = record.get(fields.error)
     return RecordView(
@@ -226,13 +249,27 @@ def record_view(
         notes=tuple(notes or ()),
         info=info,
         flags=flags,
-        windows=_windows(record.get(fields.windows), fields, problems),
+        windows=windows,
         videos=tuple(resolve_video_path(p, output.video_base) for p in shown),
         shown_videos=tuple(shown),
         start=_number(record.get(fields.video_start)),
         end=_number(record.get(fields.video_end)),
         problems=tuple(problems),
+        caption_kind=kind,
+        summary_prompt=output.summary_prompt if kind == "summary" else None,
     )
+
+
+def _caption_kind(record: dict[str, Any], fields: ReportFields) -> str:
+    """What a windowed record's caption is: ``timed`` when it is its windows' captions joined (a
+    run without --summary-prompt), else ``summary``."""
+    try:
+        windows = record[fields.windows]
+        spans = [Span(w[fields.window_start], w[fields.window_end]) for w in windows]
+        joined = timed_text(spans, [w.get(fields.caption) for w in windows])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return "summary"
+    return "timed" if record.get(fields.caption) == joined else "summary"
 
 
 def iter_views(outputs: list[OutputFile], fields: ReportFields) -> Iterator[RecordView]:

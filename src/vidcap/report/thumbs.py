@@ -3,7 +3,7 @@
 Kept free of heavy imports (PyAV and numpy only), like ``pipeline/decode.py``: the report
 decodes in the project's worker pool (``video/pool.py``), whose processes are spawned fresh.
 
-The plan is the one ``vidcap run`` makes (``plan_frames``, same options, same segment); the
+The plan is the one ``vidcap run`` makes (``plan_video``, same options, same segment); the
 report decodes only an evenly spread subset of its frames, straight at thumbnail size.
 """
 
@@ -15,8 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from vidcap.families import plan_video
 from vidcap.video.decode import DecodeReport, decode_frames
-from vidcap.video.plan import plan_frames
 from vidcap.video.probe import probe_with_index
 from vidcap.video.types import SamplingOptions
 
@@ -85,7 +85,7 @@ def draw_strip(task: StripTask) -> Strip:
     Raises RecordError (from probing, planning or decoding) for a video that cannot be read.
     """
     info, index = probe_with_index(task.path, index=True)
-    plan = plan_frames(info, task.options, video_start=task.start, video_end=task.end)
+    plan = plan_video(info, task.options, video_start=task.start, video_end=task.end)
     chosen = spread(plan.nframes, task.max_frames)
     width, height = fit(plan.resized_width, plan.resized_height, task.box)
     # The same frames at thumbnail size: libswscale scales while converting, nothing big is held.

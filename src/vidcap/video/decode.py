@@ -4,7 +4,7 @@ A plan names time slots (slot ``i`` is ``[i / fps, (i + 1) / fps)`` from the fir
 :meth:`~vidcap.video.probe.PacketIndex.frames_at` turns them into frames in presentation
 order. For a constant-rate file slot ``i`` is the ``i``-th frame, as decord numbers frames
 (so a plan made like qwen-vl-utils' picks the same pictures); where timestamps and frame
-count disagree it is the frame on screen in the middle of the slot. Only planned frames are
+count disagree it is the frame on screen at the slot's instant, i / fps. Only planned frames are
 converted to RGB; the others are decoded because later frames depend on them, except that
 non-reference frames nobody asked for are not even decoded (``skip_frame``), and a gap that
 spans a keyframe is crossed by seeking to the keyframe before the next planned frame.

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vidcap.families import plan_video
 from vidcap.video.decode import DecodeReport, Resize, decode_frames
-from vidcap.video.plan import plan_frames
 from vidcap.video.probe import probe_with_index
 from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 from vidcap.video.windows import Span, format_span, plan_windows
@@ -50,7 +50,7 @@ def load_video(
     """
     # One demux pass serves both the frame count and the decoder's seek index.
     info, index = probe_with_index(path, index=True)
-    plan = plan_frames(info, options, video_start=video_start, video_end=video_end)
+    plan = plan_video(info, options, video_start=video_start, video_end=video_end)
     report = DecodeReport()
     frames = decode_frames(
         path, plan, rotation=info.rotation, threads=threads, index=index, resize=resize, report=report

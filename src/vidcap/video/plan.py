@@ -207,7 +207,7 @@ def _usable(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
-def _resolve_rate(info: VideoInfo) -> tuple[float, int, list[str]]:
+def resolve_rate(info: VideoInfo) -> tuple[float, int, list[str]]:
     """Frame rate and frame count to plan with, falling back where the stream is silent or wrong."""
     notes: list[str] = []
     fps, duration = info.fps, info.duration
@@ -257,11 +257,11 @@ def planned_length(info: VideoInfo) -> float:
     """The video's length in seconds as the plan measures it: frame count / frame rate, both as
     planning resolves them (so ``video_start``/``video_end`` and windows are checked against the
     same length the frames are chosen from). Raises RecordError as ``plan_frames`` does."""
-    fps, total, _ = _resolve_rate(info)
+    fps, total, _ = resolve_rate(info)
     return total / fps
 
 
-def _frame_range(
+def frame_range(
     total: int, fps: float, video_start: float | None, video_end: float | None, notes: list[str]
 ) -> tuple[int, int, int]:
     """(first frame, last frame, frame count) of the segment, as ``calculate_video_frame_range``.
@@ -365,8 +365,8 @@ def plan_frames(
     max_pixels below min_pixels) and RecordError for a video or segment that cannot be planned.
     """
     _check_options(options)
-    fps, total, notes = _resolve_rate(info)
-    start_frame, end_frame, seg_total = _frame_range(total, fps, video_start, video_end, notes)
+    fps, total, notes = resolve_rate(info)
+    start_frame, end_frame, seg_total = frame_range(total, fps, video_start, video_end, notes)
     nframes = _count_frames(options, seg_total, fps, notes)
     if seg_total < FRAME_FACTOR:
         # The model takes frames in temporal pairs; one frame is shown twice.

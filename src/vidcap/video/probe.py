@@ -14,8 +14,8 @@ One frame numbering serves the plan and the decoder: frame ``i`` of a plan is th
 ``[i / fps, (i + 1) / fps)`` from the first frame. Where the timestamps follow a constant
 rate (frame ``n`` starts at ``n`` x a fixed step, within half a step) slot ``i`` is the
 ``i``-th frame, as decord and qwen-vl-utils number them. Where they do not (AVI with empty
-or N-VOP slots, variable frame rate), slot ``i`` is the frame on screen at the middle of the
-slot: :meth:`PacketIndex.frames_at` translates.
+or N-VOP slots, variable frame rate), slot ``i`` is the frame on screen at its instant
+``i / fps``, the time the model is told: :meth:`PacketIndex.frames_at` translates.
 """
 
 from __future__ import annotations
@@ -88,16 +88,20 @@ class PacketIndex:
         return round(self.times()[-1] * fps) + 1
 
     def frames_at(self, slots: list[int] | tuple[int, ...], fps: float) -> list[int]:
-        """The frame (presentation-order index) on screen in each time slot of ``1 / fps``.
+        """The frame (presentation-order index) on screen at each slot's instant, ``slot / fps``.
 
-        With regular timestamps slot ``i`` is frame ``i``. Otherwise it is the last frame
-        that starts before the middle of the slot: the half-slot margin absorbs timestamps
-        rounded to a coarse time base, so a constant-rate file maps slot ``i`` to frame ``i``.
+        With regular timestamps slot ``i`` is frame ``i``. Otherwise it is the last frame that
+        starts at or before the instant, the time the plan reports to the model. A frame
+        stamped up to half a tick of the time base after the instant counts as starting at it:
+        timestamps are rounded to the tick, so a frame meant for that instant can be stamped
+        just after it. (Taking the frame on screen at the middle of the slot instead showed,
+        on a phone clip whose first frame is held 0.18 s, the frame after the one on screen.)
         """
         if self.regular or not self.reliable or not self.pts or not fps > 0:
             return list(slots)
         times = self.times()
-        return [max(bisect_right(times, (slot + 0.5) / fps) - 1, 0) for slot in slots]
+        slack = float(self.time_base) / 2
+        return [max(bisect_right(times, slot / fps + slack) - 1, 0) for slot in slots]
 
     def keyframe_at_or_before(self, frame: int) -> int | None:
         """Index of the last keyframe at or before ``frame``, or None."""

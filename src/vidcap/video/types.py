@@ -56,6 +56,11 @@ class SamplingOptions:
     total_pixels: int | None = None
     image_factor: int = 28  # 28 for Qwen2/2.5-VL (patch 14), 32 for Qwen3-VL (patch 16)
     temporal_patch_size: int = 2
+    # The model family whose frame rule plans the video (a name in vidcap.families.FAMILIES).
+    family: str = "qwen2.5-vl"
+    # (height, width) the family resizes every frame to (InternVL's square); None: sized per video.
+    frame_size: tuple[int, int] | None = None
+    frame_tokens: int | None = None  # visual tokens of one such frame, where the family says
     # The context length the default total_pixels budget is cut to (qwen-vl-utils' MODEL_SEQ_LEN,
     # 128000 unless its environment variable says otherwise); a run sets the engine's max_model_len.
     model_seq_len: int | None = None

@@ -6,7 +6,7 @@ previous one ended, the last ends at the segment's end. A tail shorter than half
 the previous window (as NVIDIA Cosmos-Curate merges a short last clip), so no window is shorter
 than half a window, except the only window of a video shorter than that.
 
-Each window is planned with the same rules as a whole video (``plan_frames`` with the window as
+Each window is planned with the same rules as a whole video (``plan_video`` with the window as
 ``video_start``/``video_end``, qwen-vl-utils' segment semantics): its frame count follows
 ``--fps``/``--nframes`` over the window's length, its frame size the pixel budget over its frame
 count. Both ends of a segment are inclusive in that plan, so the frame exactly on a boundary
@@ -21,12 +21,14 @@ all name the same instants.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from vidcap.video.plan import plan_frames, planned_length
+from vidcap.families import plan_video
+from vidcap.video.plan import planned_length
 from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 
 # Float slack when counting whole windows: 0.3 s / 0.1 s must be 3 windows, not 2 and a tail.
@@ -98,15 +100,32 @@ def plan_windows(
 
     The segment ends at ``video_end`` or at the video's planned length, whichever is first.
     Raises RecordError (bad bounds, unplannable stream) or ValueError (bad options) as
-    ``plan_frames`` does.
+    ``plan_video`` does.
     """
-    whole = plan_frames(info, options, video_start=video_start, video_end=video_end)
+    whole = plan_video(info, options, video_start=video_start, video_end=video_end)
     length = planned_length(info)
     start = video_start or 0.0
-    # plan_frames refused a start at or past the end and a start not before video_end.
+    # plan_video refused a start at or past the end and a start not before video_end.
     end = length if video_end is None else min(video_end, length)
     plans = []
-    for span in window_spans(start, end, window):
-        plan = plan_frames(info, options, video_start=span.start, video_end=span.end)
+    spans = window_spans(start, end, window)
+    for span in spans:
+        plan = plan_video(info, options, video_start=span.start, video_end=span.end)
         plans.append(WindowPlan(span, plan))
+    note = short_video_note(spans, window, segment=video_start is not None or video_end is not None)
+    if note is not None:
+        whole = dataclasses.replace(whole, notes=(*whole.notes, note))
     return whole, plans
+
+
+def short_video_note(spans: list[Span], window: float, *, segment: bool = False) -> str | None:
+    """The note for a video (or ``segment``) shorter than one window, else None.
+
+    Such a video is one window: the record keeps its one-window list and its timed caption
+    (``[0:00-0:02.54] ...``), like every record of a windowed run; the note (in the record's
+    ``caption_notes`` and in ``vidcap probe``) says why there is a single, shorter window."""
+    if len(spans) != 1 or spans[0].end - spans[0].start >= window:
+        return None
+    what = "the segment" if segment else "the video"
+    length = spans[0].end - spans[0].start
+    return f"{what} lasts {length:.2f} s, less than --window {window:g} s: one window {format_span(spans[0])}"
