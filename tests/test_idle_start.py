@@ -7,6 +7,8 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config, dataset
 from vidcap.clips import make_clip
@@ -79,6 +81,7 @@ def test_a_context_other_than_foreseen_plans_the_records_again(
     assert tokens["wrong"] == tokens["large"]
 
 
+@pytest.mark.engine
 def test_the_context_read_before_loading_is_the_started_engines(vllm_engine, tiny_model: Path) -> None:
     """What the run plans the first records for is what the started vLLM engine reports."""
     assert vllm_engine.planned_max_model_len() == vllm_engine.max_model_len == 4096
@@ -89,6 +92,7 @@ def test_the_context_read_before_loading_is_the_started_engines(vllm_engine, tin
     assert engine_context(given) == 2048
 
 
+@pytest.mark.engine
 def test_the_engine_keeps_no_processor_cache(vllm_engine) -> None:
     """Every video of a run is sent once: vLLM's processor cache would only hold memory."""
     assert vllm_engine._llm.llm_engine.model_config.multimodal_config.mm_processor_cache_gb == 0
