@@ -156,4 +156,9 @@ def test_a_long_clip_is_captioned_without_a_seed_or_max_model_len(
     assert record["info"]["prompt_tokens"] > LONG_CLIP_TOKENS
     engine = json.loads(summary_path(out).read_text())["engine"]  # how the engine was sized
     assert engine["max_model_len"] == engine["max_num_batched_tokens"] == 128_000
+    # What the run planned its first records for, before loading, is what the engine reported.
+    from vidcap.config import EngineConfig
+    from vidcap.engines.vllm_engine import engine_context
+
+    assert engine_context(EngineConfig(model=str(tiny_model))) == engine["max_model_len"]
     assert engine["encoder_cache_tokens"] >= LONG_CLIP_TOKENS

@@ -234,6 +234,23 @@ def test_workers_ignore_the_jobs_stop_signals(pool: OrderedPool, stop_signal: si
     assert psutil.Process(first.result).is_running()
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_workers_start_kills_none(stop_signal: signal.Signals) -> None:
+    """Workers start while the model loads, when a stop is likely: one that comes while a worker
+    is still importing (before it ignores the signal) must not kill it either."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())  # other pools' workers
+    with OrderedPool(act, workers=1, max_pending=2) as pool:
+        deadline = time.monotonic() + 30
+        while not (started := list(set(multiprocessing.active_children()) - before)):
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        os.kill(started[0].pid, stop_signal)  # at once: the worker is still starting
+        [outcome] = pool.imap([("pid", None)])
+        assert outcome.result == started[0].pid  # the same worker did the task: none was replaced
+
+
 def test_large_arrays_arrive_intact(pool: OrderedPool) -> None:
     for outcome in pool.imap([("frames", i) for i in range(3)]):
         assert outcome.error is None

@@ -161,6 +161,13 @@ class CaptionEngine(ABC):
         """The sampling values requests are sent with, and where each came from."""
         return resolve_sampling(self.generation, self.model_sampling)
 
+    def planned_max_model_len(self) -> int | None:
+        """The ``max_model_len`` the engine will have once started, known before it loads the
+        model, so that the run can plan and decode videos while it loads (the runner checks it
+        against ``max_model_len`` after ``start``). Default: the configured one, if any."""
+        config = getattr(self, "config", None)
+        return getattr(config, "max_model_len", None)
+
     def vision_geometry(self) -> VisionGeometry:
         """The model's patch geometry, which the frame plan must match (from its config)."""
         return vision_geometry(self.config.model, cache_dir=self.config.cache_dir, family=self.config.family)

@@ -21,6 +21,14 @@ _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die onc
 _VLLM_MAX_BATCHED_TOKENS = 16384
 
 
+def engine_context(cfg: EngineConfig) -> int | None:
+    """The ``max_model_len`` vLLM resolves for this engine, read before loading it: the one
+    given (in ``engine_kwargs``, which win, else ``--max-model-len``), else the model's own, read
+    from its config as vLLM reads it (``model_info.context_length``); None when neither is known."""
+    given = cfg.engine_kwargs.get("max_model_len") or cfg.max_model_len
+    return int(given) if given else context_length(cfg.model, cache_dir=cfg.cache_dir)
+
+
 def batch_budget(cfg: EngineConfig) -> int | None:
     """vLLM's ``max_num_batched_tokens`` for this engine: at least its context length.
 
@@ -34,7 +42,7 @@ def batch_budget(cfg: EngineConfig) -> int | None:
     own, read from its config) admits every video the plan makes, with or without a seed, on
     every device. None when the context cannot be known (vLLM's default then).
     """
-    context = cfg.max_model_len or context_length(cfg.model, cache_dir=cfg.cache_dir)
+    context = engine_context(cfg)
     return max(context, _VLLM_MAX_BATCHED_TOKENS) if context else None
 
 
@@ -87,6 +95,10 @@ class VllmEngine(CaptionEngine):
             # spaces and newlines until max_tokens and never close the object. The backends read
             # this engine-wide setting, not the per-request one.
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            # vLLM's processor cache keeps processed videos (in the engine core, up to 4 GiB) to
+            # serve one sent again; a run sends each video once, so it only holds memory
+            # (BENCHMARKS.md, "Start-up"). A retried record is processed again.
+            "mm_processor_cache_gb": 0,
             **cfg.engine_kwargs,
         }
         if "max_num_batched_tokens" not in cfg.engine_kwargs:
@@ -118,6 +130,10 @@ class VllmEngine(CaptionEngine):
         self.encoder_cache_tokens = int(cache) if cache else None
         scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
         self._batch_tokens = getattr(scheduler, "max_num_batched_tokens", None)
+
+    def planned_max_model_len(self) -> int | None:
+        """What ``max_model_len`` will be once started (``engine_context``), without loading."""
+        return engine_context(self.config)
 
     def engine_stats(self) -> dict[str, Any] | None:
         """How the engine was sized for the plan (``batch_budget``): its context, vLLM's

@@ -6,10 +6,12 @@ Order of work, and why:
 2. lock the output (one writer per output, ``io/lock.py``) for the rest of the run;
 3. find what the output already holds (resume): if that is every record, stop there, else
    check the records to do (video files exist, prompt fields) and open the output;
-4. start the engine (a failure is an ``EngineStartError``, not an interruption);
-5. decode in worker processes ahead of the engine (bounded look-ahead) and stream the records
-   through it (``pipeline/feed.py``): requests enter as their frames are ready, captions come
-   back as they finish, and records are written in input order, flushed to disk;
+4. start decoding in worker processes (bounded look-ahead), then the engine, so that the first
+   records are decoded while the model loads: the frame plan needs only the engine's context,
+   which it says before loading (a failure is an ``EngineStartError``, not an interruption);
+5. stream the decoded records through the engine (``pipeline/feed.py``): requests enter as their
+   frames are ready, captions come back as they finish, and records are written in input
+   order, flushed to disk;
 6. on a stop request (SIGTERM/SIGINT), submit nothing new, finish and write what is in flight
    and return.
 """
@@ -21,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,14 +204,25 @@ class _Run:
         caption_started: float | None = None
         try:
             log.info("%d records ok; loading the model %s", facts.records, self.config.engine.model)
-            if self._load(facts.max_videos_per_record, should_stop, progress):
-                self._loaded(skipped_done)
-                caption_started = time.monotonic()
-                description = f"captioning {self.input_path.name}"
-                progress.start(self.records, done=skipped_done, description=description)
-                interrupted = self._caption(todo(), writer, progress, should_stop)
-            else:  # stopped before or while the model loaded: nothing was captioned
-                interrupted = True
+            with ExitStack() as decoding:
+                # Decoding starts now, while the model loads: the plan needs only the engine's
+                # context, which the engine says before loading, as it will resolve it.
+                self._plan_for_context(self._planned_context())
+                ahead = decoding.enter_context(self._decode_ahead(todo()))
+                if self._load(facts.max_videos_per_record, should_stop, progress):
+                    if self.engine.max_model_len != self.config.sampling.model_seq_len:
+                        # Another context than foreseen: decode again from the first record.
+                        log.debug("engine context %s: planning again", self.engine.max_model_len)
+                        decoding.close()
+                        self._plan_for_context(self.engine.max_model_len)
+                        ahead = decoding.enter_context(self._decode_ahead(todo()))
+                    self._loaded(skipped_done)
+                    caption_started = time.monotonic()
+                    description = f"captioning {self.input_path.name}"
+                    progress.start(self.records, done=skipped_done, description=description)
+                    interrupted = self._caption(ahead, writer, progress, should_stop)
+                else:  # stopped before or while the model loaded: nothing was captioned
+                    interrupted = True
         except BaseException as exc:
             writer.close(complete=False)
             if writer.touched_output or self.summary_written:  # else the old output and summary stay
@@ -256,11 +269,9 @@ class _Run:
         return True
 
     def _loaded(self, skipped_done: int) -> None:
-        """What the started engine decides (the pixel budget, the sampling values), and the
-        lines said before the progress display starts (which would print them through its bar)."""
-        if self.engine.max_model_len:  # the default pixel budget fits the engine's context
-            sampling = dataclasses.replace(self.config.sampling, model_seq_len=self.engine.max_model_len)
-            self.config = dataclasses.replace(self.config, sampling=sampling)
+        """What the started engine decides (the sampling values; the pixel budget was planned for
+        its context before), and the lines said before the progress display starts (which would
+        print them through its bar)."""
         self.sampling = self.engine.sampling().summary()
         if skipped_done:
             log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
@@ -279,29 +290,32 @@ class _Run:
         finally:
             self.on_engine_start(False)
 
-    def _caption(
-        self, todo: Iterator[InputRecord], writer: Any, progress: Progress, should_stop: Callable[[], bool]
-    ) -> bool:
-        """Decode ahead and stream the records through the engine (``pipeline/feed.py``); True if
-        a stop ended it early."""
-        opts, config = self.config.run, self.config
+    def _planned_context(self) -> int | None:
+        """The engine's context as it says before loading (an unreadable model config is an
+        EngineStartError, as it would be in ``start``)."""
+        try:
+            return self.engine.planned_max_model_len()
+        except VidcapError as exc:
+            raise EngineStartError(str(exc)) from exc
+
+    def _plan_for_context(self, context: int | None) -> None:
+        """The default pixel budget fits the engine's context (``model_seq_len``; None: unknown)."""
+        sampling = dataclasses.replace(self.config.sampling, model_seq_len=context or None)
+        self.config = dataclasses.replace(self.config, sampling=sampling)
+
+    @contextmanager
+    def _decode_ahead(self, todo: Iterator[InputRecord]) -> Iterator[DecodeAhead]:
+        """Decode ``todo`` in worker processes ahead of the engine, with the current plan
+        (``DecodeAhead``); the workers stop when it is left."""
+        opts = self.config.run
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
         # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
-        # record as soon as the engine has room, so more would only hold more frames in memory.
+        # record as soon as the engine has room, so more would only hold more frames in memory
+        # (and while the model loads, no more than that is decoded).
         lookahead = opts.batch_size + 2 * max(workers, 1)
         pending: deque[Pending] = deque()
         video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
-        tasks = decode_tasks(todo, config, self.template, video_root, pending)
-        feed = Feed(
-            engine=self.engine,
-            config=config,
-            writer=writer,
-            stats=self.stats,
-            progress=progress,
-            seen=self.seen,
-            max_in_flight=self._in_flight_limit(),
-            on_write=lambda: self._first_batch_written(writer),
-        )
+        tasks = decode_tasks(todo, self.config, self.template, video_root, pending)
         with OrderedPool(
             decode_record,
             workers=workers,
@@ -311,7 +325,24 @@ class _Run:
         ) as pool:
             decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
             with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
-                return feed.run(ahead, should_stop)
+                yield ahead
+
+    def _caption(
+        self, ahead: DecodeAhead, writer: Any, progress: Progress, should_stop: Callable[[], bool]
+    ) -> bool:
+        """Stream the decoded records through the engine (``pipeline/feed.py``); True if a stop
+        ended it early."""
+        feed = Feed(
+            engine=self.engine,
+            config=self.config,
+            writer=writer,
+            stats=self.stats,
+            progress=progress,
+            seen=self.seen,
+            max_in_flight=self._in_flight_limit(),
+            on_write=lambda: self._first_batch_written(writer),
+        )
+        return feed.run(ahead, should_stop)
 
     def _in_flight_limit(self) -> int:
         """``--max-in-flight``, or the engine's default for it (known once the engine started)."""

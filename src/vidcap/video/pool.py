@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from vidcap.errors import one_line
+from vidcap.procs import stop_signals_blocked
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -419,7 +420,10 @@ class OrderedPool(Generic[T, R]):
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         args = (child_conn, self._fn, self._error_types, os.getpid(), self._pool)
         proc = ctx.Process(target=_worker_main, args=args, name="vidcap-pool-worker", daemon=True)
-        proc.start()
+        # Born with the job's stop signals blocked: a worker still importing when one comes (it
+        # starts while the model loads, when a stop is likely) would die before it ignores them.
+        with stop_signals_blocked():
+            proc.start()
         child_conn.close()
         return _Worker(proc, parent_conn)
 
