@@ -77,6 +77,10 @@ class VllmEngine(CaptionEngine):
             self.close()  # the data needs more videos per prompt than the engine reserved
         self._max_videos = max(1, max_videos_per_prompt)
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+        # The decode pool's threads run while the engine starts (decoding overlaps the load): a
+        # forked engine process would inherit their held locks. vLLM's CUDA build forks by
+        # default; spawn (the CPU build's default already) starts the engine clean.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import LLM
 
         cfg = self.config
