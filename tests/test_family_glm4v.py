@@ -201,3 +201,20 @@ def test_plan_of_large_and_long_videos_is_the_reference(
     )
     if total == 30:  # README's example: 2 frames at 1288x728 (the Qwen rule: 4 at 1008x560)
         assert (plan.nframes, plan.resized_width, plan.resized_height) == (2, 1288, 728)
+
+
+def test_nframes_takes_evenly_spaced_frames_in_pairs(model: Path) -> None:
+    """``--nframes`` (no option of the reference processor): N evenly spaced frames, an odd count
+    padded with the last, as the processor pads; more than the video holds is cut, with a note."""
+    from vidcap.video.plan import frame_indices
+    from vidcap.video.types import VideoInfo
+
+    info = VideoInfo("v.mp4", "mp4", "h264", 320, 240, 0, 25.0, 4.0, 100)
+    family = get_family("glm4v")
+    geometry = vision_geometry(str(model))
+    five = family.plan(info, geometry.apply(SamplingOptions(nframes=5)))
+    assert list(five.frame_indices) == [*frame_indices(0, 99, 5), frame_indices(0, 99, 5)[-1]]
+    assert five.video_tokens == 3 * (five.resized_height // 28) * (five.resized_width // 28)
+    short = VideoInfo("v.mp4", "mp4", "h264", 320, 240, 0, 25.0, 0.12, 3)
+    cut = family.plan(short, geometry.apply(SamplingOptions(nframes=8)))
+    assert list(cut.frame_indices) == [0, 1, 2, 2] and "8 frames asked" in cut.notes[-1]
