@@ -218,3 +218,18 @@ def test_nframes_takes_evenly_spaced_frames_in_pairs(model: Path) -> None:
     short = VideoInfo("v.mp4", "mp4", "h264", 320, 240, 0, 25.0, 0.12, 3)
     cut = family.plan(short, geometry.apply(SamplingOptions(nframes=8)))
     assert list(cut.frame_indices) == [0, 1, 2, 2] and "8 frames asked" in cut.notes[-1]
+
+
+def test_glm46v_processor_under_the_same_architecture_is_refused(tmp_path: Path, clips: list[Clip]) -> None:
+    """GLM-4.6V ships as ``Glm4vMoeForConditionalGeneration`` / ``Glm4vForConditionalGeneration`` with
+    ``Glm46VProcessor`` (another frame rule): refused before anything loads, unless ``--family``."""
+    from vidcap.errors import VidcapError
+
+    folder = config_only(tmp_path / "glm46v", architectures=["Glm4vMoeForConditionalGeneration"])
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "Glm46VProcessor"}))
+    with pytest.raises(VidcapError, match="its processor is Glm46VProcessor") as caught:
+        vision_geometry(str(folder))
+    assert "\n" not in str(caught.value)
+    assert vision_geometry(str(folder), family="glm4v").family == "glm4v"
+    probed = vidcap("probe", str(clips[0].path), "--model", str(folder))
+    assert probed.returncode == 2 and "Glm46VProcessor" in probed.stderr, probed.stderr

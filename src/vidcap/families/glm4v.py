@@ -15,6 +15,10 @@ first frame's whole second (``int(index / fps)``) as text, inside the template's
 ``<|begin_of_video|>...<|end_of_video|>``; vLLM 0.32 (``glm4_1v.py``) builds the same tokens
 from the metadata's ``frames_indices`` and ``fps`` when frame sampling is off.
 
+GLM-4.6V ships under the same architectures with another processor (``Glm46VProcessor``: its own
+frame rates and ``<t> seconds`` stamps): a local checkpoint whose processor files name it is
+refused (``--family glm4v`` feeds it this way anyway).
+
 ``--fps`` replaces the reference's 2 per second; ``--nframes N`` (not a reference option) takes
 N evenly spaced frames, padded to a pair. vidcap's frames have the planned size already, and the
 processor is told so (``size`` = the video's own frames x height x width): it leaves them alone.
@@ -22,11 +26,14 @@ processor is told so (``size`` = the video's own frames x height x width): it le
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vidcap.errors import VidcapError
 from vidcap.families.base import Family, VisionGeometry
 from vidcap.families.qwen_vl import processor_placeholder_tokens
 from vidcap.video.plan import frame_indices, frame_range, resolve_rate, video_token_count
@@ -40,6 +47,8 @@ DEFAULT_FPS = 2.0
 MAX_DURATION = 300
 MIN_PIXELS = 112 * 112
 MAX_PIXELS = 28 * 28 * 2 * 30000
+#: Where a checkpoint names its processor class (``check_checkpoint``).
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
 
 
 def sample_indices(total: int, fps: float, target_fps: float = DEFAULT_FPS) -> list[int]:
@@ -108,6 +117,21 @@ class Glm4v(Family):
             temporal_patch_size=int(vision.get("temporal_patch_size", 2)),
             family=self.name,
         )
+
+    def check_checkpoint(self, folder: Path) -> None:
+        """Refuse a checkpoint whose processor files name another processor than ``Glm4vProcessor``
+        (GLM-4.6V's ``Glm46VProcessor`` under the same architectures samples by another rule)."""
+        for name in PROCESSOR_FILES:
+            path = folder / name
+            try:
+                named = json.loads(path.read_text()).get("processor_class")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if named and named != "Glm4vProcessor":
+                raise VidcapError(
+                    f"model {folder}: its processor is {named} ({path.name}), not Glm4vProcessor: the "
+                    f"glm4v family feeds GLM-4.1V/4.5V only (--family glm4v to feed it so anyway)"
+                )
 
     def plan(
         self,
