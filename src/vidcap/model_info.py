@@ -45,7 +45,11 @@ def vision_geometry(
     if not model:
         return named_family(family).geometry({}) if family else VisionGeometry()
     config = model_config(model, cache_dir=cache_dir)
-    return resolve_family(config, model=model, override=family).geometry(config)
+    chosen = resolve_family(config, model=model, override=family)
+    folder = Path(model).expanduser()
+    if family is None and folder.is_dir():  # --family says the user knows better
+        chosen.check_checkpoint(folder)
+    return chosen.geometry(config)
 
 
 # The keys vLLM 0.32 reads a model's context length from (ModelArchConfigConvertor

@@ -1,5 +1,5 @@
 """Build a tiny, random-weight checkpoint of a video VLM family that runs offline: Qwen2.5-VL,
-Qwen3-VL, InternVL3 (HF format) or LLaVA-OneVision.
+Qwen3-VL, InternVL3 (HF format), LLaVA-OneVision or GLM-4.1V.
 
 The checkpoint (model, tokenizer, processor, chat template; about 1 MB) exercises the
 whole captioning path (frame plan, processor, vLLM or transformers engine) on a machine
@@ -55,7 +55,7 @@ _TRAINING_TEXT = [
 ]
 
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl", "llava-onevision")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl", "llava-onevision", "glm4v")
 
 # InternVL's tokens (transformers' convert_internvl_weights_to_hf.py) and its chat template there:
 # a video part becomes "<video>\n", which the processor replaces by one line per frame.
@@ -92,6 +92,36 @@ LLAVA_CHAT_TEMPLATE = (
     "{{'<|im_end|>\\n'}}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# GLM-4.1V's tokens, and the shape of its chat template (zai-org/GLM-4.1V-9B-Thinking): a video
+# part becomes <|begin_of_video|><|video|><|end_of_video|>, which vLLM and the processor replace by
+# one <|begin_of_image|>...<|end_of_image|>SECONDS group per frame pair.
+GLM_TOKENS = (
+    "[gMASK]",
+    "<sop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|video|>",
+)
+GLM_CHAT_TEMPLATE = (
+    "[gMASK]<sop>"
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% elif content['type'] == 'video' %}<|begin_of_video|><|video|><|end_of_video|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
 _VOCAB_SIZE = 640
@@ -149,13 +179,20 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
         tokenizer = _build_tokenizer(
             LLAVA_TOKENS, LLAVA_CHAT_TEMPLATE, named={"image_token": "<image>", "video_token": "<video>"}
         )
+    elif family == "glm4v":
+        tokenizer = _build_tokenizer(
+            GLM_TOKENS, GLM_CHAT_TEMPLATE, named={"image_token": "<|image|>", "video_token": "<|video|>"}
+        )
     else:
         tokenizer = _build_tokenizer()
-    known = (*SPECIAL_TOKENS, *INTERNVL_TOKENS, *LLAVA_TOKENS)
+    known = (*SPECIAL_TOKENS, *INTERNVL_TOKENS, *LLAVA_TOKENS, *GLM_TOKENS)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in known}
-    build = {"qwen3-vl": _qwen3_vl, "internvl": _internvl, "llava-onevision": _llava_onevision}.get(
-        family, _qwen2_5_vl
-    )
+    build = {
+        "qwen3-vl": _qwen3_vl,
+        "internvl": _internvl,
+        "llava-onevision": _llava_onevision,
+        "glm4v": _glm4v,
+    }.get(family, _qwen2_5_vl)
     model_class, config, processor = build(tokenizer, ids)
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids["<|im_end|>"]
@@ -411,3 +448,54 @@ def _llava_onevision(tokenizer, ids: dict[str, int]):
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
     return LlavaOnevisionForConditionalGeneration, config, processor
+
+
+def _glm4v(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny GLM-4.1V: patch 14 x merge 2 (28), half-rotary
+    mrope (``mrope_section`` sums to head_dim / 4), and the processors' defaults, which are the
+    GLM-4.1V checkpoints' (video: fps 2, frame pairs, 112x112..28x28x2x30000 pixels per video)."""
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
+
+    config = Glm4vConfig(
+        text_config={
+            **_TEXT,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "partial_rotary_factor": 0.5,
+                "mrope_section": [4, 6, 6],
+            },
+            **_token_ids(ids),
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": _TEXT["hidden_size"],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "image_size": 112,
+        },
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+        tie_word_embeddings=True,
+    )
+    processor = Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(),
+        video_processor=Glm4vVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=GLM_CHAT_TEMPLATE,
+    )
+    return Glm4vForConditionalGeneration, config, processor

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
 from vidcap.families.base import Family, VisionGeometry
+from vidcap.families.glm4v import Glm4v
 from vidcap.families.internvl import InternVL
 from vidcap.families.llava_onevision import LlavaOnevision
 from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3VL
@@ -36,7 +37,7 @@ __all__ = [
 
 #: Every family vidcap can feed, by registry name.
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL(), LlavaOnevision())
+    family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL(), LlavaOnevision(), Glm4v())
 }
 
 #: The family of a model vidcap cannot see (no config: a server's model, a test double).

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 
 
@@ -62,6 +64,10 @@ class Family:
     def geometry(self, config: dict[str, Any]) -> VisionGeometry:
         """The patch geometry of a checkpoint of this family, from its ``config.json`` dict."""
         return VisionGeometry(family=self.name)
+
+    def check_checkpoint(self, folder: Path) -> None:
+        """Refuse (VidcapError, one line) a local checkpoint of this architecture that its files
+        show is fed another way (its processor); nothing to check by default."""
 
     def plan(
         self,

@@ -61,23 +61,7 @@ class QwenVLFamily(Family):
         same tokens (it tokenizes each timestamp text alone, which is the same here: special
         tokens split the text on both sides). A processor without that method: ``video_tokens``.
         """
-        from transformers.processing_utils import ProcessorMixin
-
-        replace = getattr(type(processor), "replace_video_token", None)
-        video_processor = getattr(processor, "video_processor", None)
-        if replace is None or replace is ProcessorMixin.replace_video_token or video_processor is None:
-            return video.video_tokens
-        from transformers.video_utils import VideoMetadata
-
-        patch = int(video_processor.patch_size)
-        temporal = int(video_processor.temporal_patch_size)
-        frames, height, width = (int(n) for n in video.frames.shape[:3])
-        grid = np.array([[-(-frames // temporal), height // patch, width // patch]])
-        metadata = VideoMetadata(**hf_video_metadata(video.metadata))
-        if metadata.frames_indices is not None:  # the processor may pad this list in place
-            metadata.frames_indices = list(metadata.frames_indices)
-        placeholder = processor.replace_video_token({"video_grid_thw": grid, "video_metadata": [metadata]}, 0)
-        return text_token_count(processor, placeholder)
+        return processor_placeholder_tokens(processor, video)
 
     def processor_kwargs(self, request: Any) -> dict[str, Any]:
         """Processor kwargs that make the HF video processor keep the planned frame size.
@@ -108,6 +92,29 @@ def qwen_fixed_size_kwargs(request: Any) -> dict[str, Any]:
     # Qwen3-VL rounds T to an even count (round half to even), at most one frame more.
     volumes = [(len(v.frames) + 1) * area for v, area in zip(request.videos, areas, strict=True)]
     return {"size": {"shortest_edge": min(areas), "longest_edge": max(volumes)}}
+
+
+def processor_placeholder_tokens(processor: Any, video: Any) -> int:
+    """The tokens of the processor's own ``replace_video_token`` for ``video`` (a VideoInput): its
+    grid (frames / temporal patch, height / patch, width / patch) and its metadata, as the
+    processor's own outputs give them. A processor without that method: ``video.video_tokens``."""
+    from transformers.processing_utils import ProcessorMixin
+
+    replace = getattr(type(processor), "replace_video_token", None)
+    video_processor = getattr(processor, "video_processor", None)
+    if replace is None or replace is ProcessorMixin.replace_video_token or video_processor is None:
+        return int(video.video_tokens)
+    from transformers.video_utils import VideoMetadata
+
+    patch = int(video_processor.patch_size)
+    temporal = int(video_processor.temporal_patch_size)
+    frames, height, width = (int(n) for n in video.frames.shape[:3])
+    grid = np.array([[-(-frames // temporal), height // patch, width // patch]])
+    metadata = VideoMetadata(**hf_video_metadata(video.metadata))
+    if metadata.frames_indices is not None:  # the processor may pad this list in place
+        metadata.frames_indices = list(metadata.frames_indices)
+    placeholder = processor.replace_video_token({"video_grid_thw": grid, "video_metadata": [metadata]}, 0)
+    return text_token_count(processor, placeholder)
 
 
 class Qwen2_5VL(QwenVLFamily):
