@@ -151,6 +151,7 @@ def test_processor_takes_the_frames_as_planned(model: Path, clips: list[Clip]) -
         assert [part.split("<|")[0] for part in decoded.split("<|end_of_image|>")[1:]] == seconds
 
 
+@pytest.mark.engine
 def test_run_on_the_engine_matches_the_probe(model: Path, clips: list[Clip], tmp_path: Path) -> None:
     chosen = clips[:3]
     records = [{"id": str(i), "video": str(c.path)} for i, c in enumerate(chosen)]
