@@ -93,6 +93,25 @@ class Family:
         return f"<family {self.name}>"
 
 
+def fixed_frame_count(
+    options: SamplingOptions, seg_total: int, fps: float, default: int, notes: list[str]
+) -> int:
+    """Frames a family that samples a fixed count takes from a segment of ``seg_total`` frames at
+    ``fps``: ``--nframes``, else ``--fps`` over the segment, else its model card's ``default``;
+    held to 1..seg_total, with a note in ``notes`` when that changed it."""
+    if options.nframes is not None:
+        nframes = options.nframes
+    elif options.fps is not None:
+        nframes = int(seg_total / fps * options.fps)
+    else:
+        nframes = default
+    if nframes > seg_total or nframes < 1:
+        clamped = min(max(nframes, 1), seg_total)
+        notes.append(f"Sampling gives {nframes} frames, outside 1..{seg_total}; used {clamped}.")
+        nframes = clamped
+    return nframes
+
+
 def text_token_count(processor: Any, prompt_text: str) -> int:
     """Tokens of a text, without special tokens added (the processor's tokenizer)."""
     tokenizer = getattr(processor, "tokenizer", processor)

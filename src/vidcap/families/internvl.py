@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidcap.families.base import Family, VisionGeometry, text_token_count
+from vidcap.families.base import Family, VisionGeometry, fixed_frame_count, text_token_count
 from vidcap.video.plan import frame_range, resolve_rate, video_token_count
 from vidcap.video.types import FramePlan
 
@@ -90,16 +90,7 @@ class InternVL(Family):
         """The reference's frames of the video (or of its segment), at the vision tower's size."""
         fps, total, notes = resolve_rate(info)
         start_frame, _, seg_total = frame_range(total, fps, video_start, video_end, notes)
-        if options.nframes is not None:
-            nframes = options.nframes
-        elif options.fps is not None:
-            nframes = int(seg_total / fps * options.fps)
-        else:
-            nframes = DEFAULT_FRAMES
-        if nframes > seg_total or nframes < 1:
-            clamped = min(max(nframes, 1), seg_total)
-            notes.append(f"Sampling gives {nframes} frames, outside 1..{seg_total}; used {clamped}.")
-            nframes = clamped
+        nframes = fixed_frame_count(options, seg_total, fps, DEFAULT_FRAMES, notes)
         indices = [start_frame + i for i in slot_middles(seg_total, nframes)]
         height, width = options.frame_size or (448, 448)
         return FramePlan(
