@@ -190,7 +190,7 @@ class DataParallelEngine(CaptionEngine):
             if max_videos_per_prompt <= self._max_videos:
                 return
             self.close()
-        self._max_videos = max(1, max_videos_per_prompt)
+        self._max_videos = max(0, max_videos_per_prompt)  # 0: a text-only run (--no-video)
         placements = plan_placements(self.size, self.config)
         sweep_shared_memory()
         try:

@@ -67,7 +67,9 @@ class VllmEngine(CaptionEngine):
             if max_videos_per_prompt <= self._max_videos:
                 return
             self.close()  # the data needs more videos per prompt than the engine reserved
-        self._max_videos = max(1, max_videos_per_prompt)
+        # 0 (a text-only run, --no-video): no room for videos, so vLLM skips profiling the
+        # vision encoder (and a text model, which has none, is not asked about it).
+        self._max_videos = max(0, max_videos_per_prompt)
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
         from vllm import LLM
 
