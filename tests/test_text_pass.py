@@ -179,3 +179,18 @@ def test_a_record_without_the_prompts_field_fails_alone(tmp_path: Path, tiny_tex
     assert [r["better_status"] for r in (rows[0], rows[2])] != ["error", "error"] or all(
         r["better_error"] == "the model returned an empty caption" for r in (rows[0], rows[2])
     )
+
+
+def test_the_transformers_backend_runs_a_text_model(tmp_path: Path, tiny_text_model: Path) -> None:
+    windows = [{"start": 0.0, "end": 5.0, "caption": "a dog", "status": "ok"}]
+    data = write_jsonl(tmp_path / "c.jsonl", [{"caption": "a dog"}, {"caption": "x", "windows": windows}])
+    out = tmp_path / "o.jsonl"
+    result = run_vidcap(
+        "run", str(data), "-o", str(out), "--no-video", "--prompt", "Better: {windows}", "--backend",
+        "transformers", "--device", "cpu", "--model", str(tiny_text_model), "--max-tokens", "4", "-q",
+        "--output-key", "better", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the first record has no windows
+    rows = [r.data for r in iter_records(out)]
+    assert rows[0]["better_error"] == "prompt template needs field 'windows', which the record does not have"
+    assert rows[1]["better_info"]["prompt_tokens"] > 0
