@@ -94,6 +94,9 @@ class RunOptions:
     # A text-only pass (--no-video): the prompt is filled from each record's fields (its caption,
     # windows, a JSON caption's fields) and sent without any video (pipeline/text_pass.py).
     no_video: bool = False
+    # The template is every record's prompt, even where its conversation has a human turn (DataFlow's
+    # PromptedVQAGenerator with a prompt_template: the template replaces that turn's text).
+    prompt_first: bool = False
     # The folder relative video paths start from: the input file's folder when None (the CLI);
     # the current directory for the Python API, as in DataFlow.
     video_root: str | None = None
@@ -116,7 +119,7 @@ _GROUPS: dict[str, type] = {
     "sampling": SamplingOptions,
 }
 # Keys that a user may not set directly (derived from another key).
-_INTERNAL = {"json_schema", "video_root"}
+_INTERNAL = {"json_schema", "video_root", "prompt_first"}
 KEY_GROUP: dict[str, str] = {
     f.name: group
     for group, cls in _GROUPS.items()

@@ -248,9 +248,8 @@ def check_todo(
                 facts.missing_count += 1
                 if len(facts.missing_videos) < EXAMPLES:
                     facts.missing_videos.append(f"{record_location(input_path, record)}: {path}: {problem}")
-        if not opts.no_video and (
-            not paths or conversation_prompt(record.data.get(opts.conversation_key)) is not None
-        ):
+        own_prompt = not opts.prompt_first and conversation_prompt(record.data.get(opts.conversation_key))
+        if not opts.no_video and (not paths or own_prompt):
             continue  # no video (skipped) or its own prompt: the template is not used
         # A text pass fills the template from more than the record's fields ({windows}, ...).
         fields = record.data

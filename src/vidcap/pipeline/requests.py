@@ -69,7 +69,9 @@ def decode_tasks(
         entry.skipped = not paths  # null or [] video: nothing to caption, whatever the prompt
         try:
             if paths:
-                entry.prompt = resolve_prompt(record.data, template, opts.conversation_key)
+                entry.prompt = resolve_prompt(
+                    record.data, template, opts.conversation_key, template_first=opts.prompt_first
+                )
                 entry.system_prompt = opts.system_prompt or conversation_system_prompt(
                     record.data.get(opts.conversation_key)
                 )
