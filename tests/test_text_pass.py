@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
-from vidcap.config import build_config
+from vidcap.config import build_config, needs_video_model
 from vidcap.errors import RecordError, VidcapError
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
@@ -58,6 +58,12 @@ def test_keys_follow_the_output_key_unless_given() -> None:
     ).run
     assert (run.status_key, run.error_key, run.info_key) == ("st", "refined_error", "refined_info")
     assert build_config({}, {"output_key": "refined"}).run.status_key == "status"  # a video run: unchanged
+
+
+def test_only_video_runs_need_a_video_model() -> None:
+    """The branch point of a model-family check: a text pass runs any text model."""
+    assert needs_video_model(build_config({}, {}))
+    assert not needs_video_model(build_config({}, {"no_video": True, "prompt": "{caption}"}))
 
 
 def test_no_video_needs_a_prompt_and_no_window() -> None:
