@@ -200,3 +200,32 @@ def test_the_transformers_backend_runs_a_text_model(tmp_path: Path, tiny_text_mo
     rows = [r.data for r in iter_records(out)]
     assert rows[0]["better_error"] == "prompt template needs field 'windows', which the record does not have"
     assert rows[1]["better_info"]["prompt_tokens"] > 0
+
+
+def test_a_text_pass_starts_no_decode_workers_and_keeps_the_conversation(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the runner with a fake engine: prompts from the fields, no decode processes, the
+    first pass's conversation as it was."""
+    import vidcap.pipeline.runner as runner
+    from tests.test_runner_errors import FakeEngine
+
+    pools: list[int] = []
+    real_pool = runner.OrderedPool
+
+    def pool(*args, **kwargs):
+        pools.append(kwargs["workers"])
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "OrderedPool", pool)
+    conversation = [{"from": "human", "value": "Describe the video."}]
+    records = [{"caption": f"dog {i}", "conversation": conversation} for i in range(3)]
+    data = write_jsonl(tmp_path / "c.jsonl", records)
+    out = tmp_path / "o.jsonl"
+    values = {"input": str(data), "output": str(out), "model": "fake", "no_video": True}
+    config = build_config({}, {**values, "prompt": "Fix: {caption}", "output_key": "fixed"})
+    runner.run_captioning(config, FakeEngine(tiny_model))
+    assert pools == [0]
+    rows = [r.data for r in iter_records(out)]
+    assert [r["fixed"] for r in rows] == ["caption for 0", "caption for 1", "caption for 2"]
+    assert all(r["conversation"] == conversation and r["fixed_status"] == "ok" for r in rows)

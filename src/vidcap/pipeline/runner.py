@@ -256,6 +256,8 @@ class _Run:
         a stop ended it early."""
         opts, config = self.config.run, self.config
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
+        if opts.no_video:  # nothing to decode: no worker processes to start
+            workers = 0
         # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
         # record as soon as the engine has room, so more would only hold more frames in memory.
         lookahead = opts.batch_size + 2 * max(workers, 1)
