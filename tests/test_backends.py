@@ -447,6 +447,47 @@ def test_dataflow_api_script_against_a_plain_server(
     assert summary is not None and summary["engine"]["video_metadata"] is False
 
 
+@pytest.mark.engine
+def test_dataflow_prompted_vqa_api_pipeline_against_a_plain_server(
+    plain_vllm_server, clip_dir: Path, tmp_path: Path
+) -> None:
+    """DataFlow-MM's ``dataflow/statics/pipelines/api_pipelines/video_caption_api_pipeline.py`` (at
+    a5d48e0, verbatim in tests/dataflow_mm/), its dataflow imports changed to vidcap and its URL to
+    the plain server's, in a fresh process: every record captioned with the template's prompt."""
+    from tests.test_dataflow_video_ops import dataflow_script
+
+    script = dataflow_script("video_caption_api_pipeline.py.txt").replace(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1", plain_vllm_server.url
+    )
+    (tmp_path / "test").mkdir()
+    shutil.copy(clip_dir / "a.mp4", tmp_path / "test" / "a.mp4")
+    sample = [
+        {"video": ["./test/a.mp4"], "conversation": [{"from": "human", "value": "What moves?"}]},
+        {"id": "2", "video": ["./test/a.mp4"], "conversation": [{"from": "human", "value": ""}]},
+    ]
+    data = tmp_path / "dataflow" / "example" / "video_caption" / "sample_data.json"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(dumps(sample))
+    (tmp_path / "pipeline.py").write_text(script)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("DF_API_KEY", None)  # a missing key is EMPTY, what a local server expects
+    with plain_vllm_server.explained():
+        result = subprocess.run(
+            [sys.executable, "pipeline.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    rows = loads((tmp_path / "cache" / "video_caption_api_step1.json").read_bytes())
+    assert [r.get("id") for r in rows] == [None, "2"]
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["conversation"] == [{"from": "human", "value": "Please describe the video in detail."}]
+
+
 # ---------------------------------------------------------------------------------------------
 # error paths against a fake OpenAI-compatible server
 

@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "VideoToCaptionGenerator": "vidcap.operator",
+    "PromptedVQAGenerator": "vidcap.vqa",
+    "VideoMergedCaptionGenerator": "vidcap.vqa",
     "LocalModelVLMServing_vllm": "vidcap.serving",
     "LocalModelVLMServing_transformers": "vidcap.serving",
     "APIVLMServing_openai": "vidcap.serving",
@@ -30,8 +32,10 @@ __all__ = [
     "FileStorage",
     "LocalModelVLMServing_transformers",
     "LocalModelVLMServing_vllm",
+    "PromptedVQAGenerator",
     "SamplingOptions",
     "VideoCaptionGeneratorPrompt",
+    "VideoMergedCaptionGenerator",
     "VideoToCaptionGenerator",
     "__version__",
 ]
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     )
     from vidcap.storage import FileStorage
     from vidcap.video.types import SamplingOptions
+    from vidcap.vqa import PromptedVQAGenerator, VideoMergedCaptionGenerator
 
 
 def __getattr__(name: str) -> Any:

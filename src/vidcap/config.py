@@ -93,6 +93,12 @@ class RunOptions:
     # of the text-only pass that turns the windows' captions into one whole-video caption.
     window: float | None = None
     summary_prompt: str | None = None
+    # A text-only pass (--no-video): the prompt is filled from each record's fields (its caption,
+    # windows, a JSON caption's fields) and sent without any video (pipeline/text_pass.py).
+    no_video: bool = False
+    # The template is every record's prompt, even where its conversation has a human turn (DataFlow's
+    # PromptedVQAGenerator with a prompt_template: the template replaces that turn's text).
+    prompt_first: bool = False
     # The folder relative video paths start from: the input file's folder when None (the CLI);
     # the current directory for the Python API, as in DataFlow.
     video_root: str | None = None
@@ -115,7 +121,7 @@ _GROUPS: dict[str, type] = {
     "sampling": SamplingOptions,
 }
 # Keys that a user may not set directly (derived from another key).
-_INTERNAL = {"json_schema", "video_root"}
+_INTERNAL = {"json_schema", "video_root", "prompt_first"}
 # Fields set from the model, not by the user: the family the frames are planned for, its frame size.
 _DERIVED = {("sampling", "family"), ("sampling", "frame_size"), ("sampling", "frame_tokens")}
 KEY_GROUP: dict[str, str] = {
@@ -164,6 +170,12 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ru
                 merged.pop(key, None)
     merged.update(flags)
     _check_keys(merged, source="options")
+    if merged.get("no_video"):
+        # A second pass over vidcap's own output: its status, error and info fields are named after
+        # its output key, so that they do not clash with the first pass's (unless given).
+        output_key = merged.get("output_key", RunOptions.output_key)
+        for name in ("status", "error", "info"):
+            merged.setdefault(f"{name}_key", f"{output_key}_{name}")
     if "fail_on" in merged:
         merged["fail_on"] = parse_flag_list(merged["fail_on"])
     groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
@@ -203,6 +215,11 @@ def validate(config: RunConfig) -> None:
         (r.window is None or (math.isfinite(r.window) and r.window > 0), "--window must be > 0 seconds"),
         (r.summary_prompt is None or r.window is not None, "--summary-prompt needs --window"),
         (r.summary_prompt is None or bool(r.summary_prompt.strip()), "--summary-prompt is empty"),
+        (not (r.no_video and r.window is not None), "--no-video sends no video: it cannot take --window"),
+        (
+            not r.no_video or r.prompt is not None or r.prompt_file is not None,
+            "--no-video needs --prompt or --prompt-file: the prompt that fills in each record's fields",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -227,6 +244,12 @@ def validate(config: RunConfig) -> None:
         raise VidcapError("--output-key, --status-key, --error-key and --info-key must be different names")
     if r.window is not None and "windows" in keys:
         raise VidcapError("with --window, no --*-key may be 'windows': that field holds the windows")
+
+
+def needs_video_model(config: RunConfig) -> bool:
+    """Whether the run sends videos, so its model must be of a video family: not with --no-video,
+    which runs any text model (a model-family check before loading branches here)."""
+    return not config.run.no_video
 
 
 def parse_flag_list(value: Any) -> tuple[str, ...]:

@@ -62,6 +62,9 @@ class VideoToCaptionGenerator:
         status_key: str = "status",
         error_key: str = "error",
         info_key: str = "info",
+        system_prompt: str | None = None,
+        no_video: bool = False,
+        prompt_first: bool = False,
         progress: Progress | None = None,
     ) -> str:
         """Caption the storage step's records into its next step's file; returns ``output_key``.
@@ -71,7 +74,9 @@ class VideoToCaptionGenerator:
         opens them from the input file's folder).
         vidcap captions videos only: a record that holds images under ``input_image_key`` or
         audio under ``input_audio_key`` is refused before any work (the model would not see
-        them). When chaining caption steps, give each step its own ``output_key``,
+        them). ``system_prompt``: for every request; ``no_video``: a text-only pass (``vidcap run
+        --no-video``); ``prompt_first``: the template even where a conversation has a prompt.
+        When chaining caption steps, give each step its own ``output_key``,
         ``status_key``, ``error_key`` and ``info_key`` (finish reason, token counts, quality
         flags): a record that already has one of these fields is refused before any work.
         """
@@ -81,12 +86,16 @@ class VideoToCaptionGenerator:
         options = RunOptions(
             input=str(storage.read_path()),
             output=str(storage.write_path()),
+            prompt=self.prompt_template.prompt_template,  # the same template as run_captioning's
             input_video_key=input_video_key,
             conversation_key=input_conversation_key,
             output_key=output_key,
             status_key=status_key,
             error_key=error_key,
             info_key=info_key,
+            system_prompt=system_prompt,
+            no_video=no_video,
+            prompt_first=prompt_first,
             batch_size=self.batch_size,
             decode_workers=self.decode_workers,
             overwrite=not self.resume,

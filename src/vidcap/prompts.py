@@ -107,9 +107,12 @@ def conversation_system_prompt(conversation: Any) -> str | None:
     return None
 
 
-def resolve_prompt(record: dict, template: DiyVideoPrompt, conversation_key: str) -> str:
-    """The prompt for one record (see the module docstring for the order)."""
-    from_conversation = conversation_prompt(record.get(conversation_key))
+def resolve_prompt(
+    record: dict, template: DiyVideoPrompt, conversation_key: str, *, template_first: bool = False
+) -> str:
+    """The prompt for one record (see the module docstring for the order); ``template_first``:
+    the template even where the conversation has a prompt."""
+    from_conversation = None if template_first else conversation_prompt(record.get(conversation_key))
     if from_conversation is not None:
         return from_conversation
     return template.build_prompt(**record)

@@ -499,3 +499,25 @@ def _glm4v(tokenizer, ids: dict[str, int]):
         chat_template=GLM_CHAT_TEMPLATE,
     )
     return Glm4vForConditionalGeneration, config, processor
+
+
+def build_tiny_text_model(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random-weight text-only Qwen2 (``Qwen2ForCausalLM``) to ``out_dir``: the text
+    model of ``build_tiny_model`` with the same tokenizer and chat template, no vision tower.
+    For text-only runs (``vidcap run --no-video``); its answers are noise, as random weights give."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer()
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    rope = {"rope_type": "default", "rope_theta": 1000000.0}
+    config = Qwen2Config(**_TEXT, **_token_ids(ids), rope_parameters=rope)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -289,6 +289,16 @@ def run_command(
             rich_help_panel=WINDOWS,
         ),
     ] = None,
+    no_video: Annotated[
+        bool | None,
+        typer.Option(
+            "--no-video",
+            help="A text-only pass (e.g. refining captions with a text model): the prompt is filled "
+            "from each record's fields ({caption}, {windows}, a JSON caption's fields) and sent "
+            "without video; status/error/info go to OUTPUT_KEY_status, _error, _info unless given.",
+            rich_help_panel=PROMPT,
+        ),
+    ] = None,
     fps: Fps = None,
     nframes: Nframes = None,
     min_frames: MinFrames = None,
@@ -429,6 +439,7 @@ def run_command(
         "concurrency": concurrency,
         "window": window,
         "summary_prompt": summary_prompt,
+        "no_video": no_video,
         **sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels),
     }
     run_config = build_config(load_config_file(config) if config else {}, flags)

@@ -180,6 +180,11 @@ class CaptionEngine(ABC):
             family = self.__dict__["_family"] = get_family(self.vision_geometry().family)
         return family
 
+    def family_of(self, request: CaptionRequest) -> Family | None:
+        """The family that counts ``request``'s video tokens; None for a text-only request, which
+        needs none (the text model of a --no-video run has no family)."""
+        return self.family() if request.videos else None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most engines free memory on exit
         """Release the model and its worker processes."""
 

@@ -191,7 +191,7 @@ class DataParallelEngine(CaptionEngine):
             if max_videos_per_prompt <= self._max_videos:
                 return
             self.close()
-        self._max_videos = max(1, max_videos_per_prompt)
+        self._max_videos = max(0, max_videos_per_prompt)  # 0: a text-only run (--no-video)
         placements = plan_placements(self.size, self.config)
         sweep_shared_memory()
         try:
@@ -278,7 +278,7 @@ class DataParallelEngine(CaptionEngine):
     # -- what the run asks of an engine -----------------------------------------------------
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request, self.family())
+        return prompt_token_count(self._processor, request, self.family_of(request))
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Spread a batch over the engines and wait for all of it; outputs in request order."""

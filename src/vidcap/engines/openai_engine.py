@@ -252,7 +252,7 @@ class OpenAIEngine(CaptionEngine):
             return self._count_as_images(request)
         if self._processor is None:
             return request.video_tokens + _text_estimate(request)
-        return prompt_token_count(self._processor, request, self.family())
+        return prompt_token_count(self._processor, request, self.family_of(request))
 
     def _count_as_images(self, request: CaptionRequest) -> int:
         """One image per frame: its own placeholder, and (H/f) x (W/f) tokens, f the patch factor."""

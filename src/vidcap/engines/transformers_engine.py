@@ -66,19 +66,24 @@ class TransformersEngine(CaptionEngine):
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModelForImageTextToText
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
         cfg = self.config
         self._device = torch.device(_resolve_device(cfg.device))
+        kwargs = {
+            "cache_dir": cfg.cache_dir,
+            "trust_remote_code": cfg.trust_remote_code,
+            "dtype": _torch_dtype(cfg.dtype),
+            **cfg.engine_kwargs,
+        }
         try:
             self._processor = load_processor(cfg)
-            model = AutoModelForImageTextToText.from_pretrained(
-                cfg.model,
-                cache_dir=cfg.cache_dir,
-                trust_remote_code=cfg.trust_remote_code,
-                dtype=_torch_dtype(cfg.dtype),
-                **cfg.engine_kwargs,
-            )
+            try:
+                model = AutoModelForImageTextToText.from_pretrained(cfg.model, **kwargs)
+            except ValueError:  # not a vision-language model: a text model, fine for a text-only run
+                if max_videos_per_prompt:
+                    raise
+                model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
             self._model = model.to(self._device).eval()
         except Exception as exc:  # hub/config/OOM failures become one line
             raise model_load_error(cfg.model, exc) from exc
@@ -96,7 +101,7 @@ class TransformersEngine(CaptionEngine):
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request, self.family())
+        return prompt_token_count(self._processor, request, self.family_of(request))
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
         """Generate for all requests in one padded batch; on failure, one request at a time."""

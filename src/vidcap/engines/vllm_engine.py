@@ -75,7 +75,9 @@ class VllmEngine(CaptionEngine):
             if max_videos_per_prompt <= self._max_videos:
                 return
             self.close()  # the data needs more videos per prompt than the engine reserved
-        self._max_videos = max(1, max_videos_per_prompt)
+        # 0 (a text-only run, --no-video): no room for videos, so vLLM skips profiling the
+        # vision encoder (and a text model, which has none, is not asked about it).
+        self._max_videos = max(0, max_videos_per_prompt)
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
         # The decode pool's threads run while the engine starts (decoding overlaps the load): a
         # forked engine process would inherit their held locks. vLLM's CUDA build forks by
@@ -203,7 +205,7 @@ class VllmEngine(CaptionEngine):
 
     def count_prompt_tokens(self, request: CaptionRequest) -> int:
         """Text tokens of the templated prompt, each video placeholder replaced by its tokens."""
-        return prompt_token_count(self._processor, request, self.family())
+        return prompt_token_count(self._processor, request, self.family_of(request))
 
     def max_in_flight(self, batch_size: int) -> int:
         """vLLM's scheduler runs up to ``max_num_seqs`` sequences at once (256 by default on a

@@ -32,7 +32,8 @@ def output_record(
 ) -> dict[str, Any]:
     """The record to write; ``extra`` adds fields after the error key (e.g. raw model output)."""
     out = dict(record)
-    if prompt is not None and opts.conversation_key in out:
+    # A text pass (--no-video) leaves the conversation alone: it shows the first pass's prompt.
+    if prompt is not None and not opts.no_video and opts.conversation_key in out:
         out[opts.conversation_key] = with_prompt_shown(out[opts.conversation_key], prompt)
     out[opts.output_key] = caption if status == "ok" else None
     out[opts.status_key] = status

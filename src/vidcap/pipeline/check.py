@@ -7,6 +7,7 @@ can be known before the model loads is known then.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import Iterable
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunOptions
-from vidcap.errors import VidcapError
+from vidcap.errors import RecordError, VidcapError
 from vidcap.io.formats import format_for
 from vidcap.io.lock import lock_path
 from vidcap.io.merge import summary_path
 from vidcap.io.records import BadLine, InputRecord, SpanReader
 from vidcap.io.shards import InputSpan
 from vidcap.io.writer import side_files
+from vidcap.pipeline.text_pass import prompt_fields
 from vidcap.prompts import DiyVideoPrompt, conversation_prompt
 
 EXAMPLES = 10  # problems listed one per line before "... and N more"
@@ -70,7 +72,7 @@ def record_location(input_path: Path, record: InputRecord) -> str:
 
 def record_problem(record: dict, opts: RunOptions) -> str | None:
     """What makes a record unusable (a user error that stops the run), or None."""
-    problem = video_field_problem(record, opts.input_video_key)
+    problem = None if opts.no_video else video_field_problem(record, opts.input_video_key)
     if problem:
         return problem
     conversation = record.get(opts.conversation_key)
@@ -127,7 +129,8 @@ def check_records(span: InputSpan, opts: RunOptions, *, whole_input: bool = True
             problem = fits_output(record.data)
         if problem:
             raise VidcapError(f"{record_location(input_path, record)}: {problem}")
-        most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
+        if not opts.no_video:
+            most_videos = max(most_videos, len(video_paths(record.data, opts.input_video_key)))
         if opts.id_key is not None:
             rid = str(record.data[opts.id_key])
             first = first_seen.setdefault(rid, record.line)
@@ -238,20 +241,26 @@ def check_todo(
     base = Path(opts.video_root) if opts.video_root else input_path.parent
     for record in records:
         facts.records += 1
-        paths = video_paths(record.data, opts.input_video_key)
+        paths = [] if opts.no_video else video_paths(record.data, opts.input_video_key)
         for path in paths:
             problem = _video_problem(resolve_video_path(path, base))
             if problem is not None:
                 facts.missing_count += 1
                 if len(facts.missing_videos) < EXAMPLES:
                     facts.missing_videos.append(f"{record_location(input_path, record)}: {path}: {problem}")
-        if not paths or conversation_prompt(record.data.get(opts.conversation_key)) is not None:
+        own_prompt = not opts.prompt_first and conversation_prompt(record.data.get(opts.conversation_key))
+        if not opts.no_video and (not paths or own_prompt):
             continue  # no video (skipped) or its own prompt: the template is not used
+        # A text pass fills the template from more than the record's fields ({windows}, ...).
+        fields = record.data
+        if opts.no_video:
+            with contextlib.suppress(RecordError):  # a bad windows field: the record's own error
+                fields = prompt_fields(record.data, template)
         facts.template_records += 1
         if len(facts.fields_seen) < 1000:
-            facts.fields_seen.update(k for k in record.data if isinstance(k, str))
+            facts.fields_seen.update(k for k in fields if isinstance(k, str))
         for name in template.fields:
-            if name not in record.data:
+            if name not in fields:
                 facts.field_counts[name] = facts.field_counts.get(name, 0) + 1
                 examples = facts.field_misses.setdefault(name, [])
                 if len(examples) < EXAMPLES:

@@ -58,6 +58,9 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             # Left out when unset, so that outputs written before windows existed still resume.
             **({"window": opts.window} if opts.window is not None else {}),
             **({"summary_prompt": opts.summary_prompt} if opts.summary_prompt is not None else {}),
+            # A text pass (--no-video) sends no frames: its output is not a video run's.
+            **({"no_video": True} if opts.no_video else {}),
+            **({"prompt_first": True} if opts.prompt_first else {}),
             # --fail-on and --retries change statuses and captions; also left out when unset.
             **({"fail_on": list(opts.fail_on)} if opts.fail_on else {}),
             **({"retries": opts.retries} if opts.retries else {}),

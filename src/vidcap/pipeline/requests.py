@@ -17,6 +17,7 @@ from vidcap.errors import RecordError, engine_error, one_line
 from vidcap.io.records import InputRecord
 from vidcap.pipeline.check import bound, resolve_video_path, video_paths
 from vidcap.pipeline.decode import DecodedRecord, DecodeTask
+from vidcap.pipeline.text_pass import text_prompt
 from vidcap.prompts import DiyVideoPrompt, conversation_system_prompt, resolve_prompt
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,23 @@ def decode_tasks(
     ``pending`` (the pool's outcomes come back in the same order)."""
     opts = config.run
     for record in records:
+        if opts.no_video:  # a text pass: every record is prompted, none has a video to decode
+            entry = Pending(record, system_prompt=opts.system_prompt)
+            try:
+                entry.prompt = text_prompt(record.data, template)
+            except RecordError as exc:
+                entry.error = one_line(exc)
+            pending.append(entry)
+            yield DecodeTask(index=record.index, paths=(), options=config.sampling)
+            continue
         paths = tuple(resolve_video_path(p, base) for p in video_paths(record.data, opts.input_video_key))
         entry = Pending(record, paths)
         entry.skipped = not paths  # null or [] video: nothing to caption, whatever the prompt
         try:
             if paths:
-                entry.prompt = resolve_prompt(record.data, template, opts.conversation_key)
+                entry.prompt = resolve_prompt(
+                    record.data, template, opts.conversation_key, template_first=opts.prompt_first
+                )
                 entry.system_prompt = opts.system_prompt or conversation_system_prompt(
                     record.data.get(opts.conversation_key)
                 )

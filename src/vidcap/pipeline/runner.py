@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vidcap.config import RunConfig
+from vidcap.config import RunConfig, needs_video_model
 from vidcap.engines.base import CaptionEngine
 from vidcap.errors import (
     EXIT_INTERRUPTED,
@@ -129,10 +129,12 @@ def run_captioning(
         log.warning("%s (skipped: --on-bad-line skip)", bad.message)
     if facts.bad_count > len(facts.bad_lines):
         log.warning("... and %d more bad lines skipped", facts.bad_count - len(facts.bad_lines))
-    # The model's patch geometry (from its config, no engine needed) decides the pixel defaults.
-    geometry = engine.vision_geometry()
-    config = dataclasses.replace(config, sampling=geometry.apply(config.sampling))
-    check_sampling(config.sampling)
+    # The model's family and patch geometry (from its config, no engine needed) decide the frame
+    # plan and the pixel defaults; a --no-video run's text model has neither.
+    if needs_video_model(config):
+        geometry = engine.vision_geometry()
+        config = dataclasses.replace(config, sampling=geometry.apply(config.sampling))
+        check_sampling(config.sampling)
     fingerprint = run_fingerprint(
         config, prompt=template.prompt_template, span=shard.span, digest=facts.digest
     )
@@ -210,7 +212,8 @@ class _Run:
                 self._plan_for_context(self._planned_context())
                 ahead = decoding.enter_context(self._decode_ahead(todo()))
                 if self._load(facts.max_videos_per_record, should_stop, progress):
-                    if self.engine.max_model_len != self.config.sampling.model_seq_len:
+                    replan = needs_video_model(self.config)  # a --no-video run plans no frames
+                    if replan and self.engine.max_model_len != self.config.sampling.model_seq_len:
                         # Another context than foreseen: decode again from the first record.
                         log.debug("engine context %s: planning again", self.engine.max_model_len)
                         decoding.close()
@@ -309,6 +312,8 @@ class _Run:
         (``DecodeAhead``); the workers stop when it is left."""
         opts = self.config.run
         workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
+        if opts.no_video:  # nothing to decode: no worker processes to start
+            workers = 0
         # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
         # record as soon as the engine has room, so more would only hold more frames in memory
         # (and while the model loads, no more than that is decoded).
