@@ -126,9 +126,15 @@ def test_probe_says_when_a_plan_is_over_the_engine_context(tiny_model: Path, lon
     assert fits.returncode == 0, fits.stderr
     row = json.loads(fits.stdout)
     assert row["video_tokens"] == LONG_CLIP_TOKENS and "over_limit" not in row
-    over = run_vidcap("probe", str(long_clip), "-m", str(tiny_model), "--max-model-len", "8192")
+    # A long path (as under pytest-xdist) must not fold the warning: it stays one line.
+    deep = long_clip.parent / ("d" * 60) / "long.mp4"
+    deep.parent.mkdir(exist_ok=True)
+    if not deep.exists():
+        deep.symlink_to(long_clip)
+    over = run_vidcap("probe", str(deep), "-m", str(tiny_model), "--max-model-len", "8192")
     assert over.returncode == 0, over.stderr
-    assert "warning:" in over.stdout and "more than the engine's context of 8,192 tokens" in over.stdout
+    (warning,) = [line for line in over.stdout.splitlines() if line.startswith("warning:")]
+    assert "more than the engine's context of 8,192 tokens" in warning and warning.endswith("--max-model-len")
     over_json = run_vidcap(
         "probe", str(long_clip), "-m", str(tiny_model), "--max-model-len", "8192", "--json"
     )

@@ -339,13 +339,15 @@ def _print_table(rows: list[dict[str, Any]], totals: _Totals | None) -> None:
             )
     if table.row_count:
         console.print(table)
+    # One line each, never folded at the console's width: people grep for them.
     for row in rows:
         if "error" in row:
-            console.print(f"[red]error:[/red] {escape(row['error'])}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(row['error'])}", highlight=False, soft_wrap=True)
         elif "over_limit" in row:
             console.print(
                 f"[yellow]warning:[/yellow] {escape(row['path'])}: {escape(row['over_limit'])}",
                 highlight=False,
+                soft_wrap=True,
             )
     if totals is not None:
         t = totals.as_dict()
