@@ -371,7 +371,7 @@ def _qwen3_vl_processor(tokenizer):
 def _qwen3_5(tokenizer, ids: dict[str, int]):
     """(model class, config, processor) of a tiny Qwen3.5: Qwen3-VL's vision tower (patch 16, no
     deepstack) and processor, a hybrid text model of one Gated DeltaNet (linear attention) layer
-    and one full-attention layer (head_dim 64 for the CPU kernels; partial rotary 0.25, so
+    and one full-attention layer (head dims 128 and 64 for the CPU kernels; partial rotary 0.25, so
     ``mrope_section`` sums to head_dim / 8)."""
     from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
@@ -380,8 +380,10 @@ def _qwen3_5(tokenizer, ids: dict[str, int]):
             **_TEXT,
             "layer_types": ["linear_attention", "full_attention"],
             "linear_conv_kernel_dim": 4,
-            "linear_key_head_dim": 32,
-            "linear_value_head_dim": 32,
+            # vLLM's CPU Gated DeltaNet kernel rejects head dim 32 ("Unexpected head dim size");
+            # 128 is the Qwen3.5 checkpoints' own.
+            "linear_key_head_dim": 128,
+            "linear_value_head_dim": 128,
             "linear_num_key_heads": 2,
             "linear_num_value_heads": 2,
             "rope_parameters": {
