@@ -24,7 +24,7 @@ from tests.test_families import config_only
 from tests.test_model_parity import load_processor, reference_inputs, request_for, sampling_for, vidcap_inputs
 from vidcap.engines.chat import render_prompt
 from vidcap.families import detect_family
-from vidcap.model_info import vision_geometry
+from vidcap.model_info import has_linear_attention, vision_geometry
 
 # (encoder, container, frames, fps): odd and even counts, standard and odd rates.
 CLIPS = [
@@ -97,8 +97,18 @@ def test_processed_input_is_the_reference(model: Path, clips: list[Clip]) -> Non
         assert list(md["frames_indices"]) == list(ref_metadata[0]["frames_indices"]), clip.path.name
 
 
+def test_hybrid_text_model_is_seen_before_loading(model: Path, tmp_path: Path) -> None:
+    """Qwen3.5's linear-attention layers are read from its config (the engine then keeps chunked
+    prefill or prefix caching off, never both on, where vLLM's CPU build needs that)."""
+    assert has_linear_attention(str(model))
+    qwen3 = config_only(tmp_path / "qwen3", model_type="qwen3_vl", text_config={"num_hidden_layers": 2})
+    assert not has_linear_attention(str(qwen3))
+
+
 @pytest.mark.engine
 def test_run_on_the_engine_matches_the_probe(model: Path, clips: list[Clip], tmp_path: Path) -> None:
+    """A seeded run (on vLLM's CPU build: no chunked prefill, so no prefix caching for a hybrid
+    model, which vLLM would refuse) captions every record with the prompt length probe plans."""
     chosen = clips[:3]
     records = [{"id": str(i), "video": str(c.path)} for i, c in enumerate(chosen)]
     data = write_jsonl(tmp_path / "data.jsonl", records)
@@ -106,7 +116,7 @@ def test_run_on_the_engine_matches_the_probe(model: Path, clips: list[Clip], tmp
     engine = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items() if k != "enforce_eager"]
     result = vidcap(
         "run", str(data), "--output", str(out), "--model", str(model), *engine, "--enforce-eager",
-        "--max-tokens", "4", "--temperature", "0", timeout=1200,
+        "--max-tokens", "4", "--temperature", "0", "--seed", "0", timeout=1200,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stderr[-3000:]
     probed = vidcap("probe", *[str(c.path) for c in chosen], "--json", "--model", str(model))
