@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build a tiny random-weight video VLM checkpoint of one family (tests, `vidcap demo`, benchmarks).
 
-Usage: scripts/make_tiny_model.py [--family qwen2.5-vl|qwen3-vl|internvl|llava-onevision|glm4v] OUT_DIR
+Usage: scripts/make_tiny_model.py [--family FAMILY] OUT_DIR  (FAMILY: vidcap.tiny_model.FAMILIES)
 
 About 1 MB, built in seconds, no network. Its captions are noise: it proves the plumbing only.
 """

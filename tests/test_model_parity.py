@@ -1,6 +1,7 @@
-"""Both Qwen families see exactly the plan: grid, prompt length and temporal metadata.
+"""The Qwen families see exactly the plan: grid, prompt length and temporal metadata.
 
-For Qwen2.5-VL and Qwen3-VL (tiny random-weight checkpoints built here), checked three ways:
+For Qwen2.5-VL, Qwen3-VL and Qwen3.5 (tiny random-weight checkpoints built here; Qwen3.5 takes
+Qwen3-VL's processor and timestamps, behind a hybrid linear-attention text model), checked three ways:
 - the HF processor (what the transformers backend runs, and what vLLM calls inside) keeps the
   planned frame size under both settings of transformers' coming per-frame pixel cap, and its
   prompt length equals vidcap's count;
@@ -29,7 +30,9 @@ from vidcap.model_info import vision_geometry
 from vidcap.video.load import load_video
 from vidcap.video.types import SamplingOptions
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "qwen3.5")
+# The families whose prompt holds a "<t seconds>" text before each temporal patch of frames.
+TIMESTAMPED = ("qwen3-vl", "qwen3.5")
 PROMPT = "Describe this video."
 
 
@@ -38,8 +41,10 @@ def family_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """A tiny checkpoint per family (the Qwen2.5-VL one is the session's ``tiny_model``)."""
     from vidcap.tiny_model import build_tiny_model
 
-    qwen3 = build_tiny_model(tmp_path_factory.mktemp("model") / "tiny-qwen3-vl", family="qwen3-vl")
-    return {"qwen2.5-vl": tiny_model, "qwen3-vl": qwen3}
+    built = {
+        f: build_tiny_model(tmp_path_factory.mktemp("model") / f"tiny-{f}", family=f) for f in TIMESTAMPED
+    }
+    return {"qwen2.5-vl": tiny_model, **built}
 
 
 @pytest.fixture(scope="module")
@@ -148,13 +153,13 @@ def reference_inputs(processor, clip: Path, family: str, text: str):
 
     content = [{"type": "video", "video": str(clip)}, {"type": "text", "text": PROMPT}]
     messages = [{"role": "user", "content": content}]
-    patch = 16 if family == "qwen3-vl" else 14
+    patch = 16 if family in TIMESTAMPED else 14
     _, videos, kwargs = process_vision_info(
         messages, image_patch_size=patch, return_video_kwargs=True, return_video_metadata=True
     )
     videos, metadata = zip(*videos, strict=True)
     # Qwen3-VL's card: no second resize; Qwen2.5-VL's card leaves the processor's own bounds.
-    resize = {"do_resize": False} if family == "qwen3-vl" else {}
+    resize = {"do_resize": False} if family in TIMESTAMPED else {}
     inputs = processor(
         text=[text],
         videos=list(videos),
@@ -199,16 +204,30 @@ def test_temporal_metadata_matches_the_reference(family_models, clips, family: s
 # --------------------------------------------------------------------------- the real engine
 
 
-@pytest.fixture(scope="module")
-def qwen3_engine(family_models):
-    """A real vLLM engine on the tiny Qwen3-VL."""
+def start_engine(model: Path):
+    """A real vLLM engine on ``model``, closed when the caller's fixture ends."""
     from vidcap.engines.vllm_engine import VllmEngine
 
     engine = VllmEngine(
-        EngineConfig(model=str(family_models["qwen3-vl"]), **TINY_ENGINE),
+        EngineConfig(model=str(model), **TINY_ENGINE),
         GenerationOptions(max_tokens=8, temperature=0.7, seed=0),
     )
     engine.start(max_videos_per_prompt=2)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def qwen3_engine(family_models):
+    """A real vLLM engine on the tiny Qwen3-VL."""
+    engine = start_engine(family_models["qwen3-vl"])
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def qwen3_5_engine(family_models):
+    """A real vLLM engine on the tiny Qwen3.5 (its Gated DeltaNet layers on vLLM's CPU kernels)."""
+    engine = start_engine(family_models["qwen3.5"])
     yield engine
     engine.close()
 
@@ -221,7 +240,7 @@ def in_model_dtype(value: float) -> float:
 
 
 def engines(request_fixture: pytest.FixtureRequest, family: str):
-    name = "vllm_engine" if family == "qwen2.5-vl" else "qwen3_engine"
+    name = {"qwen2.5-vl": "vllm_engine", "qwen3-vl": "qwen3_engine", "qwen3.5": "qwen3_5_engine"}[family]
     return request_fixture.getfixturevalue(name)
 
 
@@ -246,7 +265,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
         for video, processed in zip(req.videos, seen["videos"], strict=True):
             assert processed["video_grid_thw"] == planned_grid(video, patch), req.request_id
             md = video.metadata
-            if family == "qwen3-vl":
+            if family in TIMESTAMPED:
                 expected = qwen3_timestamps(md["frames_indices"], md["fps"])
                 assert processed["timestamps"] == pytest.approx(expected), req.request_id
             else:
@@ -258,7 +277,7 @@ def test_engine_sees_the_plan(request: pytest.FixtureRequest, family_models, cli
         text = render_prompt(processor, req)
         ref, ref_metadata, sample_fps = reference_inputs(processor, clip, family, text)
         seen = engine.inspect(req)["videos"][0]
-        if family == "qwen3-vl":
+        if family in TIMESTAMPED:
             md = ref_metadata[0]
             assert seen["timestamps"] == pytest.approx(qwen3_timestamps(md["frames_indices"], md["fps"]))
         else:

@@ -11,7 +11,7 @@ from vidcap.families import named_family, resolve_family
 from vidcap.families.base import VisionGeometry
 from vidcap.model_source import check_model_exists, model_load_error
 
-__all__ = ["VisionGeometry", "context_length", "model_config", "vision_geometry"]
+__all__ = ["VisionGeometry", "context_length", "has_linear_attention", "model_config", "vision_geometry"]
 
 
 def model_config(model: str, *, cache_dir: str | None = None) -> dict[str, Any]:
@@ -91,3 +91,13 @@ def context_length(model: str | None, *, cache_dir: str | None = None) -> int | 
             length = int(length * factor)
             break
     return length
+
+
+def has_linear_attention(model: str | None, *, cache_dir: str | None = None) -> bool:
+    """Whether the model's text config has linear-attention layers (a hybrid model such as
+    Qwen3.5: vLLM keeps a recurrent state for them, with its own engine constraints)."""
+    if not model:
+        return False
+    config = model_config(model, cache_dir=cache_dir)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    return "linear_attention" in (text.get("layer_types") or ())

@@ -1,5 +1,5 @@
 """Build a tiny, random-weight checkpoint of a video VLM family that runs offline: Qwen2.5-VL,
-Qwen3-VL, InternVL3 (HF format), LLaVA-OneVision or GLM-4.1V.
+Qwen3-VL, Qwen3.5, InternVL3 (HF format), LLaVA-OneVision or GLM-4.1V.
 
 The checkpoint (model, tokenizer, processor, chat template; about 1 MB) exercises the
 whole captioning path (frame plan, processor, vLLM or transformers engine) on a machine
@@ -55,7 +55,7 @@ _TRAINING_TEXT = [
 ]
 
 
-FAMILIES = ("qwen2.5-vl", "qwen3-vl", "internvl", "llava-onevision", "glm4v")
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "qwen3.5", "internvl", "llava-onevision", "glm4v")
 
 # InternVL's tokens (transformers' convert_internvl_weights_to_hf.py) and its chat template there:
 # a video part becomes "<video>\n", which the processor replaces by one line per frame.
@@ -189,6 +189,7 @@ def build_tiny_model(out_dir: str | Path, *, family: str = "qwen2.5-vl", seed: i
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in known}
     build = {
         "qwen3-vl": _qwen3_vl,
+        "qwen3.5": _qwen3_5,
         "internvl": _internvl,
         "llava-onevision": _llava_onevision,
         "glm4v": _glm4v,
@@ -315,13 +316,7 @@ def _qwen2_5_vl(tokenizer, ids: dict[str, int]):
 def _qwen3_vl(tokenizer, ids: dict[str, int]):
     """(model class, config, processor) of a tiny Qwen3-VL: patch 16, deepstack, interleaved
     mrope, and the processors' settings of the Qwen3-VL checkpoints (whole-video size bounds)."""
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     config = Qwen3VLConfig(
         text_config={
@@ -343,7 +338,14 @@ def _qwen3_vl(tokenizer, ids: dict[str, int]):
         **_vision_token_ids(ids),
         tie_word_embeddings=True,
     )
-    # Qwen3-VL-*-Instruct's preprocessor configs: the video size bounds the whole T x H x W.
+    return Qwen3VLForConditionalGeneration, config, _qwen3_vl_processor(tokenizer)
+
+
+def _qwen3_vl_processor(tokenizer):
+    """The processor of the Qwen3-VL checkpoints (Qwen3.5's too: transformers maps ``qwen3_5`` to
+    ``Qwen3VLProcessor``); the video size bounds the whole T x H x W."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
     image_processor = Qwen2VLImageProcessor(
         patch_size=16,
         merge_size=2,
@@ -358,13 +360,46 @@ def _qwen3_vl(tokenizer, ids: dict[str, int]):
         temporal_patch_size=2,
         merge_size=2,
     )
-    processor = Qwen3VLProcessor(
+    return Qwen3VLProcessor(
         image_processor=image_processor,
         video_processor=video_processor,
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
-    return Qwen3VLForConditionalGeneration, config, processor
+
+
+def _qwen3_5(tokenizer, ids: dict[str, int]):
+    """(model class, config, processor) of a tiny Qwen3.5: Qwen3-VL's vision tower (patch 16, no
+    deepstack) and processor, a hybrid text model of one Gated DeltaNet (linear attention) layer
+    and one full-attention layer (head dims 128 and 64 for the CPU kernels; partial rotary 0.25, so
+    ``mrope_section`` sums to head_dim / 8)."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    config = Qwen3_5Config(
+        text_config={
+            **_TEXT,
+            "layer_types": ["linear_attention", "full_attention"],
+            "linear_conv_kernel_dim": 4,
+            # vLLM's CPU Gated DeltaNet kernel rejects head dim 32 ("Unexpected head dim size");
+            # 128 is the Qwen3.5 checkpoints' own.
+            "linear_key_head_dim": 128,
+            "linear_value_head_dim": 128,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 2,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000000.0,
+                "partial_rotary_factor": 0.25,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+            **_token_ids(ids),
+        },
+        vision_config={**_VISION, "patch_size": 16, "num_position_embeddings": 2304},
+        **_vision_token_ids(ids),
+        tie_word_embeddings=True,
+    )
+    return Qwen3_5ForConditionalGeneration, config, _qwen3_vl_processor(tokenizer)
 
 
 def _internvl(tokenizer, ids: dict[str, int]):

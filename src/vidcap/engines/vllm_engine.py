@@ -13,7 +13,7 @@ from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, Ge
 from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, engine_error
-from vidcap.model_info import context_length
+from vidcap.model_info import context_length, has_linear_attention
 from vidcap.procs import held_stops_delivered, new_children_killed_on_error, stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed
@@ -118,6 +118,14 @@ class VllmEngine(CaptionEngine):
                 # (chunked) prefill, and torch's CPU generator has no offset: the engine dies
                 # ("CPU Generator does not use offset") once a batch outgrows one step.
                 kwargs.setdefault("enable_chunked_prefill", False)
+                if not kwargs["enable_chunked_prefill"] and has_linear_attention(
+                    cfg.model, cache_dir=cfg.cache_dir
+                ):
+                    # A hybrid model's prefix caching keeps its recurrent state per block, which
+                    # vLLM allows only with chunked prefill ("Chunked prefill is required for
+                    # mamba cache mode 'align'"): the model would not load. Without prefix
+                    # caching it needs no chunked prefill.
+                    kwargs.setdefault("enable_prefix_caching", False)
         try:
             self._processor = load_processor(cfg)
             # The engine's processes ignore the job's stop signals: the run stops them (close).

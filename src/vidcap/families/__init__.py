@@ -15,7 +15,7 @@ from vidcap.families.base import Family, VisionGeometry
 from vidcap.families.glm4v import Glm4v
 from vidcap.families.internvl import InternVL
 from vidcap.families.llava_onevision import LlavaOnevision
-from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3VL
+from vidcap.families.qwen_vl import Qwen2_5VL, Qwen3_5, Qwen3VL
 
 if TYPE_CHECKING:
     from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
@@ -37,7 +37,8 @@ __all__ = [
 
 #: Every family vidcap can feed, by registry name.
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (Qwen2_5VL(), Qwen3VL(), InternVL(), LlavaOnevision(), Glm4v())
+    family.name: family
+    for family in (Qwen2_5VL(), Qwen3VL(), Qwen3_5(), InternVL(), LlavaOnevision(), Glm4v())
 }
 
 #: The family of a model vidcap cannot see (no config: a server's model, a test double).

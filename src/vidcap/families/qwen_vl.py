@@ -1,4 +1,4 @@
-"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL (dense and MoE).
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 (dense and MoE).
 
 Reference: qwen-vl-utils 0.0.14 ``fetch_video`` (decord backend), which the model cards use,
 followed by the transformers processor (``Qwen2VLVideoProcessor`` / ``Qwen3VLVideoProcessor``)
@@ -135,3 +135,17 @@ class Qwen3VL(QwenVLFamily):
     model_types = ("qwen3_vl", "qwen3_vl_moe")
     default_factor = 32
     architectures = ("Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration")
+
+
+class Qwen3_5(Qwen3VL):
+    """Qwen3.5, dense and MoE: natively multimodal, a hybrid (Gated DeltaNet + full attention)
+    text model behind Qwen3-VL's vision tower. transformers 5.19 maps ``qwen3_5`` and
+    ``qwen3_5_moe`` to ``Qwen3VLProcessor`` / ``Qwen3VLVideoProcessor`` and vLLM 0.32's
+    ``Qwen3_5ForConditionalGeneration`` subclasses Qwen3-VL's (same ``Qwen3VLProcessingInfo``), so
+    frames, grid and ``<t seconds>`` prompt are Qwen3-VL's: patch 16 x merge 2 = 32."""
+
+    name = "qwen3.5"
+    label = "Qwen3.5 (dense and MoE)"
+    model_types = ("qwen3_5", "qwen3_5_moe")
+    default_factor = 32
+    architectures = ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration")
