@@ -1,0 +1,86 @@
+"""Shot-boundary detection (vidcap.video.shots) on videos with known cuts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from vidcap.errors import RecordError
+from vidcap.shot_corpus import build_video
+from vidcap.video.shots import find_cuts, interval_cuts, scan_video, shots_from_cuts
+
+
+@pytest.fixture(scope="module")
+def hard_cuts(tmp_path_factory) -> tuple[Path, list[int]]:
+    path = tmp_path_factory.mktemp("shots") / "hard.mp4"
+    transitions = build_video(path, 10, seed=3)
+    return path, [t.first for t in transitions]
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_hard_cuts_found_within_two_frames(hard_cuts, detector: str) -> None:
+    path, truth = hard_cuts
+    scan = scan_video(str(path))
+    found = find_cuts(scan, detector, None, 15)
+    hits = [c for c in found if any(abs(c - t) <= 2 for t in truth)]
+    recalled = [t for t in truth if any(abs(c - t) <= 2 for c in found)]
+    assert len(hits) / len(found) >= 0.95
+    assert len(recalled) / len(truth) >= 0.95
+
+
+def test_frame_times_are_frame_starts(hard_cuts) -> None:
+    path, _ = hard_cuts
+    scan = scan_video(str(path))
+    assert scan.fps == 25
+    assert scan.times[:3] == (0.0, 0.04, 0.08)
+    assert scan.end == pytest.approx(scan.frames / 25)
+
+
+def test_unreadable_video_is_a_record_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    with pytest.raises(RecordError, match=r"bad\.mp4"):
+        scan_video(str(bad))
+
+
+TIMES = [i / 10 for i in range(100)]  # 100 frames at 10 fps: 10 s
+
+
+def test_shots_cover_the_video_from_cut_to_cut() -> None:
+    shots = shots_from_cuts(TIMES, 10.0, [30, 70], fps=10)
+    assert [(s.first, s.stop, s.start, s.end, s.kind) for s in shots] == [
+        (0, 30, 0.0, 3.0, "start"),
+        (30, 70, 3.0, 7.0, "cut"),
+        (70, 100, 7.0, 10.0, "cut"),
+    ]
+
+
+def test_short_shots_merge_and_long_shots_split() -> None:
+    shots = shots_from_cuts(TIMES, 10.0, [5, 30, 35], fps=10, min_shot=1.0, max_shot=4.0)
+    # 0-0.5 s joins the next shot; 3.0-3.5 s joins the one before; 3.0-10 s (7 s) splits in two.
+    assert [(s.start, s.end, s.kind) for s in shots] == [
+        (0.0, 3.5, "start"),
+        (3.5, 6.7, "cut"),
+        (6.7, 10.0, "split"),
+    ]
+
+
+def test_trim_start_and_end() -> None:
+    shots = shots_from_cuts(TIMES, 10.0, [5, 50], fps=10, trim_start=1.0, trim_end=2.0)
+    assert [(s.start, s.end) for s in shots] == [(1.0, 5.0), (5.0, 8.0)]
+
+
+def test_interval_cuts() -> None:
+    assert interval_cuts(TIMES, 2.5) == [25, 50, 75]
+
+
+@pytest.mark.parametrize("fps", [30000 / 1001, 24000 / 1001, 25.0, 59.94])
+def test_shot_starts_plan_from_their_first_frame(fps: float) -> None:
+    # vidcap run's segment planning takes the frame at ceil(video_start * fps): rounding a
+    # start to the microsecond must not move it a frame later (1 / 29.97 s is 0.0333667 s).
+    times = [i / fps for i in range(3000)]
+    cuts = list(range(1, 3000, 7))
+    for shot in shots_from_cuts(times, 3000 / fps, cuts, fps=fps):
+        assert math.ceil(shot.start * fps) == shot.first
