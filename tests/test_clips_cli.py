@@ -80,6 +80,7 @@ def test_interval_split_with_trims(footage, tmp_path: Path) -> None:
         (["--split", "interval"], "--split interval needs --every"),
         (["--detector", "magic"], "--detector must be one of content, adaptive"),
         (["--min-shot", "5", "--max-shot", "2"], "--max-shot (2.0) must be more than --min-shot"),
+        (["-o", "clips.csv"], "a clips file cannot be CSV"),
     ],
 )
 def test_bad_options_are_one_line(footage, tmp_path: Path, args: list[str], message: str) -> None:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "Examples:\n\n"
-    "  vidcap clips videos.jsonl -o shots.jsonl   # then: vidcap run shots.jsonl -o captions.jsonl ...\n\n"
+    "  vidcap clips videos.jsonl -o shots.jsonl\n\n"
+    "  vidcap run shots.jsonl -o captions.jsonl --id-key shot_id -m MODEL\n\n"
     "  vidcap clips long.mp4 -o shots.jsonl --min-shot 2 --max-shot 15\n\n"
     "  vidcap clips videos.jsonl -o clips.jsonl --split interval --every 10"
 )
@@ -35,10 +36,16 @@ def clips_command(
         str,
         typer.Argument(metavar="INPUT", help="A .jsonl/.json/.parquet/.csv dataset, or one video file."),
     ],
-    output: Annotated[str, typer.Option("--output", "-o", help="Clips file to write (.jsonl, .json, ...).")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Clips file to write (.jsonl, .json or .parquet).")
+    ],
     split: Annotated[
         str,
-        typer.Option(metavar="shots|interval", help="Cut at shot boundaries, or every --every seconds."),
+        typer.Option(
+            metavar="shots|interval",
+            help="Cut at shot boundaries, or every --every seconds.",
+            rich_help_panel=SPLIT,
+        ),
     ] = "shots",
     detector: Annotated[
         str,
@@ -69,17 +76,21 @@ def clips_command(
         typer.Option(metavar="SECONDS", help="Clip length for --split interval.", rich_help_panel=SPLIT),
     ] = None,
     trim_start: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Leave out each video's first seconds.")
+        float,
+        typer.Option(metavar="SECONDS", help="Leave out each video's first seconds.", rich_help_panel=SPLIT),
     ] = 0.0,
     trim_end: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Leave out each video's last seconds.")
+        float,
+        typer.Option(metavar="SECONDS", help="Leave out each video's last seconds.", rich_help_panel=SPLIT),
     ] = 0.0,
     input_video_key: Annotated[str, typer.Option(help="Field holding the video path.")] = "video",
     id_key: Annotated[
         str | None,
         typer.Option(help="Input id field: shot ids are ID-N (default: input line number-N)."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output (clips does not resume yet).")
+    ] = False,
 ) -> None:
     """Split videos into shots: one record per shot, ready for `vidcap run`."""
     sys.exit(
@@ -112,6 +123,12 @@ def _clips(input: str, output: str, *, overwrite: bool, **values) -> int:
     opts = SplitOptions(**values)
     _check_options(opts, DETECTORS)
     input_path, output_path = Path(input), Path(output)
+    if output_path.suffix.lower() == ".csv":
+        # vidcap reads CSV cells as text, and `vidcap run` takes video_start/video_end as numbers only.
+        raise VidcapError(
+            f"{output_path}: a clips file cannot be CSV (vidcap run reads its cells as text, not "
+            "seconds); use .jsonl, .json or .parquet"
+        )
     if input_path.suffix.lower() in _VIDEO_SUFFIXES:
         if not input_path.is_file():
             raise VidcapError(f"video not found: {input_path}")
