@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 from pathlib import Path
 
@@ -123,3 +124,21 @@ def test_clips_then_run_captions_each_shot(footage, tmp_path: Path, tiny_model: 
     assert [(r["video_start"], r["video_end"]) for r in rows] == [
         (s["video_start"], s["video_end"]) for s in shot_rows
     ]
+
+
+def test_probe_split_shots_shows_the_cuts_clips_makes(footage, tmp_path: Path) -> None:
+    folder, truth = footage
+    video = str(folder / "raw.mp4")
+    proc = run_vidcap("probe", video, str(tmp_path / "missing.mp4"), "--split", "shots", "--json")
+    assert proc.returncode == 1
+    assert "error: video not found:" in proc.stderr
+    row, missing = (json.loads(line) for line in proc.stdout.splitlines())
+    assert [s["first_frame"] for s in row["shots"]] == [0, *truth]
+    assert "error" in missing
+    out = tmp_path / "shots.jsonl"
+    assert run_vidcap("clips", video, "-o", str(out)).returncode == 0
+    assert [(s["start"], s["end"]) for s in row["shots"]] == [
+        (r["video_start"], r["video_end"]) for r in _records(out)
+    ]
+    table = run_vidcap("probe", video, "--split", "shots")
+    assert table.returncode == 0 and f"{len(truth) + 1} shot(s) (content, threshold 27)" in table.stdout
