@@ -142,3 +142,14 @@ def test_probe_split_shots_shows_the_cuts_clips_makes(footage, tmp_path: Path) -
     ]
     table = run_vidcap("probe", video, "--split", "shots")
     assert table.returncode == 0 and f"{len(truth) + 1} shot(s) (content, threshold 27)" in table.stdout
+
+
+def test_a_video_over_the_decode_timeout_fails_alone(footage, tmp_path: Path) -> None:
+    folder, truth = footage
+    data = write_jsonl(tmp_path / "in.jsonl", [{"video": str(folder / "raw.mp4")}])
+    out = tmp_path / "shots.jsonl"
+    proc = run_vidcap("clips", str(data), "-o", str(out), "--decode-workers", "1", "--decode-timeout", "0.05")
+    assert proc.returncode == 1
+    assert _records(out) == [{"video": str(folder / "raw.mp4"), "clips_error": "timed out after 0.05 s"}]
+    in_process = run_vidcap("clips", str(data), "-o", str(out), "--decode-workers", "0", "--overwrite")
+    assert in_process.returncode == 0 and len(_records(out)) == len(truth) + 1

@@ -88,6 +88,17 @@ def clips_command(
         str | None,
         typer.Option(help="Input id field: shot ids are ID-N (default: input line number-N)."),
     ] = None,
+    decode_workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Videos split at once, each in its own process (0: in this one; default: CPUs - 1).",
+        ),
+    ] = None,
+    decode_timeout: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="A video not split in this time fails; the others go on."),
+    ] = 1800.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output (clips does not resume yet).")
     ] = False,
@@ -108,20 +119,27 @@ def clips_command(
             video_key=input_video_key,
             id_key=id_key,
             overwrite=overwrite,
+            workers=decode_workers,
+            timeout=decode_timeout,
         )
     )
 
 
-def _clips(input: str, output: str, *, overwrite: bool, **values) -> int:
+def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, timeout: float, **values) -> int:
     from vidcap.io.formats import format_for
     from vidcap.io.records import iter_records, scan_input
     from vidcap.io.writer import open_writer
     from vidcap.pipeline.check import check_output_is_not_input
-    from vidcap.pipeline.clips import ERROR_KEY, SplitOptions, clip_records
+    from vidcap.pipeline.clips import ERROR_KEY, ClipTask, SplitOptions, clip_task
+    from vidcap.video.pool import OrderedPool, default_workers
     from vidcap.video.shots import DETECTORS
 
     opts = SplitOptions(**values)
     _check_options(opts, DETECTORS)
+    if workers is not None and workers < 0:
+        raise VidcapError(f"--decode-workers must be 0 or more, got {workers}")
+    if not timeout > 0:
+        raise VidcapError(f"--decode-timeout must be more than 0 seconds, got {timeout}")
     input_path, output_path = Path(input), Path(output)
     if output_path.suffix.lower() == ".csv":
         # vidcap reads CSV cells as text, and `vidcap run` takes video_start/video_end as numbers only.
@@ -145,20 +163,29 @@ def _clips(input: str, output: str, *, overwrite: bool, **values) -> int:
         raise VidcapError(f"{output_path} exists; pass --overwrite to replace it (clips does not resume yet)")
     started = time.monotonic()
     videos = shots = failed = 0
+    workers = default_workers() if workers is None else workers
+    tasks = (ClipTask(line, data, input_path.parent, output_path.parent, opts) for line, data in records)
     writer = open_writer(output_path, resume=False, like=like)
     complete = False
     try:
-        for line, data in records:
-            videos += 1
-            try:
-                batch = clip_records(data, line, input_path.parent, output_path.parent, opts)
-            except RecordError as exc:
-                failed += 1
-                print(f"error: {where(line)}: {exc}", file=sys.stderr)
-                batch = [{**data, ERROR_KEY: str(exc)}]
-            else:
-                shots += len(batch)
-            writer.write_batch(batch)
+        with OrderedPool(
+            clip_task,
+            workers=workers,
+            max_pending=2 * max(workers, 1),
+            timeout_s=timeout,
+            error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
+        ) as pool:
+            for outcome in pool.imap(tasks):
+                videos += 1
+                task = outcome.task
+                if outcome.error is not None:
+                    failed += 1
+                    print(f"error: {where(task.line)}: {outcome.error}", file=sys.stderr)
+                    batch = [{**task.data, ERROR_KEY: outcome.error}]
+                else:
+                    batch = outcome.result or []
+                    shots += len(batch)
+                writer.write_batch(batch)
         complete = True
     finally:
         writer.close(complete=complete)

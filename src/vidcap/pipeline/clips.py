@@ -107,6 +107,22 @@ def clip_records(
     return records
 
 
+@dataclass(frozen=True)
+class ClipTask:
+    """One input record to split, as a pool worker receives it."""
+
+    line: int
+    data: dict[str, Any]
+    input_dir: Path
+    output_dir: Path
+    opts: SplitOptions
+
+
+def clip_task(task: ClipTask) -> list[dict[str, Any]]:
+    """``clip_records`` of one task (a module-level function, for the decode pool)."""
+    return clip_records(task.data, task.line, task.input_dir, task.output_dir, task.opts)
+
+
 def _path_for_output(original: str, resolved: str, input_dir: Path, output_dir: Path) -> str:
     """The video path as the clips file names it: ``vidcap run`` resolves a relative path from
     the clips file's folder, so a relative path is rewritten from there."""
