@@ -5,12 +5,19 @@ with hard cuts only, one whose transitions are all dissolves or fades of 0.5-1 s
 cut matches a hard cut within 2 frames, a gradual transition anywhere from its first blended
 frame to the first frame after it; each true transition matches at most one detection.
 
-    python scripts/bench_shots.py [--videos 8] [--shots 12] [--folder DIR]
+    python scripts/bench_shots.py [--videos 8] [--shots 12] [--folder DIR] [--scenedetect CLI]
+
+``--scenedetect``: PySceneDetect's ``scenedetect`` command (installed in a venv of its own: it
+pulls OpenCV), run on the same files with ``detect-content`` and ``detect-adaptive`` (its
+defaults); its CPU time is the child processes', start-up included, which is also shown alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +39,41 @@ def match(found: list[int], truth: list[Transition]) -> int:
     return hits
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def scenedetect_cuts(cli: str, video: Path, command: str, out: Path) -> list[int]:
+    """Cut frames (0-based: each scene's first frame after the first) found by PySceneDetect's CLI."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [cli, "-q", "-i", str(video), "-o", str(out), command, "list-scenes", "-q"],
+        check=True,
+        capture_output=True,
+    )
+    with open(out / f"{video.stem}-Scenes.csv", newline="") as f:
+        rows = list(csv.reader(f))[2:]  # a timecode line, then the header
+    return [int(row[1]) - 1 for row in rows[1:]]
+
+
+def report(name: str, label: str, results: list[tuple[list[int], list[Transition]]]) -> None:
+    found_total = sum(len(found) for found, _ in results)
+    true_total = sum(len(truth) for _, truth in results)
+    hits = sum(match(found, truth) for found, truth in results)
+    precision = hits / found_total if found_total else 1.0
+    print(
+        f"{name:16} {label:22} transitions {true_total:4}  detected {found_total:4}  "
+        f"precision {precision:.3f}  recall {hits / true_total:.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=8, help="videos per set")
     parser.add_argument("--shots", type=int, default=12, help="shots per video")
     parser.add_argument("--folder", type=Path, default=None, help="keep the videos here")
+    parser.add_argument("--scenedetect", default=None, help="PySceneDetect's CLI, to compare with")
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-shots-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,19 +94,27 @@ def main() -> None:
             frames += scan.frames
             scans.append((scan, truth))
         for detector in DETECTORS:
-            found_total = hits = true_total = 0
-            for scan, truth in scans:
-                found = find_cuts(scan, detector, None, 15)
-                found_total += len(found)
-                true_total += len(truth)
-                hits += match(found, truth)
-            precision = hits / found_total if found_total else 1.0
-            recall = hits / true_total
-            print(
-                f"{name:16} {detector:9} transitions {true_total:4}  detected {found_total:4}  "
-                f"precision {precision:.3f}  recall {recall:.3f}"
-            )
-        print(f"{name:16} decode+score: {frames} frames in {cpu:.1f} CPU s = {frames / cpu:.0f} frames/CPU s")
+            report(name, f"vidcap {detector}", [(find_cuts(s, detector, None, 15), t) for s, t in scans])
+        print(f"{name:16} vidcap: {frames} frames in {cpu:.1f} CPU s = {frames / cpu:.0f} frames/CPU s")
+        if args.scenedetect:
+            for command in ("detect-content", "detect-adaptive"):
+                before = children_cpu()
+                found = [
+                    (scenedetect_cuts(args.scenedetect, path, command, folder / "scenedetect"), truth)
+                    for path, truth in videos
+                ]
+                sd_cpu = children_cpu() - before
+                report(name, f"scenedetect {command[7:]}", found)
+                print(
+                    f"{name:16} scenedetect {command}: {frames / sd_cpu:.0f} frames/CPU s "
+                    f"({sd_cpu:.1f} CPU s); vidcap {sd_cpu / cpu:.2f}x faster"
+                )
+    if args.scenedetect:
+        tiny = folder / "tiny.mp4"
+        build_video(tiny, 1, shot_frames=(2, 2))
+        before = children_cpu()
+        scenedetect_cuts(args.scenedetect, tiny, "detect-content", folder / "scenedetect")
+        print(f"scenedetect start-up (a 2-frame video): {children_cpu() - before:.2f} CPU s per run")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vidcap.errors import RecordError
 from vidcap.shot_corpus import build_video
-from vidcap.video.shots import find_cuts, interval_cuts, scan_video, shots_from_cuts
+from vidcap.video.shots import find_cuts, interval_cuts, rgb_to_hsv, scan_video, shots_from_cuts
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,12 @@ def test_shot_starts_plan_from_their_first_frame(fps: float) -> None:
     cuts = list(range(1, 3000, 7))
     for shot in shots_from_cuts(times, 3000 / fps, cuts, fps=fps):
         assert math.ceil(shot.start * fps) == shot.first
+
+
+def test_hsv_on_opencv_scales() -> None:
+    # OpenCV's COLOR_RGB2HSV for these pixels (what PySceneDetect scores): red, green, blue,
+    # grey, orange, magenta.
+    pixels = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [77, 77, 77], [255, 128, 0], [255, 0, 255]]])
+    hsv = rgb_to_hsv(pixels.astype(np.uint8))[:, 0, :].T
+    expected = [[0, 255, 255], [60, 255, 255], [120, 255, 255], [0, 0, 77], [15, 255, 255], [150, 255, 255]]
+    assert np.round(hsv).tolist() == expected

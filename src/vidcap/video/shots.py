@@ -60,16 +60,16 @@ class ShotScan:
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``(..., 3)`` to float32 HSV on OpenCV's 8-bit scales (H 0-179, S and V 0-255)."""
-    rgb = rgb.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    delta = v - rgb.min(axis=-1)
-    s = np.where(v > 0, delta * 255.0 / np.maximum(v, 1e-6), 0.0)
-    safe = np.maximum(delta, 1e-6)
-    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    h = np.where(delta > 0, (h * 30.0) % 180.0, 0.0)  # 60 degrees per unit, halved as OpenCV does
-    return np.stack([h, s, v], axis=-1).astype(np.float32)
+    """uint8 RGB ``(H, W, 3)`` to float32 HSV planes ``(3, H, W)`` on OpenCV's 8-bit scales
+    (H 0-179, S and V 0-255), as PySceneDetect scores frames (OpenCV rounds to integers)."""
+    r, g, b = (rgb[..., c].astype(np.float32) for c in range(3))
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    s = np.divide(delta * 255.0, v, out=np.zeros_like(v), where=v > 0)
+    step = np.divide(30.0, delta, out=np.zeros_like(delta), where=delta > 0)  # 60 degrees, halved
+    h = np.where(v == r, (g - b) * step, np.where(v == g, 60.0 + (b - r) * step, 120.0 + (r - g) * step))
+    h[h < 0] += 180.0
+    return np.stack([h, s, v])
 
 
 def content_score(previous: np.ndarray, current: np.ndarray) -> float:
