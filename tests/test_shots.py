@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -94,3 +96,25 @@ def test_hsv_on_opencv_scales() -> None:
     hsv = rgb_to_hsv(pixels.astype(np.uint8))[:, 0, :].T
     expected = [[0, 255, 255], [60, 255, 255], [120, 255, 255], [0, 0, 77], [15, 255, 255], [150, 255, 255]]
     assert np.round(hsv).tolist() == expected
+
+
+def test_variable_frame_rate_shots_start_at_frame_timestamps(tmp_path: Path) -> None:
+    # Frames held on screen for different times: a frame's start is its own timestamp, as
+    # vidcap run places frames of such a file, not its number / fps.
+    stamps = [0, 40, 80, 120, 400, 440, 480, 520, 1000, 1040]  # ms
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, pts in enumerate(stamps):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    scan = scan_video(str(path))
+    assert scan.times == tuple(t / 1000 for t in stamps)
+    shots = shots_from_cuts(scan.times, scan.end, [4, 8], fps=scan.fps)
+    assert [(s.start, s.first) for s in shots] == [(0.0, 0), (0.4, 4), (1.0, 8)]

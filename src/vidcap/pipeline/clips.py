@@ -16,7 +16,7 @@ from vidcap.errors import RecordError
 from vidcap.pipeline.check import bound, resolve_video_path, video_field_problem, video_paths
 from vidcap.video.plan import resolve_rate
 from vidcap.video.probe import probe_with_index
-from vidcap.video.shots import find_cuts, frame_time, interval_cuts, scan_video, shots_from_cuts
+from vidcap.video.shots import find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
 
 ADDED_FIELDS = ("video_start", "video_end", "shot_id", "shot_kind")
 ERROR_KEY = "clips_error"  # not run's "error"/"status": a clips file stays an input `vidcap run` takes
@@ -64,7 +64,7 @@ def clip_records(
     if opts.split == "interval":
         info, index = probe_with_index(path)
         fps, total, _ = resolve_rate(info)
-        times = [frame_time(index, i, fps) for i in range(total)]
+        times = frame_times(index, total, fps)
         end = total / fps
     else:
         scan = scan_video(path)

@@ -12,7 +12,7 @@ Two detectors, after PySceneDetect's (whose defaults they keep, without its Open
 Either way a cut closer than ``min_frames`` to the previous one is not taken.
 
 Frames are numbered in presentation order from 0 and each frame's time is what ``vidcap run``
-plans with (:func:`frame_time`): ``i / fps`` for a constant-rate file (slot ``i`` of the plan
+plans with (:func:`frame_times`): ``i / fps`` for a constant-rate file (slot ``i`` of the plan
 is frame ``i``), else the frame's own timestamp from the first frame's. So a shot starting at
 frame ``i`` has ``video_start`` exactly frame ``i``'s start.
 """
@@ -44,7 +44,7 @@ SCAN_WIDTH = 160
 @dataclass(frozen=True)
 class ShotScan:
     """A video's per-frame scores: ``scores[i]`` compares frame ``i`` with frame ``i - 1``
-    (``scores[0]`` is 0); ``times[i]`` is frame ``i``'s start in seconds (see ``frame_time``)."""
+    (``scores[0]`` is 0); ``times[i]`` is frame ``i``'s start in seconds (see ``frame_times``)."""
 
     path: str
     fps: float
@@ -77,11 +77,14 @@ def content_score(previous: np.ndarray, current: np.ndarray) -> float:
     return float(np.abs(current - previous).mean())
 
 
-def frame_time(index: PacketIndex | None, frame: int, fps: float) -> float:
-    """Frame ``frame``'s start in seconds, as ``vidcap run``'s plan places it."""
-    if index is None or not index.reliable or index.regular or frame >= len(index.pts):
-        return frame / fps
-    return index.times()[frame]
+def frame_times(index: PacketIndex | None, count: int, fps: float) -> list[float]:
+    """The start in seconds of frames ``0..count-1``, as ``vidcap run``'s plan places them:
+    ``i / fps`` where the timestamps follow a constant rate (or cannot be trusted), else each
+    frame's timestamp from the first frame's (past the listed ones: ``i / fps``)."""
+    if index is None or not index.reliable or index.regular:
+        return [i / fps for i in range(count)]
+    stamped = index.times()
+    return [stamped[i] if i < len(stamped) else i / fps for i in range(count)]
 
 
 def scan_video(path: str, *, width: int = SCAN_WIDTH, threads: int = 2) -> ShotScan:
@@ -129,7 +132,7 @@ def scan_video(path: str, *, width: int = SCAN_WIDTH, threads: int = 2) -> ShotS
         raise RecordError(f"no decodable frames in {path}")
     if errors:
         notes.append(f"{errors} decode error(s), first: {first_error}")
-    times = tuple(frame_time(index, i, fps) for i in range(len(scores)))
+    times = tuple(frame_times(index, len(scores), fps))
     return ShotScan(path, fps, np.asarray(scores, np.float32), times, times[-1] + 1 / fps, tuple(notes))
 
 
