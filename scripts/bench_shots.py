@@ -6,6 +6,7 @@ cut matches a hard cut within 2 frames, a gradual transition anywhere from its f
 frame to the first frame after it; each true transition matches at most one detection.
 
     python scripts/bench_shots.py [--videos 8] [--shots 12] [--folder DIR] [--scenedetect CLI]
+        [--size 320x240]
 
 ``--scenedetect``: PySceneDetect's ``scenedetect`` command (installed in a venv of its own: it
 pulls OpenCV), run on the same files with ``detect-content`` and ``detect-adaptive`` (its
@@ -74,16 +75,22 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=12, help="shots per video")
     parser.add_argument("--folder", type=Path, default=None, help="keep the videos here")
     parser.add_argument("--scenedetect", default=None, help="PySceneDetect's CLI, to compare with")
+    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the videos")
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-shots-"))
     folder.mkdir(parents=True, exist_ok=True)
     sets = {"hard cuts": 0.0, "dissolves/fades": 1.0}
-    print(f"{args.videos} videos x {args.shots} shots per set, 320x240 25 fps H.264, in {folder}")
+    width, height = (int(n) for n in args.size.split("x"))
+    print(f"{args.videos} videos x {args.shots} shots per set, {width}x{height} 25 fps H.264, in {folder}")
     for name, gradual in sets.items():
         videos = []
         for v in range(args.videos):
             path = folder / f"{'gradual' if gradual else 'hard'}-{v}.mp4"
-            videos.append((path, build_video(path, args.shots, seed=100 * v + int(gradual), gradual=gradual)))
+            seed = 100 * v + int(gradual)
+            transitions = build_video(
+                path, args.shots, seed=seed, gradual=gradual, width=width, height=height
+            )
+            videos.append((path, transitions))
         frames = 0
         cpu = 0.0
         scans = []
@@ -111,7 +118,7 @@ def main() -> None:
                 )
     if args.scenedetect:
         tiny = folder / "tiny.mp4"
-        build_video(tiny, 1, shot_frames=(2, 2))
+        build_video(tiny, 1, shot_frames=(2, 2), width=width, height=height)
         before = children_cpu()
         scenedetect_cuts(args.scenedetect, tiny, "detect-content", folder / "scenedetect")
         print(f"scenedetect start-up (a 2-frame video): {children_cpu() - before:.2f} CPU s per run")

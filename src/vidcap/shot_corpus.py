@@ -39,7 +39,8 @@ class Transition:
 
 def source_frames(name: str, count: int, width: int, height: int, fps: int, skip: int = 0) -> np.ndarray:
     """``count`` RGB frames of the lavfi source ``name``, after skipping ``skip`` frames."""
-    extra = ":rule=30" if name == "cellauto" else ""
+    # life and cellauto start from a random pattern: seeded (by the offset), the corpus repeats.
+    extra = {"cellauto": f":rule=30:seed={skip}", "life": f":seed={skip}"}.get(name, "")
     spec = f"{name}=size={width}x{height}:rate={fps}{extra}"
     frames = []
     with av.open(spec, format="lavfi") as container:
