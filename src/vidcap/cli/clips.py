@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -126,6 +127,7 @@ def clips_command(
 
 
 def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, timeout: float, **values) -> int:
+    from vidcap.cli.probe import VIDEO_EXTENSIONS
     from vidcap.io.formats import format_for
     from vidcap.io.records import iter_records, scan_input
     from vidcap.io.writer import open_writer
@@ -147,25 +149,27 @@ def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, tim
             f"{output_path}: a clips file cannot be CSV (vidcap run reads its cells as text, not "
             "seconds); use .jsonl, .json or .parquet"
         )
-    if input_path.suffix.lower() in _VIDEO_SUFFIXES:
+    one_video = input_path.suffix.lower() in VIDEO_EXTENSIONS
+    if one_video:
         if not input_path.is_file():
             raise VidcapError(f"video not found: {input_path}")
-        records = [(1, {opts.video_key: input_path.name})]
-        like = None
-        where = lambda line: str(input_path)  # noqa: E731
+        records: Iterable[tuple[int, dict]] = [(1, {opts.video_key: input_path.name})]
     else:
         scan_input(input_path)  # every line valid before anything is written
         records = ((r.line, r.data) for r in iter_records(input_path))
-        like = input_path
-        where = lambda line: format_for(input_path, "input").location(input_path, line)  # noqa: E731
         check_output_is_not_input(input_path, output_path)
+
+    def where(line: int) -> str:
+        """How an error line names the record: ``file:line`` (or the video given as INPUT)."""
+        return str(input_path) if one_video else format_for(input_path, "input").location(input_path, line)
+
     if output_path.exists() and not overwrite:
         raise VidcapError(f"{output_path} exists; pass --overwrite to replace it (clips does not resume yet)")
     started = time.monotonic()
     videos = shots = failed = 0
     workers = default_workers() if workers is None else workers
     tasks = (ClipTask(line, data, input_path.parent, output_path.parent, opts) for line, data in records)
-    writer = open_writer(output_path, resume=False, like=like)
+    writer = open_writer(output_path, resume=False, like=None if one_video else input_path)
     complete = False
     try:
         with OrderedPool(
@@ -195,9 +199,6 @@ def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, tim
         file=sys.stderr,
     )
     return EXIT_RECORDS_FAILED if failed else EXIT_OK
-
-
-_VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".ogv"})
 
 
 def _check_options(opts: SplitOptions, detectors: tuple[str, ...]) -> None:
