@@ -61,6 +61,19 @@ def test_bad_video_is_an_error_record_and_the_rest_go_on(footage, tmp_path: Path
     assert rows[-1] == {"video": "missing.mp4", "clips_error": rows[-1]["clips_error"]}
 
 
+def test_short_shots_dropped_leave_no_record(footage, tmp_path: Path) -> None:
+    folder, _ = footage
+    video = str(folder / "raw.mp4")
+    every, dropped = tmp_path / "all.jsonl", tmp_path / "long.jsonl"
+    assert run_vidcap("clips", video, "-o", str(every)).returncode == 0
+    proc = run_vidcap("clips", video, "-o", str(dropped), "--min-shot", "2.5", "--short-shots", "drop")
+    assert proc.returncode == 0, proc.stderr
+    spans = [(r["video_start"], r["video_end"]) for r in _records(every)]
+    long = [(a, b) for a, b in spans if b - a >= 2.5 - 1e-6]
+    assert 0 < len(long) < len(spans)  # the footage's shots are 1.2-3.6 s
+    assert [(r["video_start"], r["video_end"]) for r in _records(dropped)] == long
+
+
 def test_interval_split_with_trims(footage, tmp_path: Path) -> None:
     folder, _ = footage
     out = tmp_path / "clips.jsonl"
@@ -82,6 +95,7 @@ def test_interval_split_with_trims(footage, tmp_path: Path) -> None:
         (["--detector", "magic"], "--detector must be one of content, adaptive"),
         (["--min-shot", "5", "--max-shot", "2"], "--max-shot (2.0) must be more than --min-shot"),
         (["-o", "clips.csv"], "a clips file cannot be CSV"),
+        (["--short-shots", "keep"], "--short-shots must be merge or drop"),
     ],
 )
 def test_bad_options_are_one_line(footage, tmp_path: Path, args: list[str], message: str) -> None:

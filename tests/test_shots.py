@@ -70,6 +70,12 @@ def test_short_shots_merge_and_long_shots_split() -> None:
     ]
 
 
+def test_short_shots_dropped() -> None:
+    shots = shots_from_cuts(TIMES, 10.0, [5, 30, 35], fps=10, min_shot=1.0, drop_short=True)
+    # 0-0.5 s and 3.0-3.5 s are left out: the others keep their own times.
+    assert [(s.start, s.end, s.kind) for s in shots] == [(0.5, 3.0, "cut"), (3.5, 10.0, "cut")]
+
+
 def test_trim_start_and_end() -> None:
     shots = shots_from_cuts(TIMES, 10.0, [5, 50], fps=10, trim_start=1.0, trim_end=2.0)
     assert [(s.start, s.end) for s in shots] == [(1.0, 5.0), (5.0, 8.0)]

@@ -68,6 +68,14 @@ def clips_command(
             rich_help_panel=SPLIT,
         ),
     ] = 0.0,
+    short_shots: Annotated[
+        str,
+        typer.Option(
+            metavar="merge|drop",
+            help="What --min-shot does with a short shot: merge it, or drop it (no record).",
+            rich_help_panel=SPLIT,
+        ),
+    ] = "merge",
     max_shot: Annotated[
         float | None,
         typer.Option(metavar="SECONDS", help="Split longer shots evenly.", rich_help_panel=SPLIT),
@@ -113,6 +121,7 @@ def clips_command(
             detector=detector,
             threshold=threshold,
             min_shot=min_shot,
+            drop_short=_short_shots(short_shots),
             max_shot=max_shot,
             every=every,
             trim_start=trim_start,
@@ -199,6 +208,13 @@ def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, tim
         file=sys.stderr,
     )
     return EXIT_RECORDS_FAILED if failed else EXIT_OK
+
+
+def _short_shots(value: str) -> bool:
+    """``--short-shots``: True to drop short shots, False to merge them."""
+    if value not in ("merge", "drop"):
+        raise VidcapError(f"--short-shots must be merge or drop, not {value!r}")
+    return value == "drop"
 
 
 def _check_options(opts: SplitOptions, detectors: tuple[str, ...]) -> None:

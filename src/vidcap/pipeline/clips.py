@@ -31,6 +31,7 @@ class SplitOptions:
     threshold: float | None = None
     min_frames: int = 15  # no cut closer than this to the previous one (PySceneDetect's min_scene_len)
     min_shot: float = 0.0
+    drop_short: bool = False  # shots under min_shot are left out, not merged
     max_shot: float | None = None
     every: float | None = None
     trim_start: float = 0.0
@@ -86,6 +87,7 @@ def clip_records(
         cuts,
         fps=fps,
         min_shot=opts.min_shot,
+        drop_short=opts.drop_short,
         max_shot=opts.max_shot,
         trim_start=trim_start,
         trim_end=trim_end,

@@ -204,11 +204,13 @@ def shots_from_cuts(
     trim_start: float = 0.0,
     trim_end: float = 0.0,
     kinds: Sequence[str] | None = None,
+    drop_short: bool = False,
 ) -> list[Shot]:
     """Turn cut frames into shots covering the video from ``trim_start`` to ``end - trim_end``.
 
     A shot shorter than ``min_shot`` seconds is merged into the shot before it (the first into
-    the one after it); one longer than ``max_shot`` is split into equal parts at frame starts.
+    the one after it), or left out with ``drop_short``; one longer than ``max_shot`` is split
+    into equal parts at frame starts.
     ``kinds`` names each cut's kind (default ``cut``). Times are frame starts from ``times``;
     a shot ends where the next begins, the last at ``end`` (less ``trim_end``).
     """
@@ -225,7 +227,9 @@ def shots_from_cuts(
         return times[frame] if frame < frames else end
 
     spans = [[b, (bounds[i + 1][0] if i + 1 < len(bounds) else stop), k] for i, (b, k) in enumerate(bounds)]
-    if min_shot > 0:
+    if min_shot > 0 and drop_short:
+        spans = [span for span in spans if time_at(span[1]) - time_at(span[0]) >= min_shot - 1e-9]
+    elif min_shot > 0:
         merged: list[list] = []
         for span in spans:
             short = time_at(span[1]) - time_at(span[0]) < min_shot - 1e-9
