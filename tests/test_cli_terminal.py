@@ -41,7 +41,7 @@ def narrow(**extra: str) -> dict[str, str]:
 # --- help -------------------------------------------------------------------------------
 
 
-COMMANDS = ("run", "probe", "merge", "demo", "report")
+COMMANDS = ("run", "probe", "clips", "merge", "demo", "report")
 
 
 @pytest.mark.parametrize("command", [["--help"], *([command, "--help"] for command in COMMANDS)])

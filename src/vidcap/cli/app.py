@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from vidcap import __version__
-from vidcap.cli import demo, merge, probe_cli, report, run
+from vidcap.cli import clips, demo, merge, probe_cli, report, run
 from vidcap.cli.help import EXIT_CODES, GroupedCommand
 from vidcap.errors import EXIT_INTERNAL, VidcapError
 from vidcap.quiet import TerminalHandler, terminal_err
@@ -39,6 +39,7 @@ app = typer.Typer(
 )
 app.command("run", epilog=run.EPILOG + EXIT_CODES, cls=GroupedCommand)(run.run_command)
 app.command("probe", epilog=probe_cli.EPILOG, cls=GroupedCommand)(probe_cli.probe_cli_command)
+app.command("clips", epilog=clips.EPILOG, cls=GroupedCommand)(clips.clips_command)
 app.command("merge", epilog=merge.EPILOG, cls=GroupedCommand)(merge.merge_command)
 app.command("demo", epilog=demo.EPILOG, cls=GroupedCommand)(demo.demo_command)
 app.command("report", epilog=report.EPILOG, cls=GroupedCommand)(report.report_command)

@@ -27,7 +27,8 @@ EPILOG = (
     "Examples:\n\n"
     "  vidcap probe clip.mp4 videos/\n\n"
     "  vidcap probe data.jsonl --json -m Qwen/Qwen2.5-VL-7B-Instruct > plan.jsonl\n\n"
-    "  vidcap probe long.mp4 --window 20 --fps 1   # the windows of run --window 20"
+    "  vidcap probe long.mp4 --window 20 --fps 1   # the windows of run --window 20\n\n"
+    "  vidcap probe raw.mp4 --split shots   # the shots of vidcap clips"
 )
 
 
@@ -58,10 +59,31 @@ def probe_cli_command(
             "--window` captions them: each window's frames and tokens.",
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            metavar="shots",
+            help="Show the shots `vidcap clips` cuts each video into instead (with --detector, --threshold).",
+        ),
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(metavar="content|adaptive", help="Shot detector for --split shots.")
+    ] = "content",
+    threshold: Annotated[
+        float | None, typer.Option(help="The detector's threshold (default: 27 content, 3.0 adaptive).")
+    ] = None,
 ) -> None:
     """Show each video's metadata and frame plan, and totals to size --max-model-len and the job."""
     from vidcap.cli.probe import probe_command
     from vidcap.config import load_config_file
+
+    if split is not None:
+        from vidcap.cli.probe_shots import probe_shots_command
+
+        if split != "shots":
+            print(f"error: --split takes shots, not {split!r}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(probe_shots_command(paths, json_lines, detector, threshold))
 
     options = sampling_from(
         config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
