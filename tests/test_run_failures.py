@@ -236,7 +236,6 @@ def test_an_empty_shard_with_overwrite_empties_the_output_without_the_engine(
     assert summary_of(out)["records_in_shard"] == 0
 
 
-
 def test_overwrite_stopped_before_its_first_batch_keeps_the_old_output_and_summary(
     tmp_path: Path, clip_dir: Path, tiny_model: Path
 ) -> None:
@@ -252,3 +251,28 @@ def test_overwrite_stopped_before_its_first_batch_keeps_the_old_output_and_summa
     # So a resume with the new prompt cannot take the old records for its own.
     with pytest.raises(VidcapError, match="prompt"):
         run_captioning(config(data, out, prompt="New prompt."), FakeEngine(tiny_model))
+
+
+def test_a_run_in_process_leaves_the_callers_own_helpers_alive(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``execute`` ends the helpers *it* started; a caller's engine started before (its processes
+    hold stop signals back, as vLLM's engine core does) must outlive the run."""
+    import subprocess
+    import sys
+
+    from vidcap.procs import blocks_stop_signal, stop_signals_blocked
+
+    with stop_signals_blocked():
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert blocks_stop_signal(helper.pid)
+        data = dataset(tmp_path, clip_dir, 2)
+        out = tmp_path / "out.jsonl"
+        monkeypatch.setattr("vidcap.engines.create_engine", lambda *_: FakeEngine(tiny_model))
+        assert run_cli.execute(config(data, out, model=str(tiny_model)), quiet=True) == 0
+        with pytest.raises(subprocess.TimeoutExpired):  # alive: the run did not kill it
+            helper.wait(timeout=2)
+    finally:
+        helper.kill()
+        helper.wait()

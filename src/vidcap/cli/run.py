@@ -514,6 +514,8 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     _stop_requested = False
     # The signals the helper processes ignore (vidcap.procs): this process alone acts on them.
     previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
+    # Helpers alive before this run (another engine of the calling program) are not this run's.
+    helpers_before = set(descendants(os.getpid()))
     capture = None
     try:
         check_output_is_not_input(Path(run.input), output)
@@ -560,7 +562,7 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
         raise
     finally:
         _engine_start(False)
-        _end_leftover_processes()
+        _end_leftover_processes(helpers_before)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _print_note(capture)
@@ -573,11 +575,12 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     return result.exit_code
 
 
-def _end_leftover_processes() -> None:
+def _end_leftover_processes(before: set[int]) -> None:
     """SIGKILL any helper this run started that is still alive (none, when every path closed
     what it opened): the helpers hold SIGTERM back (vidcap.procs), so nothing else would end
-    them. Processes that take signals (multiprocessing's resource tracker) end by themselves."""
-    kill_processes(pid for pid in descendants(os.getpid()) if blocks_stop_signal(pid))
+    them. Processes that take signals (multiprocessing's resource tracker) end by themselves.
+    Those in ``before`` were there when the run began (a library caller's own engine): kept."""
+    kill_processes(pid for pid in descendants(os.getpid()) if pid not in before and blocks_stop_signal(pid))
 
 
 def _print_note(capture: Capture | None) -> None:
