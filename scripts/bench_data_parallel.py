@@ -26,7 +26,7 @@ def make_requests(count: int, frames: int, width: int, height: int, max_tokens: 
     """``count`` requests of one synthetic video each, at a size the model's patches divide."""
     import numpy as np
 
-    from vidcap.engines.base import CaptionRequest, VideoInput
+    from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 
     rng = np.random.default_rng(0)
     requests = []

@@ -11,7 +11,7 @@ reported.
     # vidcap from another source tree beside this one (before/after a change), on AVI/MPEG-4:
     .venv/bin/python scripts/bench_decode.py --baseline-src /tmp/main/src --codec mpeg4 --ext avi
 
-Clips are synthetic (``vidcap.clips.make_clip``: by default h264, default libx264 settings,
+Clips are synthetic (``vidcap.video.synthetic.make_clip``: by default h264, default libx264 settings,
 30 fps) and are generated into a temporary folder (``--workdir`` keeps and reuses them).
 """
 
@@ -134,7 +134,7 @@ def _measure(
 
 
 def _make_clips(workdir: Path, specs: list[str], args: argparse.Namespace) -> list[Path]:
-    from vidcap.clips import make_clip
+    from vidcap.video.synthetic import make_clip
 
     clips = []
     name = {"libx264": "h264"}.get(args.codec, args.codec)
@@ -188,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(args.workdir) if args.workdir else Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        from vidcap.clips import make_clip
+        from vidcap.video.synthetic import make_clip
 
         warmup = workdir / "warmup.mp4"
         if not warmup.exists():

@@ -52,7 +52,7 @@ CLIPS = [  # (name, seconds, fps, width, height): short, small real h264 clips
 
 def make_dataset(folder: Path, name: str, records: int) -> Path:
     """Clips in ``folder`` and a JSON Lines input of ``records`` records cycling over them."""
-    from vidcap.clips import make_clip
+    from vidcap.video.synthetic import make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     for clip, seconds, fps, width, height in CLIPS:
@@ -171,7 +171,7 @@ def ideal(engine: Any, requests: list[Any]) -> tuple[float, int]:
     from vllm import SamplingParams
 
     from vidcap.engines.chat import fixed_size_kwargs, render_prompt
-    from vidcap.engines.loading import load_processor
+    from vidcap.model.processor import load_processor
 
     processor = load_processor(engine.config)
     base = {"n": 1, "seed": engine.generation.seed, **engine.sampling().values}
@@ -195,7 +195,7 @@ def ideal(engine: Any, requests: list[Any]) -> tuple[float, int]:
 def decode_scaling(engine: Any, seqs: int, tokens: int = 128) -> tuple[float, float]:
     """Seconds per decode step with 1 and with ``seqs`` sequences running (text-only prompts,
     ``tokens`` forced tokens each): how much a step's cost grows with the sequences in it."""
-    from vidcap.engines.base import CaptionRequest
+    from vidcap.engines.caption_engine import CaptionRequest
 
     steps = []
     for count in (1, seqs):
@@ -235,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from vidcap.config import EngineConfig
-    from vidcap.engines.base import GenerationOptions
+    from vidcap.engines.caption_engine import GenerationOptions
     from vidcap.tiny_model import build_tiny_model
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="vidcap-bench-feed-"))

@@ -47,7 +47,7 @@ _CACHE: dict[tuple[str, float], Any] = {}  # a transfer worker's decoded videos
 
 def decode_cached(task: Any) -> Any:
     """Pool function for the transfer timing: decode each (video, fps) once, then return it again."""
-    from vidcap.pipeline.decode import decode_record
+    from vidcap.pipeline.decode_step import decode_record
 
     key = (task.paths[0], task.options.fps)
     if key not in _CACHE:
@@ -86,7 +86,7 @@ def time_transfer(task: Any, count: int, shared_memory: bool) -> tuple[float, fl
 
 def build_request(index: int, videos: list[Any], engine: Any) -> Any:
     """What the runner does with a decoded record: a CaptionRequest and its length check."""
-    from vidcap.engines.base import CaptionRequest, VideoInput
+    from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 
     request = CaptionRequest(
         request_id=str(index),
@@ -107,7 +107,7 @@ def per_video(fn: Any, count: int) -> float:
 
 def time_pipeline(engine: Any, tasks: list[Any], workers: int, shared_memory: bool) -> float:
     """Wall seconds for the main-process path over ``tasks`` fed by ``workers`` decode workers."""
-    from vidcap.pipeline.decode import decode_record
+    from vidcap.pipeline.decode_step import decode_record
     from vidcap.video.pool import OrderedPool
 
     start = time.perf_counter()
@@ -154,13 +154,13 @@ def main() -> None:
     if args.quick:
         fps_values, sizes, args.count, args.pipeline_videos = [2.0], ["720p"], 3, 4
 
-    from vidcap.clips import make_clip
     from vidcap.config import EngineConfig
-    from vidcap.engines.base import GenerationOptions
-    from vidcap.engines.loading import load_processor
+    from vidcap.engines.caption_engine import GenerationOptions
     from vidcap.engines.vllm_engine import VllmEngine
-    from vidcap.pipeline.decode import DecodeTask, decode_record
+    from vidcap.model.processor import load_processor
+    from vidcap.pipeline.decode_step import DecodeTask, decode_record
     from vidcap.tiny_model import build_tiny_model
+    from vidcap.video.synthetic import make_clip
     from vidcap.video.types import SamplingOptions
 
     folder = args.folder or Path(tempfile.mkdtemp(prefix="vidcap-bench-host-"))

@@ -39,7 +39,7 @@ CLIPS = [  # (name, seconds, fps, width, height): short real h264 clips
 
 
 def make_dataset(folder: Path, records: int) -> Path:
-    from vidcap.clips import make_clip
+    from vidcap.video.synthetic import make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, seconds, fps, width, height in CLIPS:

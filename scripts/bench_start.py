@@ -58,7 +58,7 @@ def engine_core_pids(engine: Any) -> list[int]:
 def distinct_clips(folder: Path, count: int) -> Path:
     """``count`` clips of distinct sizes (distinct frames, so distinct content hashes) and a
     JSON Lines input naming them."""
-    from vidcap.clips import make_clip
+    from vidcap.video.synthetic import make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"distinct-{count}.jsonl"
@@ -76,7 +76,7 @@ def child(args: argparse.Namespace) -> None:
     from bench_feed import bench_engine_class, make_dataset
 
     from vidcap.config import EngineConfig, build_config
-    from vidcap.engines.base import GenerationOptions
+    from vidcap.engines.caption_engine import GenerationOptions
     from vidcap.pipeline.runner import run_captioning
 
     work = args.workdir

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from vidcap.clips import make_clip
 from vidcap.config import EngineConfig
-from vidcap.engines.base import GenerationOptions
+from vidcap.engines.caption_engine import GenerationOptions
 from vidcap.io.jsonio import dumps
+from vidcap.video.synthetic import make_clip
 
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -114,8 +114,8 @@ def assert_only_noise_errors(returncode: int, output: Path, stderr: str = "") ->
     The output may hold records of an earlier run (a resume): the exit code is checked against
     the errors of the last run, which its summary counts."""
     from vidcap.io.jsonio import loads
-    from vidcap.io.merge import summary_path
     from vidcap.io.records import iter_records
+    from vidcap.io.sidecar import summary_path
 
     assert returncode in (0, 1), stderr
     errors = [r.data.get("error") for r in iter_records(output) if r.data.get("status") == "error"]

@@ -3,8 +3,8 @@
 Each builder writes one small file with PyAV (FFmpeg's encoders and muxers) and returns the
 ground truth needed to check a decoder: ``shown[t]`` is the painted index of the picture on
 screen in time slot ``t`` (slot = 1/fps). Frames are painted with
-:func:`vidcap.clips.synthetic_frame`, so :func:`vidcap.clips.frame_index_of` reads the index
-back from any decoded (even resized) picture.
+:func:`vidcap.video.synthetic.synthetic_frame`, so
+:func:`vidcap.video.synthetic.frame_index_of` reads the index back from any decoded (even resized) picture.
 
 Some clips are bent on purpose into what old muxers and encoders wrote, which FFmpeg's own
 encoders never produce: DivX/Xvid "packed" B-frames in AVI (a P- and a B-VOP in one chunk,
@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidcap.clips import synthetic_frame
+from vidcap.video.synthetic import synthetic_frame
 
 W, H = 160, 120
 VOP_START = b"\x00\x00\x01\xb6"

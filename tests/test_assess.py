@@ -18,7 +18,7 @@ from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config
 from vidcap.cli import run as cli_run
 from vidcap.config import build_config
-from vidcap.engines.base import CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.errors import VidcapError
 from vidcap.io.records import iter_records
 from vidcap.pipeline.assess import (

@@ -27,9 +27,8 @@ import pytest
 
 from tests.backend_servers import VllmServer, fake_server, free_port, launch_vllm_server
 from tests.conftest import write_jsonl
-from vidcap.clips import synthetic_frame
 from vidcap.config import EngineConfig, RunConfig, build_config
-from vidcap.engines.base import CaptionEngine, CaptionRequest, GenerationOptions, VideoInput
+from vidcap.engines.caption_engine import CaptionEngine, CaptionRequest, GenerationOptions, VideoInput
 from vidcap.engines.openai_engine import OpenAIEngine
 from vidcap.engines.openai_payload import encode_jpeg
 from vidcap.engines.transformers_engine import TransformersEngine
@@ -39,6 +38,7 @@ from vidcap.io.records import iter_records
 from vidcap.io.sidecar import read_summary
 from vidcap.pipeline.runner import run_captioning
 from vidcap.video.load import load_video
+from vidcap.video.synthetic import synthetic_frame
 from vidcap.video.types import SamplingOptions
 
 GENERATION = GenerationOptions(max_tokens=12, temperature=0.7, seed=0)

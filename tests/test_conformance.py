@@ -29,10 +29,10 @@ from tests.corpus import (
     has_encoder,
     packed_avi,
 )
-from vidcap.clips import frame_index_of, synthetic_frame
 from vidcap.video.decode import DecodeReport, decode_frames
 from vidcap.video.load import load_video
-from vidcap.video.probe import probe_video, probe_with_index
+from vidcap.video.metadata import probe_video, probe_with_index
+from vidcap.video.synthetic import frame_index_of, synthetic_frame
 from vidcap.video.types import SamplingOptions
 
 # The same decoder and the same conversion give the same pixels: any real difference (a

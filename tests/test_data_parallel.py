@@ -19,7 +19,13 @@ import pytest
 from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
 from tests.test_batch_jobs import other_output, output_ids, start_vidcap, wait_for_lines
 from vidcap.config import EngineConfig, build_config, load_config_file
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions, VideoInput
+from vidcap.engines.caption_engine import (
+    CaptionEngine,
+    CaptionOutput,
+    CaptionRequest,
+    GenerationOptions,
+    VideoInput,
+)
 from vidcap.engines.data_parallel import DataParallelEngine, plan_placements, sweep_shared_memory
 from vidcap.errors import EngineDiedError, VidcapError
 from vidcap.io.jsonio import loads
@@ -206,4 +212,3 @@ def test_two_engines_killed_and_rerun_match_one_engine(
     assert_only_noise_errors(run_captioning(single, vllm_engine).exit_code, one)
     two = [(r.data["id"], r.data.get("caption"), r.data["status"]) for r in iter_records(out)]
     assert two == [(r.data["id"], r.data.get("caption"), r.data["status"]) for r in iter_records(one)]
-

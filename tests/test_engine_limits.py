@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_only_noise_errors, run_vidcap, write_jsonl
-from vidcap.io.merge import summary_path
+from vidcap.io.sidecar import summary_path
 from vidcap.video.plan import default_total_pixels, plan_frames
 from vidcap.video.types import SamplingOptions, VideoInfo
 
@@ -113,7 +113,7 @@ def test_the_engine_batch_budget_is_the_context_with_or_without_a_seed(tiny_mode
     chunked prefill (off with a seed on the CPU build) would make it."""
     from vidcap.config import EngineConfig
     from vidcap.engines.vllm_engine import batch_budget
-    from vidcap.model_info import context_length
+    from vidcap.model.info import context_length
 
     assert context_length(str(tiny_model)) == 128_000
     assert batch_budget(EngineConfig(model=str(tiny_model))) == 128_000

@@ -16,10 +16,10 @@ from tests.conftest import run_vidcap as vidcap
 from tests.conftest import write_jsonl
 from tests.test_cli_errors import assert_one_line_error
 from vidcap.config import EngineConfig, RunConfig, RunOptions, build_config
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.errors import ENGINE_ERROR_CHARS, VidcapError, engine_error
 from vidcap.families import FAMILIES, detect_family, resolve_family
-from vidcap.model_info import vision_geometry
+from vidcap.model.info import vision_geometry
 from vidcap.pipeline.requests import length_problem
 
 

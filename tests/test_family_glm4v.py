@@ -20,11 +20,11 @@ from tests.conftest import TINY_ENGINE, write_jsonl
 from tests.conftest import run_vidcap as vidcap
 from tests.corpus import Clip, encode_clip, has_encoder
 from tests.test_families import config_only
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.engines.chat import prompt_token_count, render_prompt
 from vidcap.families import detect_family, get_family
 from vidcap.families.glm4v import sample_indices, smart_resize
-from vidcap.model_info import vision_geometry
+from vidcap.model.info import vision_geometry
 from vidcap.video.load import load_video
 from vidcap.video.types import SamplingOptions
 

@@ -24,7 +24,7 @@ from tests.test_families import config_only
 from tests.test_model_parity import load_processor, reference_inputs, request_for, sampling_for, vidcap_inputs
 from vidcap.engines.chat import render_prompt
 from vidcap.families import detect_family
-from vidcap.model_info import has_linear_attention, vision_geometry
+from vidcap.model.info import has_linear_attention, vision_geometry
 
 # (encoder, container, frames, fps): odd and even counts, standard and odd rates.
 CLIPS = [

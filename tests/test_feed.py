@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import write_jsonl
 from vidcap.config import EngineConfig, build_config
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning

@@ -12,10 +12,10 @@ import pytest
 from tests.conftest import write_jsonl
 from tests.test_feed import StreamingFake
 from tests.test_runner_errors import FakeEngine, config
-from vidcap.engines.base import CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.io.jsonio import loads
-from vidcap.io.merge import summary_path
 from vidcap.io.records import iter_records
+from vidcap.io.sidecar import summary_path
 from vidcap.pipeline.runner import run_captioning
 
 

@@ -11,12 +11,12 @@ import pytest
 
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config, dataset
-from vidcap.clips import make_clip
 from vidcap.config import EngineConfig
-from vidcap.engines.base import CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.engines.vllm_engine import engine_context
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
+from vidcap.video.synthetic import make_clip
 
 
 class LoadingEngine(FakeEngine):

@@ -19,10 +19,11 @@ from vidcap import FileStorage
 from vidcap.errors import VidcapError
 from vidcap.io.formats import FORMATS, find_span, format_for
 from vidcap.io.formats.parquet import SchemaCheck, parts_dir
-from vidcap.io.merge import merge_outputs, summary_path
+from vidcap.io.merge_outputs import merge_outputs
 from vidcap.io.records import SpanReader, iter_records
 from vidcap.io.resume import load_done
 from vidcap.io.shards import shard_range
+from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import open_writer
 
 RECORDS = [

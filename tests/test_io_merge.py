@@ -10,8 +10,9 @@ import pytest
 
 from vidcap.cli.merge import find_shard_outputs, merge_command
 from vidcap.errors import VidcapError
-from vidcap.io.merge import merge_outputs, read_shard_summary, summary_path
+from vidcap.io.merge_outputs import merge_outputs, read_shard_summary
 from vidcap.io.shards import shard_range
+from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import open_writer
 
 INPUT = "/abs/path/data.jsonl"

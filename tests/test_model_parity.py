@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ENGINE
-from vidcap.clips import make_clip
 from vidcap.config import EngineConfig
-from vidcap.engines.base import CaptionRequest, GenerationOptions, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, GenerationOptions, VideoInput
 from vidcap.engines.chat import fixed_size_kwargs, hf_video_metadata, prompt_token_count, render_prompt
-from vidcap.model_info import vision_geometry
+from vidcap.model.info import vision_geometry
 from vidcap.video.load import load_video
+from vidcap.video.synthetic import make_clip
 from vidcap.video.types import SamplingOptions
 
 FAMILIES = ("qwen2.5-vl", "qwen3-vl", "qwen3.5")

@@ -22,9 +22,9 @@ import pytest
 import torch
 from qwen_vl_utils import vision_process as ref
 
-from vidcap.clips import frame_index_of, make_clip
 from vidcap.errors import RecordError
 from vidcap.video.plan import _linspace_f32, frame_indices, plan_frames, smart_resize, video_token_count
+from vidcap.video.synthetic import frame_index_of, make_clip
 from vidcap.video.types import SamplingOptions, VideoInfo
 
 # torch.linspace differs in the last bit between its FMA kernels (AVX2/AVX512) and the x86

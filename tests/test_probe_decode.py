@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from tests.corpus import has_encoder
-from vidcap.clips import frame_index_of, make_clip, synthetic_frame
 from vidcap.errors import RecordError
 from vidcap.video.decode import DecodeReport, decode_frames
 from vidcap.video.load import load_video
-from vidcap.video.probe import PacketIndex, probe_video, probe_with_index
+from vidcap.video.metadata import PacketIndex, probe_video, probe_with_index
+from vidcap.video.synthetic import frame_index_of, make_clip, synthetic_frame
 from vidcap.video.types import FramePlan, SamplingOptions
 
 W, H = 160, 120
@@ -463,10 +463,10 @@ def _mixed_folder(folder: Path) -> Path:
 
 
 def test_probe_command_json_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from vidcap.cli.probe import probe_command
+    from vidcap.cli.probe_videos import probe_paths
 
     folder = _mixed_folder(tmp_path / "mixed")
-    code = probe_command([str(folder)], True, SamplingOptions(), None)
+    code = probe_paths([str(folder)], True, SamplingOptions(), None)
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 1  # one unreadable video
@@ -488,7 +488,7 @@ def test_probe_command_json_folder(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from vidcap.cli.probe import probe_command
+    from vidcap.cli.probe_videos import probe_paths
 
     make_clip(tmp_path / "videos" / "a.mp4", seconds=1.0)
     make_clip(tmp_path / "videos" / "b.mkv", seconds=2.0)
@@ -502,7 +502,7 @@ def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.C
     vision = {"patch_size": 16, "spatial_merge_size": 2}  # Qwen3-VL: factor 32
     (model / "config.json").write_text(json.dumps({"model_type": "qwen3_vl", "vision_config": vision}))
 
-    code = probe_command([str(dataset)], True, SamplingOptions(), str(model))
+    code = probe_paths([str(dataset)], True, SamplingOptions(), str(model))
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 1
@@ -512,6 +512,6 @@ def test_probe_command_dataset_and_model_factor(tmp_path: Path, capsys: pytest.C
     assert json.loads(err.strip().splitlines()[-1])["totals"]["videos"] == 2
 
     # Without --json: a table on stdout, totals included.
-    assert probe_command([str(dataset)], False, SamplingOptions(), None) == 1
+    assert probe_paths([str(dataset)], False, SamplingOptions(), None) == 1
     out, _ = capsys.readouterr()
     assert "a.mp4" in out and "2 videos" in out and "video not found" in out

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_vidcap, write_jsonl
-from vidcap.clips import make_clip
 from vidcap.errors import VidcapError
 from vidcap.io.jsonio import dumps, dumps_pretty, loads
 from vidcap.report.build import DEFAULT_LIMIT, ReportOptions, build_report
 from vidcap.report.recorded import Sampling
 from vidcap.report.thumbs import fit, spread
+from vidcap.video.metadata import probe_video
 from vidcap.video.plan import plan_frames
-from vidcap.video.probe import probe_video
+from vidcap.video.synthetic import make_clip
 from vidcap.video.types import SamplingOptions
 
 SAMPLING = SamplingOptions(fps=2.0, max_pixels=160 * 28 * 28)
@@ -50,15 +50,21 @@ def outdir(tmp_path: Path) -> Path:
     make_clip(tmp_path / "clips" / "a.mp4", seconds=3.0, fps=24, width=320, height=240)
     make_clip(tmp_path / "clips" / "w.avi", seconds=6.0, fps=10, width=160, height=96, codec="mpeg4")
     windows = [
-        {"start": 0.0, "end": 3.0, "caption": "first window", "status": "ok",
-         "info": {"flags": ["repetition"]}},
+        {
+            "start": 0.0,
+            "end": 3.0,
+            "caption": "first window",
+            "status": "ok",
+            "info": {"flags": ["repetition"]},
+        },
         {"start": 3.0, "end": 6.0, "caption": "second window", "status": "ok", "info": {"flags": []}},
     ]
     records = [
         ok("r1", "clips/a.mp4", "a caption with </script><b>markup</b>"),
         {"id": "r2", "video": "clips/gone.mp4", "caption": None, "status": "error", "error": "not found"},
-        ok("r3", "clips/a.mp4", "cut off",
-           info={"finish_reason": "length", "flags": ["truncated"], "p": NAN}),
+        ok(
+            "r3", "clips/a.mp4", "cut off", info={"finish_reason": "length", "flags": ["truncated"], "p": NAN}
+        ),
         ok("r4", "clips/w.avi", "whole video", windows=windows),
         {"id": "r5", "video": None, "caption": None, "status": "skipped", "error": None},
     ]

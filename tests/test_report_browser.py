@@ -21,10 +21,10 @@ import pytest
 
 from tests.chromium import Browser, find_chromium
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
-from vidcap.clips import make_clip
 from vidcap.config import build_config, load_config_file
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
+from vidcap.video.synthetic import make_clip
 
 BROWSER = find_chromium()
 if BROWSER is None and os.environ.get("VIDCAP_REQUIRE_BROWSER"):
@@ -34,10 +34,25 @@ pytestmark = pytest.mark.skipif(
 )
 
 WINDOWS = [
-    {"start": 0.0, "end": 2.0, "caption": "window one: a street", "status": "ok",
-     "info": {"finish_reason": "stop", "prompt_tokens": 80, "generated_tokens": 5, "flags": ["repetition"]}},
-    {"start": 2.0, "end": 4.0, "caption": "window two: a park", "status": "ok",
-     "info": {"finish_reason": "stop", "prompt_tokens": 80, "generated_tokens": 5, "flags": []}},
+    {
+        "start": 0.0,
+        "end": 2.0,
+        "caption": "window one: a street",
+        "status": "ok",
+        "info": {
+            "finish_reason": "stop",
+            "prompt_tokens": 80,
+            "generated_tokens": 5,
+            "flags": ["repetition"],
+        },
+    },
+    {
+        "start": 2.0,
+        "end": 4.0,
+        "caption": "window two: a park",
+        "status": "ok",
+        "info": {"finish_reason": "stop", "prompt_tokens": 80, "generated_tokens": 5, "flags": []},
+    },
 ]
 
 
@@ -67,8 +82,12 @@ def report_page(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, vllm
     records = [r.data for r in iter_records(out)]
     assert [r["status"] for r in records] == ["ok", "ok", "error"]
     # Known info and windows, in their documented shape (the sampled flags vary with the noise).
-    records[0]["info"] = {"finish_reason": "length", "prompt_tokens": 120, "generated_tokens": 8,
-                          "flags": ["truncated"]}
+    records[0]["info"] = {
+        "finish_reason": "length",
+        "prompt_tokens": 120,
+        "generated_tokens": 8,
+        "flags": ["truncated"],
+    }
     records[1]["info"] = {"finish_reason": "stop", "prompt_tokens": 90, "generated_tokens": 6, "flags": []}
     records[1]["windows"] = WINDOWS
     write_jsonl(out, records)

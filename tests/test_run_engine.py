@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import write_jsonl
 from vidcap.config import RunConfig, RunOptions, build_config
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.errors import VidcapError
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import write_jsonl
 from vidcap.config import EngineConfig, build_config
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
@@ -166,7 +166,7 @@ def test_a_stop_finishes_the_batch_in_flight_and_begins_no_other(
 def test_a_dead_vllm_engine_core_is_an_engine_died_error_not_a_bug(tiny_model: Path) -> None:
     """vLLM raises its EngineDeadError from ``step`` once the engine core process is gone (killed,
     out of memory): the run reports it as EngineDiedError (exit 70), a rerun resumes."""
-    from vidcap.engines.base import GenerationOptions
+    from vidcap.engines.caption_engine import GenerationOptions
     from vidcap.engines.vllm_engine import VllmEngine
     from vidcap.errors import EXIT_INTERNAL, EngineDiedError
 

@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from vidcap.cli.app import app
-from vidcap.clips import make_clip
 from vidcap.config import build_config
 from vidcap.errors import VidcapError
 from vidcap.io.shards import InputSpan
 from vidcap.pipeline.fingerprint import fingerprint_differences, run_fingerprint
+from vidcap.video.synthetic import make_clip
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidcap.clips import frame_index_of, make_clip
 from vidcap.errors import RecordError
-from vidcap.pipeline.decode import DecodeTask, decode_record
+from vidcap.pipeline.decode_step import DecodeTask, decode_record
 from vidcap.video.load import WindowedVideo, load_video, load_windowed_video
+from vidcap.video.synthetic import frame_index_of, make_clip
 from vidcap.video.types import SamplingOptions
 from vidcap.video.windows import Span
 

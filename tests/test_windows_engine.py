@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidcap.clips import make_clip
 from vidcap.config import RunOptions
-from vidcap.engines.base import CaptionRequest
+from vidcap.engines.caption_engine import CaptionRequest
 from vidcap.pipeline.assess import SeenCaptions
-from vidcap.pipeline.decode import DecodeTask, decode_record
-from vidcap.pipeline.windows import add_summary, assemble_windows, summary_request, window_requests
+from vidcap.pipeline.decode_step import DecodeTask, decode_record
+from vidcap.pipeline.windowed import add_summary, assemble_windows, summary_request, window_requests
+from vidcap.video.synthetic import make_clip
 from vidcap.video.types import SamplingOptions
 from vidcap.video.windows import Span
 

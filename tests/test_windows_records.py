@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from vidcap.config import RunOptions
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.generation import GenerationOptions
 from vidcap.pipeline.assemble import output_record
 from vidcap.pipeline.assess import SeenCaptions
-from vidcap.pipeline.windows import (
+from vidcap.pipeline.windowed import (
     WINDOWS_KEY,
     add_summary,
     assemble_windows,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EMPTY_CAPTION, write_jsonl
-from vidcap.clips import make_clip
 from vidcap.config import build_config
-from vidcap.engines.base import CaptionRequest
+from vidcap.engines.caption_engine import CaptionRequest
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.pipeline.runner import run_captioning
-from vidcap.pipeline.windows import timed_text
+from vidcap.pipeline.windowed import timed_text
+from vidcap.video.synthetic import make_clip
 from vidcap.video.windows import Span
 
 SPANS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 90)]  # 90 s in 20 s windows: the 10 s tail is half

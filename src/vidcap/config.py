@@ -89,7 +89,7 @@ class RunOptions:
     decode_timeout: float = 300.0
     decode_threads: int = 2
     json_schema_file: str | None = None
-    # Timed windows of long videos (pipeline/windows.py): their length in seconds, and the prompt
+    # Timed windows of long videos (pipeline/windowed.py): their length in seconds, and the prompt
     # of the text-only pass that turns the windows' captions into one whole-video caption.
     window: float | None = None
     summary_prompt: str | None = None

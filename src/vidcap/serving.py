@@ -19,11 +19,11 @@ from typing import Any
 
 from vidcap.config import EngineConfig
 from vidcap.engines import create_engine
-from vidcap.engines.base import CaptionEngine
+from vidcap.engines.caption_engine import CaptionEngine
 from vidcap.engines.openai_payload import VIDEO_FORMS
 from vidcap.errors import VidcapError
 from vidcap.generation import GenerationOptions, sampling_problem
-from vidcap.model_source import check_model_exists, looks_like_path, model_load_error
+from vidcap.model.locate import check_model_exists, looks_like_path, model_load_error
 
 
 class _Serving:

@@ -15,11 +15,11 @@ import traceback
 
 import typer
 
-from vidcap import __version__
-from vidcap.cli import clips, demo, merge, probe_cli, report, run
+from vidcap.cli import clips, demo, merge, probe, report, run
 from vidcap.cli.help import EXIT_CODES, GroupedCommand
 from vidcap.errors import EXIT_INTERNAL, VidcapError
 from vidcap.quiet import TerminalHandler, terminal_err
+from vidcap.version import __version__
 
 # click's base error class (bad option, bad value, missing argument). Typer 0.29 ships its own copy
 # of click, which exports only BadParameter: the base is found from it, whichever click it is.
@@ -38,7 +38,7 @@ app = typer.Typer(
     epilog="\b\n" + EXIT_CODES.strip(),  # \b: click keeps the paragraph's lines as they are
 )
 app.command("run", epilog=run.EPILOG + EXIT_CODES, cls=GroupedCommand)(run.run_command)
-app.command("probe", epilog=probe_cli.EPILOG, cls=GroupedCommand)(probe_cli.probe_cli_command)
+app.command("probe", epilog=probe.EPILOG, cls=GroupedCommand)(probe.probe_command)
 app.command("clips", epilog=clips.EPILOG, cls=GroupedCommand)(clips.clips_command)
 app.command("merge", epilog=merge.EPILOG, cls=GroupedCommand)(merge.merge_command)
 app.command("demo", epilog=demo.EPILOG, cls=GroupedCommand)(demo.demo_command)

@@ -19,7 +19,7 @@ import typer
 from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, RecordError, VidcapError
 
 if TYPE_CHECKING:
-    from vidcap.pipeline.clips import SplitOptions
+    from vidcap.pipeline.shot_clips import SplitOptions
 
 EPILOG = (
     "Examples:\n\n"
@@ -136,12 +136,12 @@ def clips_command(
 
 
 def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, timeout: float, **values) -> int:
-    from vidcap.cli.probe import VIDEO_EXTENSIONS
+    from vidcap.cli.probe_videos import VIDEO_EXTENSIONS
     from vidcap.io.formats import format_for
     from vidcap.io.records import iter_records, scan_input
     from vidcap.io.writer import open_writer
     from vidcap.pipeline.check import check_output_is_not_input
-    from vidcap.pipeline.clips import ERROR_KEY, ClipTask, SplitOptions, clip_task
+    from vidcap.pipeline.shot_clips import ERROR_KEY, ClipTask, SplitOptions, clip_task
     from vidcap.video.pool import OrderedPool, default_workers
     from vidcap.video.shots import DETECTORS
 

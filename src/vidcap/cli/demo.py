@@ -41,9 +41,7 @@ _CLIPS = (
 def demo_command(
     workdir: Annotated[
         Path, typer.Option(metavar="DIR", help="Where the model, clips and outputs go.")
-    ] = Path(
-        "vidcap-demo"
-    ),
+    ] = Path("vidcap-demo"),
     backend: Annotated[
         Literal["vllm", "transformers"] | None,
         typer.Option(help="The engine (default: vllm if installed).", rich_help_panel=MODEL),
@@ -67,12 +65,12 @@ def demo_command(
 ) -> None:
     """Caption generated clips with a tiny random-weight model, offline (a smoke test of the install)."""
     from vidcap.cli.run import execute
-    from vidcap.clips import make_clip
     from vidcap.config import build_config
     from vidcap.io.jsonio import dumps
     from vidcap.io.records import iter_records
     from vidcap.quiet import capture_output, log_path_for, terminal_err, terminal_out
     from vidcap.tiny_model import build_tiny_model
+    from vidcap.video.synthetic import make_clip
 
     workdir.mkdir(parents=True, exist_ok=True)
     output = workdir / "captions.jsonl"

@@ -41,7 +41,7 @@ def merge_command(
     ] = None,
 ) -> None:
     """Join complete shard outputs into one file in input order; refuses gaps, overlaps and other inputs."""
-    from vidcap.io.merge import merge_outputs
+    from vidcap.io.merge_outputs import merge_outputs
     from vidcap.io.shards import default_output
 
     shard_outputs, input_path = find_shard_outputs([str(s) for s in shards])
@@ -69,8 +69,8 @@ def find_shard_outputs(args: list[str]) -> tuple[list[Path], Path | None]:
     ``--output`` wrote beside it (``INPUT.captions.shard-I-of-N.EXT``). VidcapError for an
     argument that is none of these.
     """
-    from vidcap.io.merge import summary_path
     from vidcap.io.shards import default_shard_outputs
+    from vidcap.io.sidecar import summary_path
 
     found: list[Path] = []
     inputs: list[Path] = []
@@ -107,12 +107,12 @@ def write_merged_summary(shard_outputs: list[Path], report: Any) -> dict[str, An
     are the shards' last-run stats added up. A duplicate flag says the caption repeats another
     of its own shard's run, not of the whole merged file.
     """
-    from vidcap import __version__
     from vidcap.io.files import atomic_write
     from vidcap.io.jsonio import dumps_pretty, loads
-    from vidcap.io.merge import summary_path
     from vidcap.io.records import iter_records
+    from vidcap.io.sidecar import summary_path
     from vidcap.pipeline.stats import RunStats
+    from vidcap.version import __version__
 
     shard_summaries = [loads(summary_path(Path(p)).read_bytes()) for p in shard_outputs]
     status_key = shard_summaries[0].get("status_key", "status")

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from vidcap.cli.probe import expand_paths
+from vidcap.cli.probe_videos import expand_paths
 from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, EXIT_USAGE, RecordError, VidcapError
 from vidcap.video.shots import DEFAULT_THRESHOLD, DETECTORS, find_cuts, scan_video, shots_from_cuts
 

@@ -450,7 +450,7 @@ def finish_config(config: RunConfig) -> RunConfig:
     """Check what the flags point at and load the prompt and schema files."""
     import dataclasses
 
-    from vidcap.engines.loading import check_model_exists
+    from vidcap.model.processor import check_model_exists
 
     run, engine, generation = config.run, config.engine, config.generation
     if not run.input:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vidcap.config import EngineConfig
-    from vidcap.engines.base import CaptionEngine, GenerationOptions
+    from vidcap.engines.caption_engine import CaptionEngine, GenerationOptions
 
 # backend name -> "module:class"; imported only when chosen (each pulls heavy dependencies).
 BACKENDS = {

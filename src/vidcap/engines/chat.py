@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.families import DEFAULT_FAMILY, Family, get_family
-from vidcap.families.base import hf_video_metadata, text_token_count
+from vidcap.families.family import hf_video_metadata, text_token_count
 from vidcap.families.qwen_vl import qwen_fixed_size_kwargs
 
 __all__ = [

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
 from vidcap.engines.chat import prompt_token_count
-from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, VidcapError, one_line
+from vidcap.model.processor import load_processor, model_load_error
 from vidcap.procs import kill_process_group, stop_signals_blocked
 
 if TYPE_CHECKING:

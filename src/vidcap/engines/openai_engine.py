@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import EngineConfig
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import build_messages as build_chat_messages
 from vidcap.engines.chat import prompt_token_count, text_token_count
-from vidcap.engines.loading import model_sampling_defaults
 from vidcap.engines.openai_payload import DEFAULT_JPEG_QSCALE, VIDEO_FORMS, build_messages, mm_extra_body
 from vidcap.engines.openai_probe import FormRefusedError, ServerForm, probe_server
 from vidcap.errors import VidcapError, one_line
-from vidcap.model_info import VisionGeometry, vision_geometry
+from vidcap.model.info import VisionGeometry, vision_geometry
+from vidcap.model.processor import model_sampling_defaults
 
 log = logging.getLogger(__name__)
 

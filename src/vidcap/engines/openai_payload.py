@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.families import Family
 
 # FFmpeg's JPEG quantiser scale (-q:v): 2 is the finest; the frames were already decoded

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vidcap.engines.base import CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.engines.openai_payload import VIDEO_FORMS, sampled_fps
 
 #: vLLM's default ``num_frames`` for a video: the frames of a ``video/jpeg`` URL past it are dropped.
@@ -177,7 +177,7 @@ def probe_server(ask: Ask, *, video_as: str, metadata: bool | None) -> ServerFor
 
 def probe_request(frames: int) -> CaptionRequest:
     """A tiny request: ``frames`` frames of 56x56, as if sampled at 2 fps from a clip of as many."""
-    from vidcap.clips import synthetic_frame
+    from vidcap.video.synthetic import synthetic_frame
 
     pixels = np.stack([synthetic_frame(i, _PROBE_SIZE, _PROBE_SIZE) for i in range(frames)])
     metadata = {

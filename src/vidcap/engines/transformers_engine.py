@@ -13,10 +13,10 @@ import logging
 from typing import Any
 
 from vidcap.config import EngineConfig
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import hf_video_metadata, prompt_token_count, render_prompt
-from vidcap.engines.loading import load_processor, model_load_error, model_sampling_defaults
 from vidcap.errors import VidcapError, engine_error, one_line
+from vidcap.model.processor import load_processor, model_load_error, model_sampling_defaults
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import threading
 from typing import Any
 
 from vidcap.config import EngineConfig
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, GenerationOptions
 from vidcap.engines.chat import prompt_token_count, render_prompt
-from vidcap.engines.loading import load_processor, model_load_error
 from vidcap.errors import EngineDiedError, engine_error
-from vidcap.model_info import context_length, has_linear_attention
+from vidcap.model.info import context_length, has_linear_attention
+from vidcap.model.processor import load_processor, model_load_error
 from vidcap.procs import held_stops_delivered, new_children_killed_on_error, stop_signals_blocked
 
 _TEARDOWN_S = 30.0  # the most the engine core gets to tear down, and to die once killed

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
-from vidcap.families.base import Family, VisionGeometry
+from vidcap.families.family import Family, VisionGeometry
 from vidcap.families.glm4v import Glm4v
 from vidcap.families.internvl import InternVL
 from vidcap.families.llava_onevision import LlavaOnevision

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vidcap.errors import VidcapError
-from vidcap.families.base import Family, VisionGeometry
+from vidcap.families.family import Family, VisionGeometry
 from vidcap.families.qwen_vl import processor_placeholder_tokens
 from vidcap.video.plan import frame_indices, frame_range, resolve_rate, video_token_count
 from vidcap.video.types import FramePlan

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidcap.families.base import Family, VisionGeometry, fixed_frame_count, text_token_count
+from vidcap.families.family import Family, VisionGeometry, fixed_frame_count, text_token_count
 from vidcap.video.plan import frame_range, resolve_rate, video_token_count
 from vidcap.video.types import FramePlan
 

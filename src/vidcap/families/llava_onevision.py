@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from vidcap.families.base import Family, VisionGeometry, fixed_frame_count, text_token_count
+from vidcap.families.family import Family, VisionGeometry, fixed_frame_count, text_token_count
 from vidcap.video.plan import frame_range, resolve_rate
 from vidcap.video.types import FramePlan
 

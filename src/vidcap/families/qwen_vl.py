@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidcap.families.base import Family, VisionGeometry, hf_video_metadata, text_token_count
+from vidcap.families.family import Family, VisionGeometry, hf_video_metadata, text_token_count
 from vidcap.video.plan import plan_frames
 
 if TYPE_CHECKING:

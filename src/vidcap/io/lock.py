@@ -34,7 +34,7 @@ from pathlib import Path
 
 from vidcap.errors import OutputLockedError, VidcapError
 from vidcap.io import files
-from vidcap.io.merge import summary_path
+from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import journal_path
 
 log = logging.getLogger(__name__)

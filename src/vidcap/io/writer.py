@@ -26,7 +26,7 @@ from pathlib import Path
 from vidcap.errors import VidcapError
 from vidcap.io.files import make_parent_folder
 from vidcap.io.formats import format_for
-from vidcap.io.formats.base import Columns, RecordWriter
+from vidcap.io.formats.interface import Columns, RecordWriter
 from vidcap.io.formats.journal import journal_path
 
 __all__ = ["RecordWriter", "journal_path", "open_writer", "side_files"]

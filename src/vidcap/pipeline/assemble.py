@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vidcap.config import RunConfig, RunOptions
-from vidcap.engines.base import CaptionOutput
+from vidcap.engines.caption_engine import CaptionOutput
 from vidcap.pipeline.assess import SeenCaptions, caption_info, flag_failure
 from vidcap.pipeline.captions import caption_value
 from vidcap.prompts import with_prompt_shown

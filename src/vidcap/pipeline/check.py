@@ -19,9 +19,9 @@ from vidcap.config import RunOptions
 from vidcap.errors import RecordError, VidcapError
 from vidcap.io.formats import format_for
 from vidcap.io.lock import lock_path
-from vidcap.io.merge import summary_path
 from vidcap.io.records import BadLine, InputRecord, SpanReader
 from vidcap.io.shards import InputSpan
+from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import side_files
 from vidcap.pipeline.text_pass import prompt_fields
 from vidcap.prompts import DiyVideoPrompt, conversation_prompt

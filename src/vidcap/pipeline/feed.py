@@ -16,7 +16,7 @@ buffer (< ``batch_size``) and the decode look-ahead.
 A stop (``should_stop()``) submits nothing new, collects what is in flight, writes every
 finished record in order and ends; the run is interrupted unless every record was done.
 
-A windowed record (``--window``, ``pipeline/windows.py``) submits one request per window; once
+A windowed record (``--window``, ``pipeline/windowed.py``) submits one request per window; once
 they are all in, its ``--summary-prompt`` request (text only); it is done when those are. Its
 requests wait in its slot while the engine is full (no record enters meanwhile), so the engine
 never holds more than ``max_in_flight``; a stop still submits them, to finish the record.
@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig
-from vidcap.engines.base import CaptionEngine, CaptionOutput, CaptionRequest
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.pipeline.ahead import END, DecodeAhead
 from vidcap.pipeline.assemble import Answered, answered_record, output_record
 from vidcap.pipeline.assess import SeenCaptions, flag_failure, retry_seed
 from vidcap.pipeline.check import record_location
 from vidcap.pipeline.requests import Pending, build_request, length_problem, notes_field
 from vidcap.pipeline.stats import InFlightClock, RunStats
-from vidcap.pipeline.windows import (
+from vidcap.pipeline.windowed import (
     WINDOWS_KEY,
     add_summary,
     assemble_windows,

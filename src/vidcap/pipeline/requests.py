@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig
-from vidcap.engines.base import CaptionEngine, CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionEngine, CaptionRequest, VideoInput
 from vidcap.errors import RecordError, engine_error, one_line
 from vidcap.io.records import InputRecord
 from vidcap.pipeline.check import bound, resolve_video_path, video_paths
-from vidcap.pipeline.decode import DecodedRecord, DecodeTask
+from vidcap.pipeline.decode_step import DecodedRecord, DecodeTask
 from vidcap.pipeline.text_pass import text_prompt
 from vidcap.prompts import DiyVideoPrompt, conversation_system_prompt, resolve_prompt
 

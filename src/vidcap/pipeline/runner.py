@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.config import RunConfig, needs_video_model
-from vidcap.engines.base import CaptionEngine
+from vidcap.engines.caption_engine import CaptionEngine
 from vidcap.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -44,9 +44,9 @@ from vidcap.errors import (
 from vidcap.io.columns import output_columns
 from vidcap.io.jsonio import loads
 from vidcap.io.lock import OutputLock, acquire_output_lock, lock_path
-from vidcap.io.merge import summary_path
 from vidcap.io.records import InputRecord, SpanReader
 from vidcap.io.resume import load_done
+from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import open_writer
 from vidcap.pipeline.ahead import DecodeAhead
 from vidcap.pipeline.assess import SeenCaptions
@@ -57,7 +57,7 @@ from vidcap.pipeline.check import (
     record_id,
     todo_problems,
 )
-from vidcap.pipeline.decode import decode_record
+from vidcap.pipeline.decode_step import decode_record
 from vidcap.pipeline.feed import Feed
 from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
 from vidcap.pipeline.requests import Pending, decode_tasks

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidcap import __version__
 from vidcap.errors import VidcapError
 from vidcap.families import vision_facts
 from vidcap.io.files import atomic_write
 from vidcap.io.jsonio import dumps_pretty
+from vidcap.version import __version__
 
 if TYPE_CHECKING:
     from vidcap.config import RunConfig

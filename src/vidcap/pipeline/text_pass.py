@@ -15,7 +15,7 @@ from typing import Any
 
 from vidcap.errors import RecordError
 from vidcap.io.columns import WINDOWS_KEY
-from vidcap.pipeline.windows import caption_text
+from vidcap.pipeline.windowed import caption_text
 from vidcap.prompts import DiyVideoPrompt
 
 CAPTION_KEY = "caption"  # the field whose JSON object's fields a prompt may name

@@ -80,9 +80,7 @@ def _from_summary(outputs: list[OutputFile]) -> Sampling | None:
     return Sampling(options, "as the run recorded them in its summary")
 
 
-def resolve_sampling(
-    given: Sampling | None, model: str | None, outputs: list[OutputFile]
-) -> Sampling:
+def resolve_sampling(given: Sampling | None, model: str | None, outputs: list[OutputFile]) -> Sampling:
     """The run's frame-sampling options, with the model's patch factor (see the module doc).
 
     An explicit ``model`` is read as ``vidcap run`` reads it; otherwise the summary's model is
@@ -101,7 +99,7 @@ def resolve_sampling(
             model, source = found, "the run summary's model"
     if model is None:
         return given
-    from vidcap.model_info import vision_geometry  # raises VidcapError with one line
+    from vidcap.model.info import vision_geometry  # raises VidcapError with one line
 
     geometry = vision_geometry(model)
     options = geometry.apply(given.options)

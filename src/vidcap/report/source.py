@@ -15,10 +15,10 @@ from typing import Any
 from vidcap.errors import VidcapError
 from vidcap.io.formats import format_for, supported
 from vidcap.io.jsonio import dumps_pretty, loads
-from vidcap.io.merge import summary_path
 from vidcap.io.records import iter_records
+from vidcap.io.sidecar import summary_path
 from vidcap.pipeline.check import resolve_video_path
-from vidcap.pipeline.windows import timed_text
+from vidcap.pipeline.windowed import timed_text
 from vidcap.report.fields import ReportFields
 from vidcap.video.windows import Span
 

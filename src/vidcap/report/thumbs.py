@@ -1,6 +1,6 @@
 """Small JPEG thumbnails of the frames a run's plan sampled: the job of a report worker process.
 
-Kept free of heavy imports (PyAV and numpy only), like ``pipeline/decode.py``: the report
+Kept free of heavy imports (PyAV and numpy only), like ``pipeline/decode_step.py``: the report
 decodes in the project's worker pool (``video/pool.py``), whose processes are spawned fresh.
 
 The plan is the one ``vidcap run`` makes (``plan_video``, same options, same segment); the
@@ -17,7 +17,7 @@ import numpy as np
 
 from vidcap.families import plan_video
 from vidcap.video.decode import DecodeReport, decode_frames
-from vidcap.video.probe import probe_with_index
+from vidcap.video.metadata import probe_with_index
 from vidcap.video.types import SamplingOptions
 
 JPEG_QSCALE = 5  # FFmpeg's mjpeg quantiser: 2 (finest) to 31; 5 keeps a 128 x 72 frame near 2-4 KB
@@ -99,11 +99,14 @@ def draw_strip(task: StripTask) -> Strip:
     )
     report = DecodeReport()
     frames = decode_frames(
-        task.path, small, rotation=info.rotation, threads=task.threads, index=index, resize="fast",
+        task.path,
+        small,
+        rotation=info.rotation,
+        threads=task.threads,
+        index=index,
+        resize="fast",
         report=report,
     )
     notes = (*info.notes, *plan.notes, *report.notes)
-    jpegs = tuple(
-        (float(t), encode_jpeg(frame)) for t, frame in zip(small.timestamps, frames, strict=True)
-    )
+    jpegs = tuple((float(t), encode_jpeg(frame)) for t, frame in zip(small.timestamps, frames, strict=True))
     return Strip(frames=jpegs, planned=plan.nframes, width=width, height=height, notes=notes)

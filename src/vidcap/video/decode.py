@@ -1,7 +1,7 @@
 """Decode exactly the planned frames of a video, as RGB at the planned size.
 
 A plan names time slots (slot ``i`` is ``[i / fps, (i + 1) / fps)`` from the first frame);
-:meth:`~vidcap.video.probe.PacketIndex.frames_at` turns them into frames in presentation
+:meth:`~vidcap.video.metadata.PacketIndex.frames_at` turns them into frames in presentation
 order. For a constant-rate file slot ``i`` is the ``i``-th frame, as decord numbers frames
 (so a plan made like qwen-vl-utils' picks the same pictures); where timestamps and frame
 count disagree it is the frame on screen at the slot's instant, i / fps. Only planned frames are
@@ -11,7 +11,7 @@ spans a keyframe is crossed by seeking to the keyframe before the next planned f
 
 Two ways of numbering frames, in order of preference:
 
-* *indexed*: a :class:`~vidcap.video.probe.PacketIndex` (every packet's pts, sorted) names
+* *indexed*: a :class:`~vidcap.video.metadata.PacketIndex` (every packet's pts, sorted) names
   each decoded frame by its pts. This is what allows seeking and skipping. It is checked as
   it goes (pts known, increasing, the keyframe seeked to shows up) and abandoned for the
   next mode at the first inconsistency.
@@ -46,7 +46,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vidcap.errors import RecordError
-from vidcap.video.probe import PacketIndex, libav_message, open_container, scan_packets, video_stream
+from vidcap.video.metadata import PacketIndex, libav_message, open_container, scan_packets, video_stream
 from vidcap.video.types import FramePlan
 
 Resize = Literal["reference", "fast"]

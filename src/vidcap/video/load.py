@@ -13,7 +13,7 @@ import numpy as np
 
 from vidcap.families import plan_video
 from vidcap.video.decode import DecodeReport, Resize, decode_frames
-from vidcap.video.probe import probe_with_index
+from vidcap.video.metadata import probe_with_index
 from vidcap.video.types import FramePlan, SamplingOptions, VideoInfo
 from vidcap.video.windows import Span, format_span, plan_windows
 

@@ -29,8 +29,8 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vidcap.errors import RecordError
+from vidcap.video.metadata import PacketIndex, libav_message, open_container, probe_with_index, video_stream
 from vidcap.video.plan import resolve_rate
-from vidcap.video.probe import PacketIndex, libav_message, open_container, probe_with_index, video_stream
 
 Detector = Literal["content", "adaptive"]
 DETECTORS: tuple[str, ...] = ("content", "adaptive")

@@ -72,7 +72,7 @@ class FramePlan:
 
     nframes: int
     # Time slots of 1 / video_fps from the first frame: the frame indices of a constant-rate
-    # file; elsewhere slot i is the frame on screen in it (see vidcap.video.probe).
+    # file; elsewhere slot i is the frame on screen in it (see vidcap.video.metadata).
     frame_indices: tuple[int, ...]
     timestamps: tuple[float, ...]  # seconds, from the start of the stream
     resized_width: int

@@ -1,6 +1,6 @@
 """The record formats, chosen by file extension: one module per format, one line each here.
 
-A new format (WebDataset, Lance, ...) is a :class:`~vidcap.io.formats.base.RecordFormat`
+A new format (WebDataset, Lance, ...) is a :class:`~vidcap.io.formats.interface.RecordFormat`
 subclass in its own module plus its line in :data:`FORMATS`; reading, shards, writing,
 resume and merge then work for it without other edits.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidcap.errors import VidcapError
-from vidcap.io.formats.base import RecordFormat
 from vidcap.io.formats.csv_table import CsvFormat
+from vidcap.io.formats.interface import RecordFormat
 from vidcap.io.formats.json_array import JsonArrayFormat
 from vidcap.io.formats.jsonl import JsonlFormat
 from vidcap.io.formats.parquet import ParquetFormat

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vidcap.io import files
-from vidcap.io.formats.base import Columns, Located, RecordFormat, RecordWriter, cannot_write, jsonl_chunks
+from vidcap.io.formats.interface import (
+    Columns,
+    Located,
+    RecordFormat,
+    RecordWriter,
+    cannot_write,
+    jsonl_chunks,
+)
 from vidcap.io.formats.jsonl import AppendFile
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io import files, jsonio
-from vidcap.io.formats.base import Columns, Entry, Located, Update
+from vidcap.io.formats.interface import Columns, Entry, Located, Update
 from vidcap.io.formats.journal import JournaledFormat
 from vidcap.io.shards import InputSpan, shard_range
 

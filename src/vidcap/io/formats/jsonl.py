@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vidcap.io import files
-from vidcap.io.formats.base import (
+from vidcap.io.formats.interface import (
     Columns,
     Entry,
     Located,

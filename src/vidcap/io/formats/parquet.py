@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
 from vidcap.io import files
-from vidcap.io.formats.base import Columns, Entry, Located, RecordFormat, RecordWriter, Update, cannot_write
+from vidcap.io.formats.interface import (
+    Columns,
+    Entry,
+    Located,
+    RecordFormat,
+    RecordWriter,
+    Update,
+    cannot_write,
+)
 from vidcap.io.shards import InputSpan, shard_range
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import Any
 
 from vidcap.errors import RecordError
 from vidcap.pipeline.check import bound, resolve_video_path, video_field_problem, video_paths
+from vidcap.video.metadata import probe_with_index
 from vidcap.video.plan import resolve_rate
-from vidcap.video.probe import probe_with_index
 from vidcap.video.shots import find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
 
 ADDED_FIELDS = ("video_start", "video_end", "shot_id", "shot_kind")

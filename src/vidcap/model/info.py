@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.families import named_family, resolve_family
-from vidcap.families.base import VisionGeometry
-from vidcap.model_source import check_model_exists, model_load_error
+from vidcap.families.family import VisionGeometry
+from vidcap.model.locate import check_model_exists, model_load_error
 
 __all__ = ["VisionGeometry", "context_length", "has_linear_attention", "model_config", "vision_geometry"]
 

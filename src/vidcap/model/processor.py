@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vidcap.generation import SAMPLING_KEYS
-from vidcap.model_source import check_model_exists, looks_like_path, model_load_error
+from vidcap.model.locate import check_model_exists, looks_like_path, model_load_error
 
 if TYPE_CHECKING:
     from vidcap.config import EngineConfig

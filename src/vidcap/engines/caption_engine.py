@@ -21,7 +21,7 @@ import numpy as np
 
 from vidcap.families import Family, get_family
 from vidcap.generation import GenerationOptions, ResolvedSampling, resolve_sampling
-from vidcap.model_info import VisionGeometry, vision_geometry
+from vidcap.model.info import VisionGeometry, vision_geometry
 
 if TYPE_CHECKING:
     from vidcap.config import EngineConfig

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vidcap.config import RunOptions
-from vidcap.engines.base import CaptionOutput, CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest, VideoInput
 from vidcap.generation import GenerationOptions
 from vidcap.io.columns import WINDOWS_KEY  # the output field holding a windowed record's windows
 from vidcap.pipeline.assess import FLAGS, SeenCaptions, caption_info
