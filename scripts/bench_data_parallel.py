@@ -55,7 +55,7 @@ def make_requests(count: int, frames: int, width: int, height: int, max_tokens: 
 def measure(size: int, model: str, args: argparse.Namespace, requests: list) -> dict[str, float]:
     """Start-up and captioning seconds of ``size`` engines on ``requests``."""
     from vidcap.config import EngineConfig
-    from vidcap.engines import create_engine
+    from vidcap.executors import create_engine
     from vidcap.generation import GenerationOptions
 
     config = EngineConfig(

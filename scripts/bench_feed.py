@@ -109,7 +109,7 @@ def bench_engine_class() -> type:
 def run_vidcap(engine: Any, data: Path, out: Path, args: argparse.Namespace) -> tuple[float, dict]:
     """The real run path in this process, with ``engine``; (wall seconds, summary)."""
     from vidcap.config import build_config
-    from vidcap.pipeline.runner import run_captioning
+    from vidcap.executors.job import run_captioning
 
     config = build_config(
         {},

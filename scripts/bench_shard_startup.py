@@ -67,9 +67,9 @@ def before(path: Path, opts, index: int, count: int) -> None:
 
 def after(path: Path, opts, index: int, count: int) -> None:
     """This version's start-up for shard ``index`` of ``count``, up to the shard's first record."""
+    from vidcap.executors.array_share import resolve_shard
     from vidcap.io.records import SpanReader
     from vidcap.pipeline.check import check_records
-    from vidcap.pipeline.shard import resolve_shard
 
     shard = resolve_shard(index, count, path)
     check_records(shard.span, opts, whole_input=count == 1)

@@ -77,7 +77,7 @@ def child(args: argparse.Namespace) -> None:
 
     from vidcap.config import EngineConfig, build_config
     from vidcap.engines.caption_engine import GenerationOptions
-    from vidcap.pipeline.runner import run_captioning
+    from vidcap.executors.job import run_captioning
 
     work = args.workdir
     kind, _, value = args.child.partition(":")

@@ -15,9 +15,9 @@ from tests.conftest import run_vidcap, write_jsonl
 from vidcap import DiyVideoPrompt, FileStorage, LocalModelVLMServing_vllm, VideoToCaptionGenerator
 from vidcap.config import build_config, load_config_file
 from vidcap.errors import VidcapError
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import dumps, loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,6 +20,7 @@ from vidcap.cli import run as cli_run
 from vidcap.config import build_config
 from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.errors import VidcapError
+from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
 from vidcap.pipeline.assess import (
     SeenCaptions,
@@ -29,7 +30,6 @@ from vidcap.pipeline.assess import (
     periodic_tail,
     retry_seed,
 )
-from vidcap.pipeline.runner import run_captioning
 
 SENTENCE = "A man in a red coat walks a brown dog along a wet street at night while cars pass by."
 

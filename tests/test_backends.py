@@ -33,10 +33,10 @@ from vidcap.engines.openai_engine import OpenAIEngine
 from vidcap.engines.openai_payload import encode_jpeg
 from vidcap.engines.transformers_engine import TransformersEngine
 from vidcap.errors import VidcapError
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import dumps, loads
 from vidcap.io.records import iter_records
 from vidcap.io.sidecar import read_summary
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.load import load_video
 from vidcap.video.synthetic import synthetic_frame
 from vidcap.video.types import SamplingOptions

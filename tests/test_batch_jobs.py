@@ -20,10 +20,10 @@ from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, wr
 from vidcap.cli.merge import merge_command
 from vidcap.config import build_config
 from vidcap.errors import VidcapError
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.lock import acquire_output_lock, lock_path
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = 96

@@ -9,8 +9,8 @@ from pathlib import Path
 from tests.conftest import write_jsonl
 from tests.test_api import generation
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.report.recorded import resolve_fields
 from vidcap.report.source import iter_views, open_output
 

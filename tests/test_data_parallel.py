@@ -26,11 +26,11 @@ from vidcap.engines.caption_engine import (
     GenerationOptions,
     VideoInput,
 )
-from vidcap.engines.data_parallel import DataParallelEngine, plan_placements, sweep_shared_memory
 from vidcap.errors import EngineDiedError, VidcapError
+from vidcap.executors.data_parallel import DataParallelEngine, plan_placements, sweep_shared_memory
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 
 
 class EchoEngine(CaptionEngine):

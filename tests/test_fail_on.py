@@ -9,10 +9,10 @@ from pathlib import Path
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config
 from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.io.sidecar import summary_path
-from vidcap.pipeline.runner import run_captioning
 
 PROMPT_TOKENS, MAX_TOKENS = 100, 8  # what each try of SeedSensitive counts (a whole caption: 3)
 

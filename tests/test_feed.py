@@ -15,9 +15,9 @@ import pytest
 from tests.conftest import write_jsonl
 from vidcap.config import EngineConfig, build_config
 from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.load import load_video
 from vidcap.video.types import SamplingOptions
 

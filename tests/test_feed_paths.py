@@ -13,10 +13,10 @@ from tests.conftest import write_jsonl
 from tests.test_feed import StreamingFake
 from tests.test_runner_errors import FakeEngine, config
 from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.io.sidecar import summary_path
-from vidcap.pipeline.runner import run_captioning
 
 
 def _data(tmp_path: Path, clip_dir: Path, prompts: list[str]) -> Path:

@@ -14,8 +14,8 @@ from tests.test_runner_errors import FakeEngine, config, dataset
 from vidcap.config import EngineConfig
 from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.engines.vllm_engine import engine_context
+from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.synthetic import make_clip
 
 

@@ -15,10 +15,10 @@ import pytest
 from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap
 from tests.test_batch_jobs import start_vidcap
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.formats.parquet import parts_dir
 from vidcap.io.records import iter_records
 from vidcap.io.resume import load_done
-from vidcap.pipeline.runner import run_captioning
 
 pytestmark = pytest.mark.engine
 

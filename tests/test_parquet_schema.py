@@ -18,10 +18,10 @@ import pytest
 
 from tests.conftest import write_jsonl
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.columns import output_columns
 from vidcap.io.formats.parquet import records_table
 from vidcap.io.merge_outputs import merge_outputs
-from vidcap.pipeline.runner import run_captioning
 
 # Six records in three shards of two: [ok, ok] (no error), [missing, missing] (no record reached
 # the engine: no info, no windows), [ok, missing].

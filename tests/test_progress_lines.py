@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.test_runner_errors import FakeEngine, config, dataset
-from vidcap.pipeline.runner import run_captioning
+from vidcap.executors.job import run_captioning
 from vidcap.progress import LineProgress, RichProgress
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d vidcap: "

@@ -10,8 +10,8 @@ from pathlib import Path
 from tests.conftest import write_jsonl
 from tests.corpus import avi_with_empty_slots
 from tests.test_runner_errors import FakeEngine, config
+from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 
 
 def test_assumptions_are_written_with_the_record(tmp_path: Path, clip_dir: Path, tiny_model: Path) -> None:

@@ -22,8 +22,8 @@ import pytest
 from tests.chromium import Browser, find_chromium
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
 from vidcap.config import build_config, load_config_file
+from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.synthetic import make_clip
 
 BROWSER = find_chromium()

@@ -24,11 +24,11 @@ from vidcap.errors import (
     FailedWhileStoppingError,
     VidcapError,
 )
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
 from vidcap.io.shards import shard_range
 from vidcap.pipeline.check import check_output_is_not_input, check_todo, todo_problems
-from vidcap.pipeline.runner import run_captioning
 from vidcap.prompts import DiyVideoPrompt
 
 

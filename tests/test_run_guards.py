@@ -23,8 +23,8 @@ import pytest
 from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
 from tests.test_batch_jobs import output_ids, start_vidcap, wait_for_lines
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.lock import lock_path
-from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 48
 

@@ -20,10 +20,10 @@ from vidcap.config import EngineConfig, build_config, load_config_file
 from vidcap.engines.caption_engine import CaptionRequest, VideoInput
 from vidcap.engines.openai_engine import OpenAIEngine
 from vidcap.errors import VidcapError
+from vidcap.executors.job import run_captioning
 from vidcap.generation import DEFAULT_MAX_TOKENS, GenerationOptions, resolve_sampling
 from vidcap.io.jsonio import loads
 from vidcap.model.processor import model_sampling_defaults
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.load import load_video
 from vidcap.video.types import SamplingOptions
 

@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import EMPTY_CAPTION, TINY_ENGINE, run_vidcap, write_jsonl
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 
 RECORDS = 13
 

@@ -102,7 +102,7 @@ def test_refine_a_caption_output_and_resume_after_sigkill(
     tmp_path: Path, clip_dir: Path, vllm_engine, tiny_text_model: Path
 ) -> None:
     from tests.test_batch_jobs import start_vidcap, wait_for_lines
-    from vidcap.pipeline.runner import run_captioning
+    from vidcap.executors.job import run_captioning
 
     # Step 1: captions from the (tiny) VLM, on the shared engine.
     clips = ["a.mp4", "b.mp4"]
@@ -207,7 +207,7 @@ def test_a_text_pass_starts_no_decode_workers_and_keeps_the_conversation(
 ) -> None:
     """Through the runner with a fake engine: prompts from the fields, no decode processes, the
     first pass's conversation as it was."""
-    import vidcap.pipeline.runner as runner
+    import vidcap.executors.job as runner
     from tests.test_runner_errors import FakeEngine
 
     pools: list[int] = []

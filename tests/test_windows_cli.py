@@ -104,8 +104,8 @@ def test_a_short_video_is_said_once_and_noted_in_its_record(
     record's caption_notes; the record keeps its one-window list and its timed caption."""
     from tests.conftest import write_jsonl
     from tests.test_runner_errors import FakeEngine, config
+    from vidcap.executors.job import run_captioning
     from vidcap.io.records import iter_records
-    from vidcap.pipeline.runner import run_captioning
 
     data = write_jsonl(tmp_path / "data.jsonl", [{"video": str(clip_dir / n)} for n in ("a.mp4", "b.mp4")])
     out = tmp_path / "out.jsonl"
@@ -131,7 +131,7 @@ def test_progress_counts_windows_too(tmp_path: Path, clip_dir: Path, tiny_model:
 
     from tests.conftest import write_jsonl
     from tests.test_runner_errors import FakeEngine, config
-    from vidcap.pipeline.runner import run_captioning
+    from vidcap.executors.job import run_captioning
     from vidcap.progress import LineProgress
 
     names = ("a.mp4", "b.mp4")  # 2 s and 3 s: 2 and 3 windows of 1 s

@@ -19,9 +19,9 @@ from tests.conftest import EMPTY_CAPTION, TINY_ENGINE, run_vidcap, write_jsonl
 from tests.test_api import generation
 from tests.test_batch_jobs import output_ids, start_vidcap, wait_for_lines
 from vidcap.config import build_config
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.video.synthetic import make_clip
 
 RECORDS = 16

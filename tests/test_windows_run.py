@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import EMPTY_CAPTION, write_jsonl
 from vidcap.config import build_config
 from vidcap.engines.caption_engine import CaptionRequest
+from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import run_captioning
 from vidcap.pipeline.windowed import timed_text
 from vidcap.video.synthetic import make_clip
 from vidcap.video.windows import Span

@@ -37,7 +37,7 @@ class EngineConfig:
     backend: Backend = "vllm"
     cache_dir: str | None = None
     tensor_parallel_size: int = 1
-    # Engines on this node, one per group of tensor_parallel_size GPUs (engines/data_parallel.py).
+    # Engines on this node, one per group of tensor_parallel_size GPUs (executors/data_parallel.py).
     data_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from vidcap.config import RunConfig, RunOptions, validate
 from vidcap.errors import VidcapError
+from vidcap.executors.job import RunResult, run_captioning
 from vidcap.io.records import iter_records
-from vidcap.pipeline.runner import RunResult, run_captioning
 from vidcap.progress import Progress, make_progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template
 from vidcap.serving import _Serving

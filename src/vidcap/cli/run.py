@@ -498,11 +498,11 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     ``OUTPUT.log`` (see ``vidcap.quiet``) until the command ends; the terminal keeps vidcap's
     own lines, printed through ``terminal_out``/``terminal_err``.
     """
-    from vidcap.engines import create_engine
+    from vidcap.executors import create_engine
+    from vidcap.executors.array_share import default_output_path
+    from vidcap.executors.job import run_captioning
     from vidcap.io.lock import acquire_output_lock
     from vidcap.pipeline.check import check_output_is_not_input
-    from vidcap.pipeline.runner import run_captioning
-    from vidcap.pipeline.shard import default_output_path
     from vidcap.progress import make_progress
 
     config = finish_config(config)

@@ -20,14 +20,9 @@ BACKENDS = {
 def create_engine(config: EngineConfig, generation: GenerationOptions) -> CaptionEngine:
     """An engine for ``config.backend`` (not started: call ``start`` to load the model).
 
-    With ``config.data_parallel_size`` > 1, one engine over that many of them, each in its own
-    process on its own GPUs (``vidcap.engines.data_parallel``).
+    One backend engine in this process, whatever ``config.data_parallel_size`` says: N engines
+    on one node are an executor's business (``vidcap.executors.create_engine``).
     """
-    if config.data_parallel_size > 1:
-        from vidcap.engines.data_parallel import DataParallelEngine
-
-        # Each child builds its own engine with this function (data_parallel_size 1 there).
-        return DataParallelEngine(config, generation, engine_factory=create_engine)
     module_name, class_name = BACKENDS[config.backend].split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
     return engine_class(config, generation)

@@ -23,7 +23,7 @@ from vidcap.version import __version__
 
 if TYPE_CHECKING:
     from vidcap.config import RunConfig
-    from vidcap.pipeline.shard import Shard
+    from vidcap.executors.array_share import Shard
     from vidcap.pipeline.stats import RunStats
 
 

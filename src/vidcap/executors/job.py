@@ -1,4 +1,4 @@
-"""The run loop: strings the steps together for one shard of one input file.
+"""The run loop: strings the steps together for one shard of one input file (a job).
 
 Order of work, and why:
 1. check every record, and that the output is not the input, before loading the model (a
@@ -41,6 +41,7 @@ from vidcap.errors import (
     VidcapError,
     one_line,
 )
+from vidcap.executors.array_share import Shard, resolve_shard
 from vidcap.io.columns import output_columns
 from vidcap.io.jsonio import loads
 from vidcap.io.lock import OutputLock, acquire_output_lock, lock_path
@@ -61,7 +62,6 @@ from vidcap.pipeline.decode_step import decode_record
 from vidcap.pipeline.feed import Feed
 from vidcap.pipeline.fingerprint import check_resumable, run_fingerprint
 from vidcap.pipeline.requests import Pending, decode_tasks
-from vidcap.pipeline.shard import Shard, resolve_shard
 from vidcap.pipeline.stats import RunStats
 from vidcap.pipeline.summary import build_summary, write_summary
 from vidcap.progress import NullProgress, Progress
