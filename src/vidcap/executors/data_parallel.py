@@ -40,13 +40,14 @@ import numpy as np
 from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
 from vidcap.engines.chat import prompt_token_count
 from vidcap.errors import EngineDiedError, VidcapError, one_line
+from vidcap.executors.base import Executor
 from vidcap.model.processor import load_processor, model_load_error
 from vidcap.procs import kill_process_group, stop_signals_blocked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from vidcap.config import EngineConfig
+    from vidcap.config import EngineConfig, RunConfig
     from vidcap.generation import GenerationOptions
 
     EngineFactory = Callable[[EngineConfig, GenerationOptions], CaptionEngine]
@@ -435,6 +436,25 @@ class DataParallelEngine(CaptionEngine):
     def _all_dead(self) -> str:
         errors = "; ".join(w.error or w.label for w in self._workers)
         return f"all {self.size} engines died ({errors}); rerun the same command to resume"
+
+
+class DataParallelExecutor(Executor):
+    """The job's one feed on ``data_parallel_size`` engines of this node (``DataParallelEngine``):
+    one writer, one lock, one resume, so exactly-once and input order hold as with one engine."""
+
+    name = "data_parallel"
+
+    @classmethod
+    def accepts(cls, config: RunConfig) -> bool:
+        """Runs with ``--data-parallel-size`` over 1."""
+        return config.engine.data_parallel_size > 1
+
+    def engine(self) -> CaptionEngine:
+        """N backend engines behind one, not started; each child builds its own backend engine."""
+        from vidcap import engines
+
+        config = self.config
+        return DataParallelEngine(config.engine, config.generation, engine_factory=engines.create_engine)
 
 
 def _receive(worker: _Worker, messages: queue.Queue[tuple[int, Any]]) -> None:

@@ -101,17 +101,11 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     ``OUTPUT.log`` (see ``vidcap.quiet``) until the command ends; the terminal keeps vidcap's
     own lines, printed through ``terminal_out``/``terminal_err``.
     """
-    from vidcap.executors import create_engine
-    from vidcap.executors.array_share import default_output_path
-    from vidcap.executors.job import run_captioning
-    from vidcap.io.lock import acquire_output_lock
-    from vidcap.pipeline.check import check_output_is_not_input
+    from vidcap.executors import executor_for
+    from vidcap.executors.job import Job, RunHooks
     from vidcap.progress import make_progress
 
     config = finish_config(config)
-    run = config.run
-    # The log goes beside the output, so each shard of an array has its own (as its output).
-    output = Path(run.output or default_output_path(Path(run.input), run.shard_index, run.num_shards))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     global _stop_requested
     _stop_requested = False
@@ -121,22 +115,22 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
     helpers_before = set(descendants(os.getpid()))
     capture = None
     try:
-        check_output_is_not_input(Path(run.input), output)
+        job = Job.plan(config)  # the output path, and that it is not the input
+        executor = executor_for(config)
         with (
             # Locked before the log opens: a run refused here writes nothing, not even a log line
-            # into the running job's log.
-            acquire_output_lock(output) as lock,
-            capture_output(log_path_for(output), enabled=not verbose, release=False) as capture,
-            create_engine(config.engine, config.generation) as engine,
+            # into the running job's log. The log goes beside the output, so each shard of an
+            # array has its own (as its output).
+            job.locked(),
+            capture_output(log_path_for(job.output_path), enabled=not verbose, release=False) as capture,
+            executor.engine() as engine,
         ):
-            result = run_captioning(
-                config,
-                engine,
+            hooks = RunHooks(
                 progress=make_progress(terminal_err(), enabled=not quiet),
                 should_stop=lambda: _stop_requested,
-                output_lock=lock,
                 on_engine_start=_engine_start,
             )
+            result = executor.run(job, engine, hooks)
             if result.stats.load_s:  # vLLM's processes take seconds to end, with nothing to show
                 print("vidcap: output written; closing the engine", file=terminal_err(), flush=True)
     except StopDuringStart:  # the runner returns a stopped start as interrupted: a safety net
