@@ -207,24 +207,25 @@ def test_a_text_pass_starts_no_decode_workers_and_keeps_the_conversation(
 ) -> None:
     """Through the runner with a fake engine: prompts from the fields, no decode processes, the
     first pass's conversation as it was."""
-    import vidcap.executors.job as runner
+    import vidcap.executors.job_run as job_run
     from tests.test_runner_errors import FakeEngine
+    from vidcap.executors.job import run_captioning
 
     pools: list[int] = []
-    real_pool = runner.OrderedPool
+    real_pool = job_run.OrderedPool
 
     def pool(*args, **kwargs):
         pools.append(kwargs["workers"])
         return real_pool(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "OrderedPool", pool)
+    monkeypatch.setattr(job_run, "OrderedPool", pool)
     conversation = [{"from": "human", "value": "Describe the video."}]
     records = [{"caption": f"dog {i}", "conversation": conversation} for i in range(3)]
     data = write_jsonl(tmp_path / "c.jsonl", records)
     out = tmp_path / "o.jsonl"
     values = {"input": str(data), "output": str(out), "model": "fake", "no_video": True}
     config = build_config({}, {**values, "prompt": "Fix: {caption}", "output_key": "fixed"})
-    runner.run_captioning(config, FakeEngine(tiny_model))
+    run_captioning(config, FakeEngine(tiny_model))
     assert pools == [0]
     rows = [r.data for r in iter_records(out)]
     assert [r["fixed"] for r in rows] == ["caption for 0", "caption for 1", "caption for 2"]

@@ -1,0 +1,376 @@
+"""A job's locked run: resume, the records to do, the writer, decoding ahead while the engine
+starts, the feed, the summary (the steps 3 to 6 of ``vidcap.executors.job``'s order of work)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidcap.config import RunConfig, needs_video_model
+from vidcap.engines.caption_engine import CaptionEngine
+from vidcap.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RECORDS_FAILED,
+    EngineStartError,
+    RecordError,
+    StopDuringStart,
+    VidcapError,
+    one_line,
+)
+from vidcap.executors.array_share import Shard
+from vidcap.io.columns import output_columns
+from vidcap.io.jsonio import loads
+from vidcap.io.records import InputRecord, SpanReader
+from vidcap.io.resume import load_done
+from vidcap.io.sidecar import summary_path
+from vidcap.io.writer import open_writer
+from vidcap.pipeline.ahead import DecodeAhead
+from vidcap.pipeline.assess import SeenCaptions
+from vidcap.pipeline.check import (
+    check_todo,
+    record_id,
+    todo_problems,
+)
+from vidcap.pipeline.decode_step import decode_record
+from vidcap.pipeline.feed import Feed
+from vidcap.pipeline.fingerprint import check_resumable
+from vidcap.pipeline.requests import Pending, decode_tasks
+from vidcap.pipeline.stats import RunStats
+from vidcap.pipeline.summary import build_summary, write_summary
+from vidcap.progress import Progress
+from vidcap.prompts import DiyVideoPrompt
+from vidcap.video.pool import OrderedPool, default_workers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """How a run ended; ``exit_code`` follows the documented CLI exit codes."""
+
+    output: Path
+    summary: Path
+    stats: RunStats
+    records_in_shard: int
+    complete: bool
+    interrupted: bool
+    elapsed_s: float
+    summary_data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok, 1 some records failed, 75 interrupted (rerun to resume)."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_RECORDS_FAILED if self.stats.error else EXIT_OK
+
+
+@dataclass
+class JobRun:
+    """One locked run of a job: what to do, the engine, and where the summary goes."""
+
+    config: RunConfig
+    engine: CaptionEngine
+    template: DiyVideoPrompt
+    input_path: Path
+    output_path: Path
+    shard: Shard
+    records: int  # in this shard
+    fingerprint: dict[str, Any]  # what a resume must match (pipeline/fingerprint.py)
+    started: float
+    started_at: str
+    stats: RunStats = field(default_factory=RunStats)
+    summary_written: bool = False  # by this run, with its fingerprint
+    sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
+    seen: SeenCaptions = field(default_factory=SeenCaptions)  # caption hashes, for the duplicate flag
+    on_engine_start: Callable[[bool], None] = lambda starting: None
+
+    def execute(self, facts: Any, progress: Progress, should_stop: Callable[[], bool]) -> RunResult:
+        """Resume, check the records to do, start the engine, caption; see the module doc."""
+        opts = self.config.run
+        self.stats.bad_lines = facts.bad_count
+        done = None if opts.overwrite else load_done(self.output_path, id_key=opts.id_key)
+        if done is not None:
+            check_resumable(self.output_path, self.fingerprint, done)  # before any work or write
+        todo, skipped_done = _records_to_do(self.config, self.shard, self.records, done)
+        self.stats.resumed = skipped_done
+        if skipped_done == self.records:
+            return self._nothing_to_do()
+        report = check_todo(todo(), self.input_path, opts, self.template)
+        for line in todo_problems(report, on_missing_video=opts.on_missing_video):
+            log.warning("%s", line)
+
+        writer = open_writer(
+            self.output_path, resume=not opts.overwrite, like=self.input_path, columns=self._columns()
+        )
+        # The fingerprint goes on disk before the first record is appended. With --overwrite the
+        # records go aside first and the old output (and its summary) stay until the first batch
+        # replaces them: the summary follows that batch (see _caption).
+        if not opts.overwrite:
+            self._summary(complete=False)
+        interrupted = False
+        caption_started: float | None = None
+        try:
+            log.info("%d records ok; loading the model %s", facts.records, self.config.engine.model)
+            with ExitStack() as decoding:
+                # Decoding starts now, while the model loads: the plan needs only the engine's
+                # context, which the engine says before loading, as it will resolve it.
+                self._plan_for_context(self._planned_context())
+                ahead = decoding.enter_context(self._decode_ahead(todo()))
+                if self._load(facts.max_videos_per_record, should_stop, progress):
+                    replan = needs_video_model(self.config)  # a --no-video run plans no frames
+                    if replan and self.engine.max_model_len != self.config.sampling.model_seq_len:
+                        # Another context than foreseen: decode again from the first record.
+                        log.debug("engine context %s: planning again", self.engine.max_model_len)
+                        decoding.close()
+                        self._plan_for_context(self.engine.max_model_len)
+                        ahead = decoding.enter_context(self._decode_ahead(todo()))
+                    self._loaded(skipped_done)
+                    caption_started = time.monotonic()
+                    description = f"captioning {self.input_path.name}"
+                    progress.start(self.records, done=skipped_done, description=description)
+                    interrupted = self._caption(ahead, writer, progress, should_stop)
+                else:  # stopped before or while the model loaded: nothing was captioned
+                    interrupted = True
+        except BaseException as exc:
+            writer.close(complete=False)
+            if writer.touched_output or self.summary_written:  # else the old output and summary stay
+                failed = one_line(exc) if not isinstance(exc, KeyboardInterrupt) else None
+                self._summary(complete=False, interrupted=should_stop(), failed=failed)
+            raise
+        finally:
+            if caption_started is not None:  # a failed engine start has no "0/0 records" line to print
+                progress.stop()
+        if caption_started is not None:
+            self.stats.caption_s = time.monotonic() - caption_started
+        complete = not interrupted
+        writer.close(complete=complete)
+        # An --overwrite run stopped before its first batch left the old output in place: its
+        # summary (and fingerprint) must stay with it, or a resume would take the old records
+        # for this run's.
+        data = self._summary(complete=complete, write=writer.touched_output or self.summary_written)
+        return self._result(complete, data)
+
+    def _columns(self) -> dict[str, Any]:
+        """vidcap's own fields and their types, the same in every output of this run's options."""
+        return output_columns(self.fingerprint["options"])
+
+    def _load(self, max_videos_per_record: int, should_stop: Callable[[], bool], progress: Progress) -> bool:
+        """Start the engine; False when a stop came before it, or ended it (``StopDuringStart``
+        from the caller's signal handler, or a start that failed once a stop was asked: the
+        job's signal reaches the engine's processes too)."""
+        if should_stop():  # asked during the checks: the model need not load
+            return False
+        started = time.monotonic()
+        _waiting(progress, "loading the model")  # minutes for a large model: show it is alive
+        try:
+            self._start_engine(max_videos_per_record)
+        except StopDuringStart:
+            return False
+        except EngineStartError:
+            if should_stop():
+                return False
+            raise
+        finally:
+            _done_waiting(progress)
+        self.stats.load_s = time.monotonic() - started
+        log.info("model loaded in %.1f s", self.stats.load_s)
+        return True
+
+    def _loaded(self, skipped_done: int) -> None:
+        """What the started engine decides (the sampling values; the pixel budget was planned for
+        its context before), and the lines said before the progress display starts (which would
+        print them through its bar)."""
+        self.sampling = self.engine.sampling().summary()
+        if skipped_done:
+            log.info("resuming after %d records already done in %s", skipped_done, self.output_path)
+        log.info("up to %d requests in flight (--max-in-flight)", self._in_flight_limit())
+
+    def _start_engine(self, max_videos_per_record: int) -> None:
+        """Load the model; any failure is an EngineStartError (a failure, not an interruption)."""
+        try:
+            self.on_engine_start(True)
+            self.engine.start(max_videos_per_prompt=max_videos_per_record)
+        except VidcapError as exc:
+            raise EngineStartError(str(exc)) from exc
+        except Exception as exc:
+            backend = self.config.engine.backend
+            raise EngineStartError(f"cannot start the {backend} engine: {one_line(exc)}") from exc
+        finally:
+            self.on_engine_start(False)
+
+    def _planned_context(self) -> int | None:
+        """The engine's context as it says before loading (an unreadable model config is an
+        EngineStartError, as it would be in ``start``)."""
+        try:
+            return self.engine.planned_max_model_len()
+        except VidcapError as exc:
+            raise EngineStartError(str(exc)) from exc
+
+    def _plan_for_context(self, context: int | None) -> None:
+        """The default pixel budget fits the engine's context (``model_seq_len``; None: unknown)."""
+        sampling = dataclasses.replace(self.config.sampling, model_seq_len=context or None)
+        self.config = dataclasses.replace(self.config, sampling=sampling)
+
+    @contextmanager
+    def _decode_ahead(self, todo: Iterator[InputRecord]) -> Iterator[DecodeAhead]:
+        """Decode ``todo`` in worker processes ahead of the engine, with the current plan
+        (``DecodeAhead``); the workers stop when it is left."""
+        opts = self.config.run
+        workers = opts.decode_workers if opts.decode_workers is not None else default_workers()
+        if opts.no_video:  # nothing to decode: no worker processes to start
+            workers = 0
+        # Decoding ahead of the feed, by one batch and two records per worker: the feed takes a
+        # record as soon as the engine has room, so more would only hold more frames in memory
+        # (and while the model loads, no more than that is decoded).
+        lookahead = opts.batch_size + 2 * max(workers, 1)
+        pending: deque[Pending] = deque()
+        video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
+        tasks = decode_tasks(todo, self.config, self.template, video_root, pending)
+        with OrderedPool(
+            decode_record,
+            workers=workers,
+            max_pending=lookahead,
+            timeout_s=opts.decode_timeout,
+            error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
+        ) as pool:
+            decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
+            with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
+                yield ahead
+
+    def _caption(
+        self, ahead: DecodeAhead, writer: Any, progress: Progress, should_stop: Callable[[], bool]
+    ) -> bool:
+        """Stream the decoded records through the engine (``pipeline/feed.py``); True if a stop
+        ended it early."""
+        feed = Feed(
+            engine=self.engine,
+            config=self.config,
+            writer=writer,
+            stats=self.stats,
+            progress=progress,
+            seen=self.seen,
+            max_in_flight=self._in_flight_limit(),
+            on_write=lambda: self._first_batch_written(writer),
+        )
+        return feed.run(ahead, should_stop)
+
+    def _in_flight_limit(self) -> int:
+        """``--max-in-flight``, or the engine's default for it (known once the engine started)."""
+        opts = self.config.run
+        return opts.max_in_flight or self.engine.max_in_flight(opts.batch_size)
+
+    def _first_batch_written(self, writer: Any) -> None:
+        """With --overwrite, the summary (with this run's fingerprint) follows the first write."""
+        if not self.summary_written and writer.touched_output:
+            self._summary(complete=False)
+
+    def _nothing_to_do(self) -> RunResult:
+        """Every record of the shard is in the output already: finish without the engine."""
+        log.info(
+            "%s: all %d records of this shard are already done; nothing to do (--overwrite starts over)",
+            self.output_path,
+            self.records,
+        )
+        # A .json output killed after its last batch still has to become an array (and an
+        # empty shard with --overwrite leaves an empty output).
+        overwrite = self.config.run.overwrite
+        open_writer(self.output_path, resume=not overwrite, columns=self._columns()).close(complete=True)
+        previous = _read_summary(summary_path(self.output_path))
+        # A finished run's summary keeps its statistics; one that is missing or says
+        # "incomplete" (killed after the last batch) is written anew.
+        keep = not overwrite and previous is not None and previous.get("complete") is True
+        data = self._summary(complete=True, write=not keep)
+        return self._result(True, data)
+
+    def _result(self, complete: bool, data: dict[str, Any]) -> RunResult:
+        return RunResult(
+            output=self.output_path,
+            summary=summary_path(self.output_path),
+            stats=self.stats,
+            records_in_shard=self.records,
+            complete=complete,
+            interrupted=not complete,
+            elapsed_s=time.monotonic() - self.started,
+            summary_data=data,
+        )
+
+    def _summary(
+        self,
+        *,
+        complete: bool,
+        interrupted: bool | None = None,
+        failed: str | None = None,
+        write: bool = True,
+    ) -> dict[str, Any]:
+        values = dict(
+            config=self.config,
+            input_path=self.input_path,
+            output_path=self.output_path,
+            shard=self.shard,
+            records_in_shard=self.records,
+            fingerprint=self.fingerprint,
+            stats=self.stats,
+            elapsed_s=time.monotonic() - self.started,
+            started_at=self.started_at,
+            complete=complete,
+            sampling=self.sampling,
+            interrupted=interrupted,
+            failed=failed,
+            engines=self.engine.engine_stats(),
+        )
+        if not write:
+            return build_summary(**values)
+        self.summary_written = True
+        return write_summary(summary_path(self.output_path), **values)
+
+
+def _waiting(progress: Progress, message: str) -> None:
+    if hasattr(progress, "waiting"):
+        progress.waiting(message)
+
+
+def _done_waiting(progress: Progress) -> None:
+    if hasattr(progress, "done_waiting"):
+        progress.done_waiting()
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """An existing summary as a dict, or None when absent or unreadable."""
+    try:
+        data = loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _records_to_do(
+    config: RunConfig, shard: Shard, records: int, done: Any
+) -> tuple[Callable[[], Iterator[InputRecord]], int]:
+    """The shard's records not yet in the output (a function giving a fresh pass over them each
+    call: the pre-model check reads them once, the run again), and how many were skipped as done.
+
+    Only the shard's span of the input is read (``SpanReader``)."""
+    opts = config.run
+
+    def shard_records(skip: int = 0) -> Iterator[InputRecord]:
+        return iter(SpanReader(shard.span, on_bad_line=opts.on_bad_line, start=skip))
+
+    if done is None:
+        return shard_records, 0
+    if opts.id_key is None:
+        # Output is written in input order, so position-keyed resume skips a prefix.
+        skip = min(done.count, records)
+        return (lambda: shard_records(skip)), skip
+
+    # Streaming passes (count, then filter) rather than holding the shard in memory.
+    already = sum(1 for r in shard_records() if record_id(r, opts) in done.ids)
+    return (lambda: (r for r in shard_records() if record_id(r, opts) not in done.ids)), already
