@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from vidcap.errors import VidcapError
+from vidcap.executors.array_share import shard_from_env
 from vidcap.io import shards
 from vidcap.io.formats import find_span
 from vidcap.io.records import SpanReader, iter_records
-from vidcap.io.shards import default_output, default_shard_outputs, shard_from_env, shard_range
+from vidcap.io.shards import default_output, default_shard_outputs, shard_range
 
 CASES = [(total, n) for total in [*range(0, 40), 97, 1000, 12_345] for n in [*range(1, 13), 16, 64, 100]]
 
