@@ -54,8 +54,8 @@ def make_requests(count: int, frames: int, width: int, height: int, max_tokens: 
 
 def measure(size: int, model: str, args: argparse.Namespace, requests: list) -> dict[str, float]:
     """Start-up and captioning seconds of ``size`` engines on ``requests``."""
-    from vidcap.config import EngineConfig
-    from vidcap.executors import create_engine
+    from vidcap.config import EngineConfig, RunConfig
+    from vidcap.executors import executor_for
     from vidcap.generation import GenerationOptions
 
     config = EngineConfig(
@@ -67,7 +67,7 @@ def measure(size: int, model: str, args: argparse.Namespace, requests: list) -> 
     )
     generation = GenerationOptions(max_tokens=args.max_tokens, temperature=0.7, seed=0)
     started = time.monotonic()
-    with create_engine(config, generation) as engine:
+    with executor_for(RunConfig(engine=config, generation=generation)).engine() as engine:
         engine.start(max_videos_per_prompt=1)
         start_s = time.monotonic() - started
         engine.generate(requests[:2])  # warm-up: first-call allocations in every engine

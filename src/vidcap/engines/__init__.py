@@ -21,7 +21,7 @@ def create_engine(config: EngineConfig, generation: GenerationOptions) -> Captio
     """An engine for ``config.backend`` (not started: call ``start`` to load the model).
 
     One backend engine in this process, whatever ``config.data_parallel_size`` says: N engines
-    on one node are an executor's business (``vidcap.executors.create_engine``).
+    on one node are an executor's business (``vidcap.executors.data_parallel``).
     """
     module_name, class_name = BACKENDS[config.backend].split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)

@@ -15,10 +15,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vidcap.config import EngineConfig, RunConfig
-    from vidcap.engines.caption_engine import CaptionEngine
+    from vidcap.config import RunConfig
     from vidcap.executors.base import Executor
-    from vidcap.generation import GenerationOptions
 
 # name -> "module:class"; each module is imported only when asked (heavy imports stay inside).
 EXECUTORS = {
@@ -40,16 +38,3 @@ def executor_for(config: RunConfig) -> Executor:
         if cls.accepts(config):
             return cls(config)
     raise ValueError("no executor accepts this run")  # local accepts every run: a bug
-
-
-def create_engine(config: EngineConfig, generation: GenerationOptions) -> CaptionEngine:
-    """The engine for ``config`` (not started): ``data_parallel_size`` backend engines behind one
-    when it is over 1 (``vidcap.executors.data_parallel``), else the backend's engine."""
-    from vidcap import engines
-
-    if config.data_parallel_size > 1:
-        from vidcap.executors.data_parallel import DataParallelEngine
-
-        # Each child builds its own backend engine with this function (data_parallel_size 1 there).
-        return DataParallelEngine(config, generation, engine_factory=engines.create_engine)
-    return engines.create_engine(config, generation)
