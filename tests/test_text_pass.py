@@ -203,29 +203,27 @@ def test_the_transformers_backend_runs_a_text_model(tmp_path: Path, tiny_text_mo
 
 
 def test_a_text_pass_starts_no_decode_workers_and_keeps_the_conversation(
-    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_model: Path
 ) -> None:
     """Through the runner with a fake engine: prompts from the fields, no decode processes, the
     first pass's conversation as it was."""
-    import vidcap.executors.job_run as job_run
     from tests.test_runner_errors import FakeEngine
-    from vidcap.executors.job import run_captioning
+    from vidcap.executors.job import Job, RunHooks
+    from vidcap.video.pool import OrderedPool
 
     pools: list[int] = []
-    real_pool = job_run.OrderedPool
 
-    def pool(*args, **kwargs):
+    def pool(*args, **kwargs):  # the run's decode pool (RunHooks.decode_pool), noting its workers
         pools.append(kwargs["workers"])
-        return real_pool(*args, **kwargs)
+        return OrderedPool(*args, **kwargs)
 
-    monkeypatch.setattr(job_run, "OrderedPool", pool)
     conversation = [{"from": "human", "value": "Describe the video."}]
     records = [{"caption": f"dog {i}", "conversation": conversation} for i in range(3)]
     data = write_jsonl(tmp_path / "c.jsonl", records)
     out = tmp_path / "o.jsonl"
     values = {"input": str(data), "output": str(out), "model": "fake", "no_video": True}
     config = build_config({}, {**values, "prompt": "Fix: {caption}", "output_key": "fixed"})
-    run_captioning(config, FakeEngine(tiny_model))
+    Job.plan(config).run(FakeEngine(tiny_model), RunHooks(decode_pool=pool))
     assert pools == [0]
     rows = [r.data for r in iter_records(out)]
     assert [r["fixed"] for r in rows] == ["caption for 0", "caption for 1", "caption for 2"]

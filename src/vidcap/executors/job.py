@@ -27,6 +27,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from vidcap.config import RunConfig, needs_video_model
 from vidcap.engines.caption_engine import CaptionEngine
@@ -40,6 +41,7 @@ from vidcap.pipeline.fingerprint import run_fingerprint
 from vidcap.progress import NullProgress, Progress
 from vidcap.prompts import DiyVideoPrompt, as_prompt_template
 from vidcap.video.plan import check_sampling
+from vidcap.video.pool import OrderedPool
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class RunHooks:
     progress: Progress = field(default_factory=NullProgress)
     should_stop: Callable[[], bool] = lambda: False
     on_engine_start: Callable[[bool], None] = lambda starting: None
+    #: What decodes the records ahead of the engine: ``OrderedPool`` (worker processes here), or
+    #: a pool with its constructor and ``imap`` (an executor that decodes elsewhere).
+    decode_pool: Callable[..., Any] = OrderedPool
 
 
 class Job:
@@ -164,6 +169,7 @@ class Job:
                 started=started,
                 started_at=started_at,
                 on_engine_start=hooks.on_engine_start,
+                decode_pool=hooks.decode_pool,
             )
             return run.execute(facts, hooks.progress, hooks.should_stop)
 

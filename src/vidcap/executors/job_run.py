@@ -92,6 +92,7 @@ class JobRun:
     sampling: dict[str, Any] | None = None  # the values sent and their sources, once the engine knows
     seen: SeenCaptions = field(default_factory=SeenCaptions)  # caption hashes, for the duplicate flag
     on_engine_start: Callable[[bool], None] = lambda starting: None
+    decode_pool: Callable[..., Any] = OrderedPool  # RunHooks.decode_pool
 
     def execute(self, facts: Any, progress: Progress, should_stop: Callable[[], bool]) -> RunResult:
         """Resume, check the records to do, start the engine, caption; see the module doc."""
@@ -235,7 +236,7 @@ class JobRun:
         pending: deque[Pending] = deque()
         video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
         tasks = decode_tasks(todo, self.config, self.template, video_root, pending)
-        with OrderedPool(
+        with self.decode_pool(
             decode_record,
             workers=workers,
             max_pending=lookahead,
