@@ -120,6 +120,21 @@ def test_a_killed_engine_fails_its_requests_and_the_others_go_on(tiny_model: Pat
             engine.collect(wait=True)
 
 
+def test_a_message_an_engine_cannot_read_fails_it_instead_of_hanging(tiny_model: Path) -> None:
+    config = EngineConfig(model=str(tiny_model), data_parallel_size=2)
+    with DataParallelEngine(config, GenerationOptions(), engine_factory=EchoEngine) as engine:
+        engine.start(max_videos_per_prompt=1)
+        engine._workers[1].conn.send_bytes(b"not a pickle")  # as a message that cannot be unpickled there
+        engine.submit([_request(0), _request(1)])
+        outputs = _collect_all(engine)
+        assert outputs["0"].texts == [f"prompt 0 {_checksum(_request(0))} 0"]
+        assert outputs["1"].error.startswith("engine 2 of 2 (")
+        assert (
+            "died: RuntimeError: a message from the run could not be read: UnpicklingError"
+            in outputs["1"].error
+        )
+
+
 def test_an_engine_that_cannot_start_fails_the_start(tiny_model: Path, monkeypatch) -> None:
     monkeypatch.setenv("VIDCAP_TEST_FAIL_RANK", "1")
     config = EngineConfig(model=str(tiny_model), data_parallel_size=2)

@@ -542,10 +542,14 @@ def _read_parent(conn: Connection, serving: threading.Event) -> queue.Queue[Any]
     def read() -> None:
         while True:
             try:
-                # Frames come as views of their shared memory, whose name is unlinked here.
-                inbox.put(loads_shared(conn.recv_bytes()))
+                data = conn.recv_bytes()
             except (EOFError, OSError):
                 break
+            try:
+                # Frames come as views of their shared memory, whose name is unlinked here.
+                inbox.put(loads_shared(data))
+            except Exception as exc:  # its requests would wait forever: the engine fails instead
+                inbox.put(("unreadable", one_line(exc)))
         inbox.put(("stop",))
         if serving.is_set():
             time.sleep(_STOP_S)  # a daemon thread: the process ends before this when it stops in time
@@ -567,6 +571,8 @@ def _serve_loop(conn: Connection, engine: CaptionEngine, inbox: queue.Queue[Any]
         for message in messages:
             if message[0] == "stop":
                 return
+            if message[0] == "unreadable":
+                raise RuntimeError(f"a message from the run could not be read: {message[1]}")
             if message[0] == "submit":
                 requests.extend(message[1])
             elif message[0] == "ask":
