@@ -4,7 +4,9 @@ Every key of a config file is a flag name with ``_`` for ``-`` (``max_model_len 
 is ``--max-model-len 32768``); flags given on the command line override the file. The
 flat keys are spread over four small option groups: ``RunOptions`` (the job),
 ``EngineConfig`` (loading the model), ``GenerationOptions`` (sampling) and
-``SamplingOptions`` (which frames, at what size).
+``SamplingOptions`` (which frames, at what size). A field of these groups is an option (its type
+and default) when the table of run options (``vidcap.option_table``) has a row for it; the row
+says whether a config file may set it.
 """
 
 from __future__ import annotations

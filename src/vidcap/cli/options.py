@@ -48,7 +48,9 @@ def with_options(keys: Iterable[str], *, run: bool = False) -> Callable[[Command
     and in table order (the order of ``--help``); the function receives their values as one dict,
     its keyword-only parameter ``options`` (None for each option not given)."""
     wanted = set(keys)
-    rows = [o for o in OPTIONS if o.key in wanted]
+    rows = [o for o in OPTIONS if o.key in wanted and o.flag]
+    if len(rows) != len(wanted):  # a typo would drop a flag without a word
+        raise ValueError(f"not flags of the option table: {sorted(wanted - {o.key for o in rows})}")
 
     def decorate(func: Command) -> Command:
         own = inspect.signature(func, eval_str=True)
