@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
 import typing
@@ -141,7 +142,12 @@ KEY_GROUP: dict[str, str] = {key: OPTION_GROUP[key] for key, option in BY_KEY.it
 
 def option_type(key: str) -> Any:
     """The type of option ``key``: its field's, in the group that holds it."""
-    return typing.get_type_hints(_GROUPS[OPTION_GROUP[key]])[key]
+    return _field_types(OPTION_GROUP[key])[key]
+
+
+@functools.cache
+def _field_types(group: str) -> dict[str, Any]:
+    return typing.get_type_hints(_GROUPS[group])
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

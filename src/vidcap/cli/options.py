@@ -19,7 +19,17 @@ from vidcap.config import OPTION_GROUP, build_config, load_config_file, option_t
 from vidcap.option_table import MODEL, OPTIONS, RECORD_FORMATS, Option
 from vidcap.video.types import SamplingOptions
 
-__all__ = ["MODEL", "RECORD_FORMATS", "SAMPLING_FLAGS", "Config", "Quiet", "Verbose", "with_options"]
+__all__ = [
+    "MODEL",
+    "RECORD_FORMATS",
+    "RUN_FLAGS",
+    "SAMPLING_FLAGS",
+    "Config",
+    "Quiet",
+    "Verbose",
+    "typer_parameter",
+    "with_options",
+]
 
 #: The frame sampling flags (run, probe and report take them all).
 SAMPLING_FLAGS = tuple(o.key for o in OPTIONS if o.flag and OPTION_GROUP[o.key] == "sampling")
