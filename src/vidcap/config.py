@@ -4,21 +4,26 @@ Every key of a config file is a flag name with ``_`` for ``-`` (``max_model_len 
 is ``--max-model-len 32768``); flags given on the command line override the file. The
 flat keys are spread over four small option groups: ``RunOptions`` (the job),
 ``EngineConfig`` (loading the model), ``GenerationOptions`` (sampling) and
-``SamplingOptions`` (which frames, at what size).
+``SamplingOptions`` (which frames, at what size). A field of these groups is an option (its type
+and default) when the table of run options (``vidcap.option_table``) has a row for it; the row
+says whether a config file may set it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from vidcap.errors import VidcapError
 from vidcap.generation import GenerationOptions, sampling_problem
+from vidcap.option_table import BY_KEY
 from vidcap.video.types import SamplingOptions
 
 DEFAULT_PROMPT = "Please describe the video in detail."
@@ -45,7 +50,7 @@ class EngineConfig:
     enforce_eager: bool = False
     trust_remote_code: bool = False
     # transformers backend
-    device: str = "auto"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
     # openai backend
     api_base: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -120,16 +125,29 @@ _GROUPS: dict[str, type] = {
     "generation": GenerationOptions,
     "sampling": SamplingOptions,
 }
-# Keys that a user may not set directly (derived from another key).
-_INTERNAL = {"json_schema", "video_root", "prompt_first"}
-# Fields set from the model, not by the user: the family the frames are planned for, its frame size.
-_DERIVED = {("sampling", "family"), ("sampling", "frame_size"), ("sampling", "frame_tokens")}
-KEY_GROUP: dict[str, str] = {
-    f.name: group
-    for group, cls in _GROUPS.items()
-    for f in dataclasses.fields(cls)
-    if f.name not in _INTERNAL and (group, f.name) not in _DERIVED
+#: Fields set from the model, not options: the family the frames are planned for, its frame size.
+DERIVED = {("sampling", "family"), ("sampling", "frame_size"), ("sampling", "frame_tokens")}
+#: The option group of each option of the table (vidcap.option_table): the group with its field.
+OPTION_GROUP: dict[str, str] = {
+    key: next(
+        group
+        for group, cls in _GROUPS.items()
+        if key in {f.name for f in dataclasses.fields(cls)} and (group, key) not in DERIVED
+    )
+    for key in BY_KEY
 }
+#: The config keys (a file's keys, build_config's flags) and their groups.
+KEY_GROUP: dict[str, str] = {key: OPTION_GROUP[key] for key, option in BY_KEY.items() if option.config}
+
+
+def option_type(key: str) -> Any:
+    """The type of option ``key``: its field's, in the group that holds it."""
+    return _field_types(OPTION_GROUP[key])[key]
+
+
+@functools.cache
+def _field_types(group: str) -> dict[str, Any]:
+    return typing.get_type_hints(_GROUPS[group])
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from vidcap.cli.options import (
-    Config,
-    Family,
-    Fps,
-    MaxFrames,
-    MaxModelLen,
-    MaxPixels,
-    MinFrames,
-    MinPixels,
-    Model,
-    Nframes,
-    TotalPixels,
-    sampling_from,
-    sampling_values,
-)
+from vidcap.cli.options import SAMPLING_FLAGS, Config, sampling_from, with_options
 
 EPILOG = (
     "Examples:\n\n"
@@ -32,6 +18,7 @@ EPILOG = (
 )
 
 
+@with_options(("model", "family", "max_model_len", *SAMPLING_FLAGS))
 def probe_command(
     paths: Annotated[
         list[str],
@@ -40,17 +27,7 @@ def probe_command(
     json_lines: Annotated[
         bool, typer.Option("--json", help="JSON Lines on stdout, one object per video.")
     ] = False,
-    model: Model = None,
-    family: Family = None,
     config: Config = None,
-    fps: Fps = None,
-    nframes: Nframes = None,
-    min_frames: MinFrames = None,
-    max_frames: MaxFrames = None,
-    min_pixels: MinPixels = None,
-    max_pixels: MaxPixels = None,
-    total_pixels: TotalPixels = None,
-    max_model_len: MaxModelLen = None,
     window: Annotated[
         float | None,
         typer.Option(
@@ -72,6 +49,8 @@ def probe_command(
     threshold: Annotated[
         float | None, typer.Option(help="The detector's threshold (default: 27 content, 3.0 adaptive).")
     ] = None,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Show each video's metadata and frame plan, and totals to size --max-model-len and the job."""
     from vidcap.cli.probe_videos import probe_paths
@@ -85,13 +64,12 @@ def probe_command(
             sys.exit(2)
         sys.exit(probe_shots_command(paths, json_lines, detector, threshold))
 
-    options = sampling_from(
-        config, sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
-    )
+    model, family, max_model_len = options["model"], options["family"], options["max_model_len"]
+    sampling = sampling_from(config, {key: options[key] for key in SAMPLING_FLAGS})
     if config and (model is None or window is None or max_model_len is None or family is None):
         file_values = load_config_file(config)
         model = model if model is not None else file_values.get("model")
         window = window if window is not None else file_values.get("window")
         max_model_len = max_model_len if max_model_len is not None else file_values.get("max_model_len")
         family = family if family is not None else file_values.get("family")
-    sys.exit(probe_paths(paths, json_lines, options, model, window, max_model_len, family))
+    sys.exit(probe_paths(paths, json_lines, sampling, model, window, max_model_len, family))

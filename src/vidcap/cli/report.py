@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from vidcap.cli.options import (
-    Config,
-    Fps,
-    MaxFrames,
-    MaxPixels,
-    MinFrames,
-    MinPixels,
-    Model,
-    Nframes,
-    TotalPixels,
-    sampling_from,
-    sampling_values,
-)
+from vidcap.cli.options import SAMPLING_FLAGS, Config, sampling_from, with_options
 
 EPILOG = (
     "Examples:\n\n"
@@ -36,6 +24,7 @@ def default_html_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.report.html")
 
 
+@with_options(("model", *SAMPLING_FLAGS))
 def report_command(
     outputs: Annotated[
         list[Path], typer.Argument(help="vidcap output files (.jsonl, .json, .parquet): one, or shards.")
@@ -85,27 +74,22 @@ def report_command(
         str | None,
         typer.Option("--id-key", help="The record id shown (else its position).", rich_help_panel=FIELDS),
     ] = None,
-    model: Model = None,
     config: Config = None,
-    fps: Fps = None,
-    nframes: Nframes = None,
-    min_frames: MinFrames = None,
-    max_frames: MaxFrames = None,
-    min_pixels: MinPixels = None,
-    max_pixels: MaxPixels = None,
-    total_pixels: TotalPixels = None,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Write one HTML page (works offline) with each record's frames, caption, status and flags."""
     from vidcap.config import load_config_file
     from vidcap.report.build import ReportOptions, build_report
     from vidcap.report.recorded import Sampling
 
-    flags = sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels)
+    flags = {key: options[key] for key in SAMPLING_FLAGS}
     given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
     sampling = None  # as the run's summary records them, else vidcap run's defaults
     if config or given:
         source = " and ".join(p for p in (f"--config {config}" if config else "", ", ".join(given)) if p)
         sampling = Sampling(sampling_from(config, flags), source)
+    model = options["model"]
     if model is None and config:
         model = load_config_file(config).get("model")
     names = dict(caption=output_key, status=status_key, error=error_key, video=video_key, id=id_key)

@@ -4,9 +4,9 @@ Recorded in the summary (written before the first record is appended, and again 
 end), it holds the input (path, size, line or element count), the shard's span of it and a
 digest of that span's content (computed by the check pass, which reads the span anyway),
 and every option that changes what a record's output says (model and its context length,
-prompt, system prompt, generation and frame sampling, output field names). Batch size,
-workers, timeouts and the like are left out: they change how fast records are captioned,
-not what is written.
+prompt, system prompt, generation and frame sampling, output field names): those the table
+of options marks (``fingerprint`` in ``vidcap.option_table``). Batch size, workers, timeouts
+and the like are left out: they change how fast records are captioned, not what is written.
 """
 
 from __future__ import annotations
@@ -15,16 +15,21 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from vidcap.config import RunConfig
+from vidcap.config import OPTION_GROUP, RunConfig
 from vidcap.errors import VidcapError
 from vidcap.io.resume import DoneSet
 from vidcap.io.shards import InputSpan
 from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
+from vidcap.option_table import ALWAYS, OPTIONS, WHEN_SET
+
+# The groups the fingerprint nests under their name, after the ALWAYS options (the layout of
+# FINGERPRINT_VERSION): each holds its fingerprinted fields in the group's field order.
+_NESTED = ("generation", "sampling")
+_GROUPS = ("run", "engine", *_NESTED)
 
 
 def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: str | None) -> dict[str, Any]:
     """The fingerprint of a run of ``config`` over ``span`` with the prompt template ``prompt``."""
-    opts = config.run
     return {
         "version": FINGERPRINT_VERSION,
         "input": {
@@ -34,38 +39,33 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
             "units": span.units,
         },
         "span": {"start": span.start, "stop": span.stop, "digest": digest},
-        "options": {
-            "model": config.engine.model,
-            # The context length bounds the default pixel budget, so it changes the frames too.
-            "max_model_len": config.engine.max_model_len,
-            "prompt": prompt,
-            "system_prompt": opts.system_prompt,
-            "input_video_key": opts.input_video_key,
-            "conversation_key": opts.conversation_key,
-            "output_key": opts.output_key,
-            "status_key": opts.status_key,
-            "error_key": opts.error_key,
-            "info_key": opts.info_key,
-            "generation": dataclasses.asdict(config.generation),
-            # The family and its frame size follow from the model (above): left out, so older
-            # outputs still resume.
-            "sampling": {
-                k: v
-                for k, v in dataclasses.asdict(config.sampling).items()
-                if k not in ("family", "frame_size", "frame_tokens")
-            },
-            # Windows change what is captioned, and the summary prompt what the caption says.
-            # Left out when unset, so that outputs written before windows existed still resume.
-            **({"window": opts.window} if opts.window is not None else {}),
-            **({"summary_prompt": opts.summary_prompt} if opts.summary_prompt is not None else {}),
-            # A text pass (--no-video) sends no frames: its output is not a video run's.
-            **({"no_video": True} if opts.no_video else {}),
-            **({"prompt_first": True} if opts.prompt_first else {}),
-            # --fail-on and --retries change statuses and captions; also left out when unset.
-            **({"fail_on": list(opts.fail_on)} if opts.fail_on else {}),
-            **({"retries": opts.retries} if opts.retries else {}),
-        },
+        "options": _options(config, prompt),
     }
+
+
+def _options(config: RunConfig, prompt: str) -> dict[str, Any]:
+    """The options of the table (vidcap.option_table) that change what a record's output says:
+    the ALWAYS ones, the nested groups, then the WHEN_SET ones that differ from their default
+    (left out otherwise, so that outputs written before such an option existed still resume)."""
+    groups = {name: dataclasses.asdict(getattr(config, name)) for name in _GROUPS}
+    defaults = {name: dataclasses.asdict(getattr(RunConfig(), name)) for name in _GROUPS}
+    groups["run"]["prompt"] = prompt  # the template the run uses, whichever way it was given
+    marked = [o for o in OPTIONS if o.fingerprint is not None]
+    options: dict[str, Any] = {
+        o.key: groups[OPTION_GROUP[o.key]][o.key]
+        for o in marked
+        if o.fingerprint == ALWAYS and OPTION_GROUP[o.key] not in _NESTED
+    }
+    for name in _NESTED:
+        keep = {o.key for o in marked if OPTION_GROUP[o.key] == name}
+        options[name] = {k: v for k, v in groups[name].items() if k in keep}
+    for o in marked:
+        if o.fingerprint == WHEN_SET:
+            group = OPTION_GROUP[o.key]
+            value = groups[group][o.key]
+            if value != defaults[group][o.key]:
+                options[o.key] = list(value) if isinstance(value, tuple) else value
+    return options
 
 
 _NAMES = {
