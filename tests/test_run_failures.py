@@ -262,6 +262,7 @@ def test_a_run_in_process_leaves_the_callers_own_helpers_alive(
     import sys
 
     from vidcap.procs import blocks_stop_signal, stop_signals_blocked
+    from vidcap.quiet import terminal_err
 
     with stop_signals_blocked():
         helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -271,6 +272,8 @@ def test_a_run_in_process_leaves_the_callers_own_helpers_alive(
         out = tmp_path / "out.jsonl"
         monkeypatch.setattr("vidcap.engines.create_engine", lambda *_: FakeEngine(tiny_model))
         assert harness.execute(config(data, out, model=str(tiny_model)), quiet=True) == 0
+        # ... and gives the caller its stdout and stderr back (the CLI keeps them on the log).
+        assert terminal_err() is sys.stderr
         with pytest.raises(subprocess.TimeoutExpired):  # alive: the run did not kill it
             helper.wait(timeout=2)
     finally:

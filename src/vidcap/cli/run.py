@@ -40,4 +40,4 @@ def run_command(
             raise VidcapError(f"two inputs given: {input_file} and --input {flags['input']}; give one")
         flags["input"] = input_file
     run_config = build_config(load_config_file(config) if config else {}, flags)
-    sys.exit(execute(run_config, quiet=quiet, verbose=verbose))
+    sys.exit(execute(run_config, quiet=quiet, verbose=verbose, ending=True))

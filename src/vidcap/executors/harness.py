@@ -94,12 +94,15 @@ def _check_schema(path: str, schema: Any) -> None:
         raise VidcapError(f"{path}: not a valid JSON Schema: {exc.message}") from None
 
 
-def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) -> int:
+def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False, ending: bool = False) -> int:
     """Run a checked config with signal handling and a printed summary; returns the exit code.
 
     Without ``verbose``, other libraries' output (this process's and its children's) goes to
-    ``OUTPUT.log`` (see ``vidcap.quiet``) until the command ends; the terminal keeps vidcap's
-    own lines, printed through ``terminal_out``/``terminal_err``.
+    ``OUTPUT.log`` (see ``vidcap.quiet``) for the run; the terminal keeps vidcap's own lines,
+    printed through ``terminal_out``/``terminal_err``. With ``ending`` (the ``vidcap run``
+    command, whose process ends next) the output stays on the log until the process ends, so
+    what libraries print while winding down lands there too; a library caller gets its
+    stdout and stderr back when this returns.
     """
     from vidcap.executors import executor_for
     from vidcap.executors.job import Job, RunHooks
@@ -122,7 +125,7 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
             # into the running job's log. The log goes beside the output, so each shard of an
             # array has its own (as its output).
             job.locked(),
-            capture_output(log_path_for(job.output_path), enabled=not verbose, release=False) as capture,
+            capture_output(log_path_for(job.output_path), enabled=not verbose, release=not ending) as capture,
             executor.engine() as engine,
         ):
             hooks = RunHooks(
