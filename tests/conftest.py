@@ -121,11 +121,15 @@ def run_vidcap_in_process(engine, *args: str) -> subprocess.CompletedProcess[str
     started with, which on vLLM's CPU build also keeps chunked prefill off, stays)."""
     from vidcap.cli.app import main
 
+    refused: list[str] = []  # raised again after the command, which takes it for a bug (exit 70)
+
     def lend(config: EngineConfig, generation: GenerationOptions) -> _Lent:
-        assert config == engine.config, (
-            f"vidcap {' '.join(args)} would start another engine than the shared one "
-            f"({config} != {engine.config}): run it as a subprocess (run_vidcap)"
-        )
+        if config != engine.config:
+            refused.append(
+                f"vidcap {' '.join(args)} would start another engine than the shared one "
+                f"({config} != {engine.config}): run it as a subprocess (run_vidcap)"
+            )
+            raise AssertionError(refused[-1])
         return _Lent(engine, generation)
 
     logger = logging.getLogger("vidcap")  # main() sets its handler up, as once per process
@@ -145,6 +149,7 @@ def run_vidcap_in_process(engine, *args: str) -> subprocess.CompletedProcess[str
         patch.setattr(logger, "propagate", logger.propagate)
         patch.setattr(sys, "stdout", open(1, "w", closefd=False, buffering=1))  # noqa: SIM115
         patch.setattr(sys, "stderr", open(2, "w", closefd=False, buffering=1))  # noqa: SIM115
+        environ = dict(os.environ)  # the capture sets defaults for the libraries' verbosity
         try:
             main()
             code: object = 0  # main() always exits; a return would be a bug of its own
@@ -153,8 +158,13 @@ def run_vidcap_in_process(engine, *args: str) -> subprocess.CompletedProcess[str
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            for name in set(os.environ) - set(environ):
+                del os.environ[name]
+            os.environ.update(environ)
         out_text, err_text = _read(out), _read(err)
     logger.setLevel(level)
+    if refused:
+        raise AssertionError(refused[0])
     returncode = code if isinstance(code, int) else (0 if code is None else 1)
     return subprocess.CompletedProcess(["vidcap", *args], returncode, out_text, err_text)
 
