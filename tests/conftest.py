@@ -7,10 +7,14 @@ shapes, counts and statuses, never caption quality.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -101,6 +105,104 @@ def run_vidcap(*args: str, timeout: float = 120, **kwargs) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "vidcap", *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+def run_vidcap_in_process(engine, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vidcap ARGS`` run by its entry point in this process, on the started shared ``engine``.
+
+    Everything the command does but loading the model is the real thing: argument and config
+    parsing, the checks, the output lock, the log capture, the signal handlers, the runner,
+    the summary, the exit code, what it prints. It saves a model load (about 25 s) where the
+    test checks what a run writes (a rerun that resumes), not how a process ends: tests of
+    signals, exit by signal and leftover processes keep a real ``vidcap`` process. The command
+    must ask for the engine ``engine`` is (the same ``EngineConfig``: model and settings), else
+    it fails here rather than test a run on another engine than its own; its generation options
+    are the engine's for the run (its seed per request: the engine-wide seed the shared engine
+    started with, which on vLLM's CPU build also keeps chunked prefill off, stays)."""
+    from vidcap.cli.app import main
+
+    refused: list[str] = []  # raised again after the command, which takes it for a bug (exit 70)
+
+    def lend(config: EngineConfig, generation: GenerationOptions) -> _Lent:
+        if config != engine.config:
+            refused.append(
+                f"vidcap {' '.join(args)} would start another engine than the shared one "
+                f"({config} != {engine.config}): run it as a subprocess (run_vidcap)"
+            )
+            raise AssertionError(refused[-1])
+        return _Lent(engine, generation)
+
+    logger = logging.getLogger("vidcap")  # main() sets its handler up, as once per process
+    level = logger.level
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        pytest.MonkeyPatch.context() as patch,
+        _descriptors(out.fileno(), err.fileno()),
+    ):
+        patch.setattr("vidcap.engines.vllm_engine.VllmEngine", lend)  # create_engine looks it up
+        patch.setattr(sys, "argv", ["vidcap", *args])
+        # The command leaves its log capture on for the exit it expects (quiet.capture_output,
+        # release=False): this process goes on, so the capture's state is put back after it.
+        patch.setattr("vidcap.quiet._terminal", None)
+        patch.setattr(logger, "handlers", list(logger.handlers))
+        patch.setattr(logger, "propagate", logger.propagate)
+        patch.setattr(sys, "stdout", open(1, "w", closefd=False, buffering=1))  # noqa: SIM115
+        patch.setattr(sys, "stderr", open(2, "w", closefd=False, buffering=1))  # noqa: SIM115
+        environ = dict(os.environ)  # the capture sets defaults for the libraries' verbosity
+        try:
+            main()
+            code: object = 0  # main() always exits; a return would be a bug of its own
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for name in set(os.environ) - set(environ):
+                del os.environ[name]
+            os.environ.update(environ)
+        out_text, err_text = _read(out), _read(err)
+    logger.setLevel(level)
+    if refused:
+        raise AssertionError(refused[0])
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["vidcap", *args], returncode, out_text, err_text)
+
+
+class _Lent:
+    """The shared engine lent to one in-process command: the command's generation options for
+    the run, and not closed at its end (``create_engine(...)`` is used as ``with ... as engine``)."""
+
+    def __init__(self, engine, generation: GenerationOptions) -> None:
+        self.engine, self.generation = engine, generation
+
+    def __enter__(self):
+        self.before, self.engine.generation = self.engine.generation, self.generation
+        return self.engine
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.generation = self.before
+
+
+@contextmanager
+def _descriptors(out: int, err: int) -> Iterator[None]:
+    """Descriptors 1 and 2 of this process on ``out`` and ``err`` for the block, then back."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {1: os.dup(1), 2: os.dup(2)}
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _read(file) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
 
 
 # Random weights may sample an empty caption, which is a record error (exit code 1) by design; it

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_vidcap, write_jsonl
+from tests.conftest import run_vidcap, run_vidcap_in_process, write_jsonl
 from vidcap import DiyVideoPrompt, FileStorage, LocalModelVLMServing_vllm, VideoToCaptionGenerator
 from vidcap.config import build_config, load_config_file
 from vidcap.errors import VidcapError
@@ -174,7 +174,9 @@ def test_num_captions_and_seed_repeat(vllm_engine, clip_dir: Path, tmp_path: Pat
 
 
 @pytest.mark.engine
-def test_cli_run_with_config_file_and_flag_override(tmp_path: Path, tiny_model: Path, clip_dir: Path) -> None:
+def test_cli_run_with_config_file_and_flag_override(
+    tmp_path: Path, tiny_model: Path, clip_dir: Path, vllm_engine
+) -> None:
     data = tmp_path / "data.json"
     data.write_bytes(
         dumps([{"id": "a", "video": str(clip_dir / "a.mp4")}, {"id": "b", "video": str(clip_dir / "c.avi")}])
@@ -191,8 +193,9 @@ def test_cli_run_with_config_file_and_flag_override(tmp_path: Path, tiny_model: 
     result = run_vidcap(*common, *prompt_file, "--prompt", "", timeout=600)
     # an empty --prompt on the command line is refused before any work
     assert result.returncode == 2 and "--prompt is empty" in result.stderr, result.stderr
-    # the flags replace the file's prompt (and its fps, had it one): no clash
-    result = run_vidcap(*common, *prompt_file, "--nframes", "4", timeout=600)
+    # the flags replace the file's prompt (and its fps, had it one): no clash (the command runs
+    # in this process, on the shared engine: the file's engine settings are that engine's)
+    result = run_vidcap_in_process(vllm_engine, *common, *prompt_file, "--nframes", "4")
     assert result.returncode == 0, result.stderr
     rows = [r.data for r in iter_records(out)]
     assert [r["id"] for r in rows] == ["a", "b"] and all(r["status"] == "ok" for r in rows)

@@ -1,8 +1,8 @@
 """Batch jobs you can trust: kill at any moment, rerun, every record exactly once.
 
 The interrupted runs are real ``vidcap`` processes (the real engine) killed with SIGKILL or
-SIGTERM mid-run; reruns are the same command. Other shards run in-process on the shared
-engine to keep the suite fast.
+SIGTERM mid-run; reruns are the same command (the SIGTERM one's in-process on the shared engine,
+``run_vidcap_in_process``). Other shards run in-process on the shared engine to keep the suite fast.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
+from tests.conftest import (
+    TINY_ENGINE,
+    assert_only_noise_errors,
+    run_vidcap,
+    run_vidcap_in_process,
+    write_jsonl,
+)
 from vidcap.cli.merge import merge_command
 from vidcap.config import build_config
 from vidcap.errors import VidcapError
@@ -149,7 +155,7 @@ def test_a_sigkilled_runs_lock_is_gone_and_the_rerun_resumes(sigkilled: dict) ->
 
 
 @pytest.mark.engine
-def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
+def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict, vllm_engine) -> None:
     out = job["tmp"] / "out.json"  # JSON array output: journaled, written atomically
     args = ["run", "-i", str(job["data"]), "-o", str(out), "-c", str(job["config"]), "--id-key", "id", "-q"]
     proc = start_vidcap(args)
@@ -167,7 +173,8 @@ def test_sigterm_writes_what_is_done_exits_75_and_resumes(job: dict) -> None:
     summary = loads((job["tmp"] / "out.json.summary.json").read_bytes())
     assert summary["complete"] is False and summary["interrupted"] is True
 
-    rerun = run_vidcap(*args, timeout=600)
+    # The same command resumes it (in this process, on the shared engine: a resume is the runner's).
+    rerun = run_vidcap_in_process(vllm_engine, *args)
     assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     assert [r["id"] for r in loads(out.read_bytes())] == job["ids"]
     assert not journal.exists()

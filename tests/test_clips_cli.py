@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
+from tests.conftest import (
+    TINY_ENGINE,
+    assert_only_noise_errors,
+    run_vidcap,
+    run_vidcap_in_process,
+    write_jsonl,
+)
 from vidcap.io.records import iter_records
 from vidcap.shot_corpus import build_video
 
@@ -115,7 +121,7 @@ def test_existing_output_needs_overwrite(footage, tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
-def test_clips_then_run_captions_each_shot(footage, tmp_path: Path, tiny_model: Path) -> None:
+def test_clips_then_run_captions_each_shot(footage, tmp_path: Path, tiny_model: Path, vllm_engine) -> None:
     folder, truth = footage
     shots = tmp_path / "shots.jsonl"
     proc = run_vidcap("clips", str(folder / "raw.mp4"), "-o", str(shots))
@@ -127,8 +133,9 @@ def test_clips_then_run_captions_each_shot(footage, tmp_path: Path, tiny_model: 
         f"max_tokens = 6\nfps = 2.0\nmin_pixels = {28 * 28 * 4}\nmax_pixels = {28 * 28 * 16}\n"
     )
     out = tmp_path / "captions.jsonl"
-    proc = run_vidcap("run", "-i", str(shots), "-o", str(out), "-c", str(config), "--id-key", "shot_id",
-                      "--quiet", timeout=600)  # fmt: skip
+    # The run command in this process, on the shared engine (the config's engine settings are its).
+    proc = run_vidcap_in_process(vllm_engine, "run", "-i", str(shots), "-o", str(out), "-c", str(config),
+                                 "--id-key", "shot_id", "--quiet")  # fmt: skip
     assert_only_noise_errors(proc.returncode, out, proc.stderr)
     rows = _records(out)
     assert [r["shot_id"] for r in rows] == [f"1-{n}" for n in range(1, len(truth) + 2)]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap
+from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap_in_process
 from tests.test_batch_jobs import start_vidcap
 from vidcap.config import build_config
 from vidcap.executors.job import run_captioning
@@ -74,7 +74,7 @@ def test_the_same_seeded_run_to_jsonl_and_parquet_gives_the_same_records(
 
 
 def test_a_parquet_output_survives_sigkill_and_rerun(
-    tmp_path: Path, clip_dir: Path, tiny_model: Path
+    tmp_path: Path, clip_dir: Path, tiny_model: Path, vllm_engine
 ) -> None:
     rows = 48
     data = tmp_path / "data.parquet"
@@ -102,7 +102,8 @@ def test_a_parquet_output_survives_sigkill_and_rerun(
     assert 8 <= done.count < rows, "the kill came too late to test anything"
     assert done.ids == {str(i) for i in range(done.count)}
 
-    rerun = run_vidcap(*args, timeout=600)
+    # The same command resumes it (in this process, on the shared engine: a resume is the runner's).
+    rerun = run_vidcap_in_process(vllm_engine, *args)
     assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     records = [r.data for r in iter_records(out)]
     assert [r["id"] for r in records] == list(range(rows))  # every record once, in input order

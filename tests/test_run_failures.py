@@ -279,3 +279,43 @@ def test_a_run_in_process_leaves_the_callers_own_helpers_alive(
     finally:
         helper.kill()
         helper.wait()
+
+
+def test_a_command_in_process_runs_on_the_lent_engine_and_puts_the_process_back(
+    tmp_path: Path, clip_dir: Path, tiny_model: Path
+) -> None:
+    """``run_vidcap_in_process`` (the suite's way to rerun a command without loading a model):
+    the command runs on the engine it is lent, with its own generation options, ends as the
+    command does, and leaves this process as it found it; a command that asks for another
+    engine is refused, not run on this one."""
+    import logging
+
+    from tests.conftest import run_vidcap_in_process
+    from vidcap.generation import GenerationOptions
+
+    class Recording(FakeEngine):
+        def generate(self, requests):
+            self.seen = self.generation
+            return super().generate(requests)
+
+    data = dataset(tmp_path, clip_dir, 4)
+    engine = Recording(tiny_model)  # its config: the engine `vidcap run -m tiny_model` asks for
+    engine.generation = GenerationOptions(max_tokens=12)
+    logger = logging.getLogger("vidcap")
+
+    def state() -> tuple:
+        return os.fstat(1).st_ino, os.fstat(2).st_ino, list(logger.handlers), logger.level, dict(os.environ)
+
+    before = state()
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(data), "-o", str(out), "-m", str(tiny_model), "--decode-workers", "0"]
+    result = run_vidcap_in_process(engine, *args, "--max-tokens", "3")
+    assert result.returncode == 0, result.stderr
+    assert "Done: 4 ok, 0 error, 0 skipped" in result.stderr and result.stdout == ""
+    assert all(r.data["caption"].startswith("caption for ") for r in iter_records(out))  # the fake's
+    assert engine.seen.max_tokens == 3 and engine.generation == GenerationOptions(max_tokens=12)
+    assert state() == before
+
+    with pytest.raises(AssertionError, match="would start another engine than the shared one"):
+        run_vidcap_in_process(engine, *args, "--max-model-len", "2048", "--overwrite")
+    assert state() == before

@@ -2,7 +2,8 @@
 
 The prompt is filled from each record's fields; the pass's own fields are named after its output
 key. End to end on the real vLLM engine: a tiny random-weight Qwen2 text model refines a caption
-output the tiny Qwen2.5-VL wrote, and a SIGKILLed refinement resumes (answers are noise).
+output the tiny Qwen2.5-VL wrote, and a SIGKILLed refinement resumes (answers are noise). The
+killed run is a real ``vidcap`` process; the runs after it share one engine, in-process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ENGINE, run_vidcap, write_jsonl
+from tests.conftest import TINY_ENGINE, run_vidcap, run_vidcap_in_process, write_jsonl
 from vidcap.config import build_config, needs_video_model
 from vidcap.errors import RecordError, VidcapError
 from vidcap.io.jsonio import loads
@@ -81,6 +82,20 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_text_model(tmp_path_factory.mktemp("model") / "tiny-qwen2")
 
 
+@pytest.fixture(scope="module")
+def text_engine(tiny_text_model: Path):
+    """A started vLLM engine on the tiny text model, as ``vidcap run --no-video ...
+    _engine_flags(tiny_text_model)`` starts it, shared by this file's in-process runs."""
+    from vidcap.engines.vllm_engine import VllmEngine
+
+    flags = {"model": str(tiny_text_model), "max_tokens": 8, **TINY_ENGINE}
+    config = build_config({}, {"no_video": True, "prompt": "{caption}", **flags})
+    engine = VllmEngine(config.engine, config.generation)
+    engine.start(max_videos_per_prompt=0)  # a text pass's: no room for videos
+    yield engine
+    engine.close()
+
+
 def _engine_flags(model: Path) -> list[str]:
     return [
         "--model",
@@ -98,8 +113,9 @@ def _engine_flags(model: Path) -> list[str]:
 RECORDS = 48
 
 
+@pytest.mark.engine
 def test_refine_a_caption_output_and_resume_after_sigkill(
-    tmp_path: Path, clip_dir: Path, vllm_engine, tiny_text_model: Path
+    tmp_path: Path, clip_dir: Path, vllm_engine, tiny_text_model: Path, text_engine
 ) -> None:
     from tests.test_batch_jobs import start_vidcap, wait_for_lines
     from vidcap.executors.job import run_captioning
@@ -152,7 +168,8 @@ def test_refine_a_caption_output_and_resume_after_sigkill(
     written = [r.data["id"] for r in iter_records(out)]
     assert 4 <= len(written) < RECORDS, "the kill came too late to test anything"
 
-    rerun = run_vidcap(*args, timeout=600)
+    # The same command resumes it (in this process, on the shared engine: a resume is the runner's).
+    rerun = run_vidcap_in_process(text_engine, *args)
     assert rerun.returncode in (0, 1), rerun.stderr
     first_pass = list(iter_records(captions))
     refined = list(iter_records(out))
@@ -171,12 +188,15 @@ def test_refine_a_caption_output_and_resume_after_sigkill(
     assert summary["status_key"] == "caption_refined_status" and summary["videos_per_s"] == 0
 
 
-def test_a_record_without_the_prompts_field_fails_alone(tmp_path: Path, tiny_text_model: Path) -> None:
+@pytest.mark.engine
+def test_a_record_without_the_prompts_field_fails_alone(
+    tmp_path: Path, tiny_text_model: Path, text_engine
+) -> None:
     data = write_jsonl(tmp_path / "c.jsonl", [{"caption": "a dog"}, {"other": 1}, {"caption": "a cat"}])
     out = tmp_path / "o.jsonl"
-    result = run_vidcap(
-        "run", str(data), "-o", str(out), "--no-video", "--prompt", "Better: {caption}",
-        "--output-key", "better", "-q", *_engine_flags(tiny_text_model), timeout=600,
+    result = run_vidcap_in_process(
+        text_engine, "run", str(data), "-o", str(out), "--no-video", "--prompt", "Better: {caption}",
+        "--output-key", "better", "-q", *_engine_flags(tiny_text_model),
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     rows = [r.data for r in iter_records(out)]
@@ -187,6 +207,7 @@ def test_a_record_without_the_prompts_field_fails_alone(tmp_path: Path, tiny_tex
     )
 
 
+@pytest.mark.engine
 def test_the_transformers_backend_runs_a_text_model(tmp_path: Path, tiny_text_model: Path) -> None:
     windows = [{"start": 0.0, "end": 5.0, "caption": "a dog", "status": "ok"}]
     data = write_jsonl(tmp_path / "c.jsonl", [{"caption": "a dog"}, {"caption": "x", "windows": windows}])
