@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vidcap.errors import VidcapError
+from vidcap.video.transnet import check_available
 
 if TYPE_CHECKING:
     from vidcap.pipeline.shot_clips import SplitOptions
@@ -55,9 +56,11 @@ def clips_command(
     detector: Annotated[
         str,
         typer.Option(
-            metavar="content|adaptive",
+            metavar="content|adaptive|transnetv2",
             help="content: HSV difference from the previous frame over --threshold (default 27); "
-            "adaptive: that difference over --threshold times its neighbours' (default 3.0).",
+            "adaptive: that difference over --threshold times its neighbours' (default 3.0); "
+            "transnetv2: TransNetV2's transition probability over --threshold (default 0.5; needs "
+            "the transnetv2 extra).",
             rich_help_panel=SPLIT,
         ),
     ] = "content",
@@ -210,6 +213,8 @@ def _check_options(opts: SplitOptions, detectors: tuple[str, ...]) -> None:
         raise VidcapError(f"--split must be shots or interval, not {opts.split!r}")
     if opts.detector not in detectors:
         raise VidcapError(f"--detector must be one of {', '.join(detectors)}, not {opts.detector!r}")
+    if opts.detector == "transnetv2":
+        check_available()  # before any video: one line saying how to install it
     if opts.split == "interval" and (opts.every is None or not opts.every > 0):
         raise VidcapError("--split interval needs --every SECONDS (more than 0)")
     if opts.split == "shots" and opts.every is not None:

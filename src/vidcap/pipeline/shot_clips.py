@@ -22,7 +22,7 @@ from vidcap.pipeline.check import (
 )
 from vidcap.video.metadata import probe_with_index
 from vidcap.video.plan import resolve_rate
-from vidcap.video.shots import find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
+from vidcap.video.shots import cut_kind, find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
 
 ADDED_FIELDS = ("video_start", "video_end", "shot_id", "shot_kind")
 ERROR_KEY = "clips_error"  # not run's "error"/"status": a clips file stays an input `vidcap run` takes
@@ -74,7 +74,7 @@ def clip_records(
         times = frame_times(index, total, fps)
         end = total / fps
     else:
-        scan = scan_video(path)
+        scan = scan_video(path, transnet=opts.detector == "transnetv2")
         fps, times, end = scan.fps, list(scan.times), scan.end
     segment_start = bound(data, "video_start") or 0.0
     segment_end = bound(data, "video_end")
@@ -86,7 +86,7 @@ def clip_records(
         kinds = ["interval"] * len(cuts)
     else:
         cuts = find_cuts(scan, opts.detector, opts.threshold, opts.min_frames)
-        kinds = None
+        kinds = [cut_kind(scan, cut) for cut in cuts]
     shots = shots_from_cuts(
         times,
         end,
