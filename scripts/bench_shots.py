@@ -82,7 +82,7 @@ def report(name: str, label: str, results: list[Result]) -> None:
         exact = sum(a == b for a, b in told) / len(told)
         kinds = f"  kind: hard/gradual {hard_right:.2f}, exact {exact:.2f}"
     print(
-        f"{name:28} {label:22} transitions {true_total:4}  detected {found_total:4}  "
+        f"{name:30} {label:22} transitions {true_total:4}  detected {found_total:4}  "
         f"precision {precision:.3f}  recall {hits / true_total:.3f}{kinds}"
     )
 
@@ -168,10 +168,10 @@ def run_set(
             took = time.process_time() - started
             results = [(find_cuts(s, detector, None, 15), t, s) for s, t in learnt]
             report(name, f"vidcap {detector}", results)
-            print(f"{name:28} vidcap transnetv2 (CPU): {frames / took:.0f} frames/CPU s")
+            print(f"{name:30} vidcap transnetv2 (CPU): {frames / took:.0f} frames/CPU s")
         else:
             report(name, f"vidcap {detector}", [(find_cuts(s, detector, None, 15), t, s) for s, t in scans])
-    print(f"{name:28} vidcap: {frames} frames in {cpu:.1f} CPU s = {frames / cpu:.0f} frames/CPU s")
+    print(f"{name:30} vidcap: {frames} frames in {cpu:.1f} CPU s = {frames / cpu:.0f} frames/CPU s")
     if scenedetect:
         for command in ("detect-content", "detect-adaptive"):
             before = children_cpu()
@@ -183,7 +183,7 @@ def run_set(
             report(name, f"scenedetect {command[7:]}", found)
             work = sd_cpu - startup * len(videos)
             print(
-                f"{name:28} scenedetect {command}: {frames / sd_cpu:.0f} frames/CPU s "
+                f"{name:30} scenedetect {command}: {frames / sd_cpu:.0f} frames/CPU s "
                 f"({sd_cpu:.1f} CPU s), {frames / work:.0f} less start-up; "
                 f"vidcap {sd_cpu / cpu:.2f}x faster, {work / cpu:.2f}x less start-up"
             )

@@ -150,7 +150,7 @@ def scan_video(path: str, *, width: int = SCAN_WIDTH, threads: int = 2, transnet
                             frame, *INPUT_SIZE, format="rgb24", interpolation=Interpolation.BICUBIC
                         ).to_ndarray()
                     )
-                recent.append(hsv[:, ::4, ::4])
+                recent.append(hsv[:, ::4, ::4].copy())  # a copy: the whole frame is freed
                 if len(recent) == recent.maxlen:
                     across.append(content_score(recent[0], recent[-1]))
     if not scores:
