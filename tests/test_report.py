@@ -293,3 +293,23 @@ def test_a_records_notes_are_shown_once_and_window_bounds_rounded(tmp_path: Path
     shown = data["records"][0]
     assert shown["notes"] == record["caption_notes"]
     assert [s["notes"] for w in shown["windows"] for s in w["strips"]] == [[], []]
+
+
+def test_a_shot_record_of_vidcap_clips_shows_its_span(tmp_path: Path) -> None:
+    """A record `vidcap clips` made (a shot id, video_start/video_end) shows its span in the
+    source video, its frames come from that span; CSV text seconds count as numbers."""
+    make_clip(tmp_path / "v.mp4", seconds=6.0, fps=10, width=160, height=96)
+    shot = ok("s", "v.mp4", "the second shot", video_start=2.0, video_end=4.5, shot_id="1-2", shot_kind="cut")
+    from_csv = ok(
+        "t", "v.mp4", "a CSV row", video_start="4.5", video_end="6.0", shot_id="1-3", shot_kind="fade"
+    )
+    plain = ok("p", "v.mp4", "not a shot", video_start=1.0, video_end=2.0)
+    write_jsonl(tmp_path / "out.jsonl", [shot, from_csv, plain])
+    html, data = report(tmp_path)
+    first, second, third = data["records"]
+    assert first["shot"] == {"id": "1-2", "kind": "cut", "start": 2.0, "end": 4.5}
+    assert second["shot"] == {"id": "1-3", "kind": "fade", "start": 4.5, "end": 6.0}
+    assert third["shot"] is None
+    times = [t for t, _ in first["strips"][0]["frames"]]
+    assert times and all(2.0 <= t <= 4.5 for t in times)
+    assert "of the source video" in html.read_text(encoding="utf-8")  # the page's script draws it

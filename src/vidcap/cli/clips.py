@@ -9,14 +9,13 @@ exits 1 at the end.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, RecordError, VidcapError
+from vidcap.errors import VidcapError
+from vidcap.video.transnet import check_available
 
 if TYPE_CHECKING:
     from vidcap.pipeline.shot_clips import SplitOptions
@@ -26,7 +25,9 @@ EPILOG = (
     "  vidcap clips videos.jsonl -o shots.jsonl\n\n"
     "  vidcap run shots.jsonl -o captions.jsonl --id-key shot_id -m MODEL\n\n"
     "  vidcap clips long.mp4 -o shots.jsonl --min-shot 2 --max-shot 15\n\n"
-    "  vidcap clips videos.jsonl -o clips.jsonl --split interval --every 10"
+    "  vidcap clips videos.jsonl -o clips.jsonl --split interval --every 10\n\n"
+    "  vidcap clips videos.jsonl --shard-index 0 --num-shards 4   # videos.clips.shard-0-of-4.jsonl\n\n"
+    "  vidcap merge 'videos.clips.shard-*.jsonl' -o videos.clips.jsonl"
 )
 
 SPLIT = "Splitting"
@@ -38,8 +39,14 @@ def clips_command(
         typer.Argument(metavar="INPUT", help="A .jsonl/.json/.parquet/.csv dataset, or one video file."),
     ],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Clips file to write (.jsonl, .json or .parquet).")
-    ],
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Clips file to write (.jsonl, .json, .parquet or .csv; default: INPUT.clips.EXT, "
+            "or for a shard INPUT.clips.shard-I-of-N.EXT).",
+        ),
+    ] = None,
     split: Annotated[
         str,
         typer.Option(
@@ -51,9 +58,11 @@ def clips_command(
     detector: Annotated[
         str,
         typer.Option(
-            metavar="content|adaptive",
+            metavar="content|adaptive|transnetv2",
             help="content: HSV difference from the previous frame over --threshold (default 27); "
-            "adaptive: that difference over --threshold times its neighbours' (default 3.0).",
+            "adaptive: that difference over --threshold times its neighbours' (default 3.0); "
+            "transnetv2: TransNetV2's transition probability over --threshold (default 0.5; needs "
+            "the transnetv2 extra).",
             rich_help_panel=SPLIT,
         ),
     ] = "content",
@@ -109,8 +118,15 @@ def clips_command(
         typer.Option(metavar="SECONDS", help="A video not split in this time fails; the others go on."),
     ] = 1800.0,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output (clips does not resume yet).")
+        bool, typer.Option("--overwrite", help="Start the output afresh (default: resume it).")
     ] = False,
+    shard_index: Annotated[
+        int | None, typer.Option(help="This shard's index (default: from SLURM_ARRAY_TASK_ID, or 0).")
+    ] = None,
+    num_shards: Annotated[
+        int | None, typer.Option(help="Number of shards (default: SLURM_ARRAY_TASK_COUNT or 1).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Split videos into shots: one record per shot, ready for `vidcap run`."""
     sys.exit(
@@ -131,18 +147,29 @@ def clips_command(
             overwrite=overwrite,
             workers=decode_workers,
             timeout=decode_timeout,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            quiet=quiet,
         )
     )
 
 
-def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, timeout: float, **values) -> int:
+def _clips(
+    input: str,
+    output: str | None,
+    *,
+    overwrite: bool,
+    workers: int | None,
+    timeout: float,
+    shard_index: int | None,
+    num_shards: int | None,
+    quiet: bool,
+    **values,
+) -> int:
     from vidcap.cli.probe_videos import VIDEO_EXTENSIONS
-    from vidcap.io.formats import format_for
-    from vidcap.io.records import iter_records, scan_input
-    from vidcap.io.writer import open_writer
-    from vidcap.pipeline.check import check_output_is_not_input
-    from vidcap.pipeline.shot_clips import ERROR_KEY, ClipTask, SplitOptions, clip_task
-    from vidcap.video.pool import OrderedPool, default_workers
+    from vidcap.pipeline.clip_batch import ClipsJob, default_clips_output, run_clips
+    from vidcap.pipeline.shot_clips import SplitOptions
+    from vidcap.progress import make_progress
     from vidcap.video.shots import DETECTORS
 
     opts = SplitOptions(**values)
@@ -151,63 +178,28 @@ def _clips(input: str, output: str, *, overwrite: bool, workers: int | None, tim
         raise VidcapError(f"--decode-workers must be 0 or more, got {workers}")
     if not timeout > 0:
         raise VidcapError(f"--decode-timeout must be more than 0 seconds, got {timeout}")
-    input_path, output_path = Path(input), Path(output)
-    if output_path.suffix.lower() == ".csv":
-        # vidcap reads CSV cells as text, and `vidcap run` takes video_start/video_end as numbers only.
-        raise VidcapError(
-            f"{output_path}: a clips file cannot be CSV (vidcap run reads its cells as text, not "
-            "seconds); use .jsonl, .json or .parquet"
-        )
+    input_path = Path(input)
     one_video = input_path.suffix.lower() in VIDEO_EXTENSIONS
-    if one_video:
-        if not input_path.is_file():
-            raise VidcapError(f"video not found: {input_path}")
-        records: Iterable[tuple[int, dict]] = [(1, {opts.video_key: input_path.name})]
+    if one_video and not input_path.is_file():
+        raise VidcapError(f"video not found: {input_path}")
+    if output is None:
+        if one_video:
+            raise VidcapError("give --output/-o for a video INPUT (a dataset INPUT has a default)")
+        output_path = default_clips_output(input_path, shard_index, num_shards)
     else:
-        scan_input(input_path)  # every line valid before anything is written
-        records = ((r.line, r.data) for r in iter_records(input_path))
-        check_output_is_not_input(input_path, output_path)
-
-    def where(line: int) -> str:
-        """How an error line names the record: ``file:line`` (or the video given as INPUT)."""
-        return str(input_path) if one_video else format_for(input_path, "input").location(input_path, line)
-
-    if output_path.exists() and not overwrite:
-        raise VidcapError(f"{output_path} exists; pass --overwrite to replace it (clips does not resume yet)")
-    started = time.monotonic()
-    videos = shots = failed = 0
-    workers = default_workers() if workers is None else workers
-    tasks = (ClipTask(line, data, input_path.parent, output_path.parent, opts) for line, data in records)
-    writer = open_writer(output_path, resume=False, like=None if one_video else input_path)
-    complete = False
-    try:
-        with OrderedPool(
-            clip_task,
-            workers=workers,
-            max_pending=2 * max(workers, 1),
-            timeout_s=timeout,
-            error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
-        ) as pool:
-            for outcome in pool.imap(tasks):
-                videos += 1
-                task = outcome.task
-                if outcome.error is not None:
-                    failed += 1
-                    print(f"error: {where(task.line)}: {outcome.error}", file=sys.stderr)
-                    batch = [{**task.data, ERROR_KEY: outcome.error}]
-                else:
-                    batch = outcome.result or []
-                    shots += len(batch)
-                writer.write_batch(batch)
-        complete = True
-    finally:
-        writer.close(complete=complete)
-    took = time.monotonic() - started
-    print(
-        f"vidcap: {videos} video(s) -> {shots} clip(s), {failed} failed, in {took:.1f} s: {output_path}",
-        file=sys.stderr,
+        output_path = Path(output)
+    job = ClipsJob(
+        input=input_path,
+        output=output_path,
+        opts=opts,
+        one_video=one_video,
+        overwrite=overwrite,
+        workers=workers,
+        timeout=timeout,
+        shard_index=shard_index,
+        num_shards=num_shards,
     )
-    return EXIT_RECORDS_FAILED if failed else EXIT_OK
+    return run_clips(job, progress=make_progress(enabled=not quiet))
 
 
 def _short_shots(value: str) -> bool:
@@ -223,6 +215,8 @@ def _check_options(opts: SplitOptions, detectors: tuple[str, ...]) -> None:
         raise VidcapError(f"--split must be shots or interval, not {opts.split!r}")
     if opts.detector not in detectors:
         raise VidcapError(f"--detector must be one of {', '.join(detectors)}, not {opts.detector!r}")
+    if opts.detector == "transnetv2":
+        check_available()  # before any video: one line saying how to install it
     if opts.split == "interval" and (opts.every is None or not opts.every > 0):
         raise VidcapError("--split interval needs --every SECONDS (more than 0)")
     if opts.split == "shots" and opts.every is not None:

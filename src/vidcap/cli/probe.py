@@ -44,10 +44,11 @@ def probe_command(
         ),
     ] = None,
     detector: Annotated[
-        str, typer.Option(metavar="content|adaptive", help="Shot detector for --split shots.")
+        str, typer.Option(metavar="content|adaptive|transnetv2", help="Shot detector for --split shots.")
     ] = "content",
     threshold: Annotated[
-        float | None, typer.Option(help="The detector's threshold (default: 27 content, 3.0 adaptive).")
+        float | None,
+        typer.Option(help="The detector's threshold (default: 27 content, 3.0 adaptive, 0.5 transnetv2)."),
     ] = None,
     *,
     options: dict[str, Any],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,9 +83,9 @@ def record_problem(record: dict, opts: RunOptions) -> str | None:
         count = len(video_paths(record, opts.input_video_key))
         return f"--window captions one video per record; this record has {count} videos"
     for name in ("video_start", "video_end"):
-        bound = record.get(name)
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
-            return f"'{name}' must be a number of seconds, got {bound!r}"
+        problem = seconds_problem(record, name)
+        if problem:
+            return problem
     for name, option in (
         (opts.output_key, "output_key"),
         (opts.status_key, "status_key"),
@@ -167,6 +168,24 @@ def resolve_video_path(path: str, base: Path) -> str:
         return path  # a URL: handed to FFmpeg as it is
     expanded = Path(path).expanduser()
     return str(expanded if expanded.is_absolute() else base / expanded)
+
+
+def seconds_problem(record: dict[str, Any], name: str) -> str | None:
+    """What is wrong with a record's ``video_start``/``video_end``, or None: a number of seconds,
+    or the text of one (a CSV cell reads back as text, as in a clips file written as CSV)."""
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return None
+    elif not isinstance(value, bool) and isinstance(value, int | float):
+        return None
+    return f"'{name}' must be a number of seconds, got {value!r}"
 
 
 def bound(record: dict[str, Any], name: str) -> float | None:

@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import RecordError
-from vidcap.pipeline.check import bound, resolve_video_path, video_field_problem, video_paths
+from vidcap.pipeline.check import (
+    bound,
+    resolve_video_path,
+    seconds_problem,
+    video_field_problem,
+    video_paths,
+)
 from vidcap.video.metadata import probe_with_index
 from vidcap.video.plan import resolve_rate
-from vidcap.video.shots import find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
+from vidcap.video.shots import cut_kind, find_cuts, frame_times, interval_cuts, scan_video, shots_from_cuts
 
 ADDED_FIELDS = ("video_start", "video_end", "shot_id", "shot_kind")
 ERROR_KEY = "clips_error"  # not run's "error"/"status": a clips file stays an input `vidcap run` takes
@@ -52,12 +58,12 @@ def clip_records(
     if len(paths) != 1:
         raise RecordError(f"'{opts.video_key}' must name one video to split, got {len(paths)}")
     for name in (*ADDED_FIELDS[2:], ERROR_KEY):
-        if name in data:
+        if data.get(name) is not None:
             raise RecordError(f"record already has a '{name}' field, which vidcap clips writes")
     for name in ("video_start", "video_end"):
-        value = data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise RecordError(f"'{name}' must be a number of seconds, got {value!r}")
+        problem = seconds_problem(data, name)
+        if problem:
+            raise RecordError(problem)
     if opts.id_key is not None and data.get(opts.id_key) is None:
         raise RecordError(f"record has no '{opts.id_key}' field (--id-key)")
     path = resolve_video_path(paths[0], input_dir)
@@ -68,7 +74,7 @@ def clip_records(
         times = frame_times(index, total, fps)
         end = total / fps
     else:
-        scan = scan_video(path)
+        scan = scan_video(path, transnet=opts.detector == "transnetv2")
         fps, times, end = scan.fps, list(scan.times), scan.end
     segment_start = bound(data, "video_start") or 0.0
     segment_end = bound(data, "video_end")
@@ -80,7 +86,7 @@ def clip_records(
         kinds = ["interval"] * len(cuts)
     else:
         cuts = find_cuts(scan, opts.detector, opts.threshold, opts.min_frames)
-        kinds = None
+        kinds = [cut_kind(scan, cut) for cut in cuts]
     shots = shots_from_cuts(
         times,
         end,
@@ -95,7 +101,7 @@ def clip_records(
     )
     if not shots:
         raise RecordError(f"nothing left of {path} ({end:.3f} s) after trimming")
-    source_id = data[opts.id_key] if opts.id_key is not None else line
+    source = source_id(data, line, opts)
     video = _path_for_output(paths[0], path, input_dir, output_dir)
     records = []
     for number, shot in enumerate(shots, 1):
@@ -103,10 +109,15 @@ def clip_records(
         record[opts.video_key] = video
         record["video_start"] = shot.start
         record["video_end"] = shot.end
-        record["shot_id"] = f"{source_id}-{number}"
+        record["shot_id"] = f"{source}-{number}"
         record["shot_kind"] = shot.kind
         records.append(record)
     return records
+
+
+def source_id(data: dict[str, Any], line: int, opts: SplitOptions) -> str:
+    """What a record's shot ids start with: its ``--id-key`` value, else its input line."""
+    return str(data[opts.id_key]) if opts.id_key is not None else str(line)
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,11 @@ def _notes_once(record_notes: tuple[str, ...], strips: list[dict[str, Any]]) -> 
     return shown
 
 
+def _shot_json(view: RecordView) -> dict[str, Any]:
+    """A shot record's id, kind and span in its source video (seconds)."""
+    return {"id": view.shot_id, "kind": view.shot_kind, "start": _bound(view.start), "end": _bound(view.end)}
+
+
 def _record_json(view: RecordView, strips: list[dict[str, Any]]) -> dict[str, Any]:
     per_segment = max(len(view.videos), 1)
     strips = _notes_once(view.notes, strips)
@@ -187,6 +192,8 @@ def _record_json(view: RecordView, strips: list[dict[str, Any]]) -> dict[str, An
         "all_flags": list(view.all_flags()),
         "strips": [] if view.windows else strips,
         "windows": [],
+        # A shot of `vidcap clips`: its span in the source video, shown above its frames.
+        "shot": None if view.shot_id is None else _shot_json(view),
     }
     for number, window in enumerate(view.windows):
         record["windows"].append(

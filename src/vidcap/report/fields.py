@@ -34,6 +34,9 @@ class ReportFields:
     # A record's own segment of its video (seconds), as ``vidcap run`` reads it.
     video_start: str = "video_start"
     video_end: str = "video_end"
+    # What ``vidcap clips`` adds to each shot record: its id and what starts it.
+    shot_id: str = "shot_id"
+    shot_kind: str = "shot_kind"
 
 
 STATUSES = ("ok", "error", "skipped")

@@ -64,6 +64,7 @@ ul.rnotes{margin:4px 0;padding-left:18px;color:#8a5a00;font-size:13px}
 .info{font-size:12px;color:#444}
 .window{display:flex;gap:12px;border-top:1px dashed #ddd;padding-top:6px;margin-top:6px}
 .window .wtime{min-width:110px;font-size:12px}
+.shot{font-size:13px;color:#333;margin:4px 0}
 .pager button{margin:0 4px}
 """
 
@@ -87,6 +88,15 @@ _JS = r"""
     return e;
   }
   function secs(t) { return (Math.round(t * 100) / 100).toFixed(2) + " s"; }
+
+  // A shot record of `vidcap clips`: where it lies in the source video.
+  function shotLine(s) {
+    const span = (s.start === null ? "0.00 s" : secs(s.start)) + " – " +
+                 (s.end === null ? "the end" : secs(s.end));
+    const length = s.start !== null && s.end !== null ? " (" + secs(s.end - s.start) + ")" : "";
+    const kind = s.kind ? ", starts at a " + s.kind : "";
+    return el("div", "shot", "shot " + s.id + ": " + span + " of the source video" + length + kind);
+  }
 
   function readHash() {
     const p = new URLSearchParams(location.hash.slice(1));
@@ -175,6 +185,7 @@ _JS = r"""
     badges(h, r.status, r.flags);
     h.appendChild(el("span", "where", r.where));
     a.appendChild(h);
+    if (r.shot) a.appendChild(shotLine(r.shot));
     for (const s of r.strips) a.appendChild(strip(s));
     if (r.caption !== null && r.caption_kind !== "caption") a.appendChild(captionLabel(r));
     if (r.caption !== null) a.appendChild(el("div", "caption", r.caption));

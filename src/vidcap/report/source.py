@@ -7,6 +7,7 @@ files twice, once for the counts and plots, once for the records it shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,10 @@ class RecordView:
     # "timed" (the windows' captions joined, a line each); "caption" for any other record.
     caption_kind: str = "caption"
     summary_prompt: str | None = None
+    # A record made by ``vidcap clips`` (it has a shot id): the shot's id and what starts it
+    # (``cut``, ``dissolve``...); ``start``/``end`` are then its span in the source video.
+    shot_id: str | None = None
+    shot_kind: str | None = None
 
     def all_flags(self) -> tuple[str, ...]:
         """The record's flags and its windows' flags, each once, in first-seen order."""
@@ -167,6 +172,13 @@ def caption_text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
+    """A number, or the text of one (a CSV output's cells are text); None for anything else."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -239,6 +251,7 @@ def record_view(
     kind = _caption_kind(record, fields) if windows else "caption"
     record_id = record.get(fields.id)
     error = record.get(fields.error)
+    shot_id, shot_kind = record.get(fields.shot_id), record.get(fields.shot_kind)
     return RecordView(
         position=position,
         where=where,
@@ -257,6 +270,8 @@ def record_view(
         problems=tuple(problems),
         caption_kind=kind,
         summary_prompt=output.summary_prompt if kind == "summary" else None,
+        shot_id=str(shot_id) if shot_id is not None else None,
+        shot_kind=str(shot_kind) if shot_id is not None and shot_kind is not None else None,
     )
 
 
