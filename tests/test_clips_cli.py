@@ -225,7 +225,9 @@ def test_default_output_progress_and_summary(footage, tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
-def test_clips_then_run_caption_each_shot_of_real_footage(tmp_path: Path, tiny_model: Path, vllm_engine) -> None:
+def test_clips_then_run_caption_each_shot_of_real_footage(
+    tmp_path: Path, tiny_model: Path, vllm_engine
+) -> None:
     """The issue's done-when: real clips joined at known frames, cut by `vidcap clips` (into a
     CSV file, whose seconds read back as text), then captioned by `vidcap run`: one captioned
     record per shot, each cut within 2 frames of the known one."""
