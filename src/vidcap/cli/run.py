@@ -112,6 +112,16 @@ def run_command(
             rich_help_panel=JOB,
         ),
     ] = None,
+    storage_options: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Options for s3://, gs://, az://, hf:// URLs (input, videos, output), as a JSON object "
+            'given to fsspec, e.g. \'{"endpoint_url": "http://localhost:9000"}\'; credentials are '
+            "found as the storage library finds them (AWS_* variables, ~/.aws, ...).",
+            rich_help_panel=JOB,
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -438,6 +448,7 @@ def run_command(
         "api_key_env": api_key_env,
         "concurrency": concurrency,
         "window": window,
+        "storage_options": storage_options,
         "summary_prompt": summary_prompt,
         "no_video": no_video,
         **sampling_values(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels),
@@ -496,8 +507,16 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False) ->
 
     Without ``verbose``, other libraries' output (this process's and its children's) goes to
     ``OUTPUT.log`` (see ``vidcap.quiet``) until the command ends; the terminal keeps vidcap's
-    own lines, printed through ``terminal_out``/``terminal_err``.
+    own lines, printed through ``terminal_out``/``terminal_err``. An input or output in object
+    storage runs on local stand-ins (``vidcap.io.staging``).
     """
+    from vidcap.io.staging import staged
+
+    with staged(config) as local_config:
+        return _execute(local_config, quiet=quiet, verbose=verbose)
+
+
+def _execute(config: RunConfig, *, quiet: bool, verbose: bool) -> int:
     from vidcap.engines import create_engine
     from vidcap.io.lock import acquire_output_lock
     from vidcap.pipeline.check import check_output_is_not_input
@@ -632,7 +651,10 @@ def print_summary(
     if flag_counts:  # records with each quality flag (pipeline/assess.py); flags never fail a record
         lines.insert(4, "  flags:   " + ", ".join(f"{n} {flag}" for flag, n in _ordered_flags(flag_counts)))
     if counts["error"]:
-        lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
+        from vidcap.io.staging import stand_in
+
+        output = stand_in(data["output"])  # an output URL's local copy
+        lines.append(f"  failed:  {_failed_records(output, data['status_key'], id_key)}")
     if interrupted:
         lines.append(
             "  rerun without --overwrite to resume" if overwrite else "  rerun the same command to resume"
