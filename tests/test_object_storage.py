@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_vidcap, write_jsonl
+from tests.conftest import TINY_ENGINE, assert_only_noise_errors, run_vidcap, write_jsonl
 from tests.s3_server import s3_env, s3_server
 from vidcap.config import SamplingOptions
 from vidcap.errors import OutputLockedError, RecordError
 from vidcap.io import object_lock, object_store
+from vidcap.io.jsonio import loads
+from vidcap.io.records import iter_records
 from vidcap.video.load import load_video
 from vidcap.video.metadata import open_container
 
@@ -164,3 +167,148 @@ def test_bad_storage_options_are_one_line(s3: dict, tiny_model: Path) -> None:
         done.stderr.strip()
         == 'error: --storage-options must be a JSON object, e.g. \'{"endpoint_url": "http://..."}\''
     )
+
+
+# -- end to end, through the real engine ------------------------------------------------------------
+
+RECORDS = 24
+
+
+def _config(folder: Path, tiny_model: Path) -> Path:
+    config = folder / "tiny.toml"
+    config.write_text(
+        f'model = "{tiny_model}"\nmax_model_len = {TINY_ENGINE["max_model_len"]}\n'
+        f"gpu_memory_utilization = {TINY_ENGINE['gpu_memory_utilization']}\nenforce_eager = true\n"
+        "max_tokens = 8\nbatch_size = 4\nmax_in_flight = 4\ndecode_workers = 1\nseed = 0\n"
+        "fps = 1.0\nmin_pixels = 12544\nmax_pixels = 50176\n"
+    )
+    return config
+
+
+def _records(count: int) -> list[dict]:
+    """Relative video paths (from the input's folder, local or in the bucket), one video missing."""
+    records = [{"id": f"{i:04d}", "video": f"clips/{CLIPS[i % len(CLIPS)]}", "n": i} for i in range(count)]
+    records[5]["video"] = "clips/none.mp4"
+    return records
+
+
+def _ids(path: Path) -> list[str]:
+    return [r.data["id"] for r in iter_records(path)]
+
+
+@pytest.fixture(scope="module")
+def runs(s3: dict, clip_dir: Path, tiny_model: Path) -> dict:
+    """The same job run on local files and on the bucket (JSONL in and out; Parquet in and out)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder, fs = s3["tmp"] / "runs", s3["fs"]
+    (folder / "clips").mkdir(parents=True)
+    for name in CLIPS:
+        (folder / "clips" / name).write_bytes((clip_dir / name).read_bytes())
+    records = _records(RECORDS)
+    data = write_jsonl(folder / "data.jsonl", records)
+    pq.write_table(pa.Table.from_pylist(records), folder / "data.parquet")
+    fs.put_file(str(data), f"{BUCKET}/data/data.jsonl")
+    fs.put_file(str(folder / "data.parquet"), f"{BUCKET}/data/data.parquet")
+    config = _config(folder, tiny_model)
+    env = {**s3["env"], "VIDCAP_STAGING_DIR": str(folder / "staging")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return run_vidcap("run", *args, "-c", str(config), "--quiet", env=env, timeout=600)
+
+    done = {
+        "local": run("-i", str(data), "-o", str(folder / "out.jsonl")),
+        "s3": run("-i", url("data/data.jsonl"), "-o", url("out/out.jsonl")),
+        "s3_parquet": run("-i", url("data/data.parquet")),  # default output: beside the input
+    }
+    for name, remote in (("out.jsonl", "out/out.jsonl"), ("out.parquet", "data/data.captions.parquet")):
+        for suffix in ("", ".summary.json"):
+            if fs.exists(f"{BUCKET}/{remote}{suffix}"):
+                fs.get_file(f"{BUCKET}/{remote}{suffix}", str(folder / f"s3-{name}{suffix}"))
+    return {"folder": folder, "done": done, "records": records, "fs": fs}
+
+
+@pytest.mark.engine
+def test_a_run_on_the_bucket_writes_the_records_of_the_same_run_on_local_files(runs: dict) -> None:
+    folder, done = runs["folder"], runs["done"]
+    assert_only_noise_errors_or_missing(done["local"], folder / "out.jsonl")
+    assert_only_noise_errors_or_missing(done["s3"], folder / "s3-out.jsonl")
+    local = [r.data for r in iter_records(folder / "out.jsonl")]
+    remote = [r.data for r in iter_records(folder / "s3-out.jsonl")]
+    assert remote == local  # same fields, same captions (--seed), same order
+    assert local[5]["status"] == "error" and local[5]["error"].startswith("video not found: ")
+    assert remote[5]["error"] == f"video not found: {url('data/clips/none.mp4')}"
+    summary = loads((folder / "s3-out.jsonl.summary.json").read_bytes())
+    assert summary["complete"] is True and summary["output"] == url("out/out.jsonl")
+    assert summary["fingerprint"]["input"]["path"] == url("data/data.jsonl")
+    # Committed: the whole object is there; the parts and the lock are gone.
+    fs = runs["fs"]
+    assert not fs.exists(f"{BUCKET}/out/out.jsonl.parts/") or not fs.ls(f"{BUCKET}/out/out.jsonl.parts/")
+    assert not fs.exists(f"{BUCKET}/out/out.jsonl.lock")
+    assert done["s3"].stderr.count("\n") < 20
+
+
+@pytest.mark.engine
+def test_a_parquet_input_in_the_bucket_gives_a_parquet_output_beside_it(runs: dict) -> None:
+    folder, done = runs["folder"], runs["done"]
+    assert done["s3_parquet"].returncode in (0, 1), done["s3_parquet"].stderr
+    local = [r.data for r in iter_records(folder / "out.jsonl")]
+    remote = [r.data for r in iter_records(folder / "s3-out.parquet")]
+    keys = ("id", "video", "n", "caption", "status", "error")
+    assert [{k: r[k] for k in keys} for r in remote] == [{k: r[k] for k in keys} for r in local]
+
+
+def assert_only_noise_errors_or_missing(done: subprocess.CompletedProcess, output: Path) -> None:
+    """The run ended 1: the missing video's record, and only noise besides."""
+    assert done.returncode == 1, done.stderr
+    errors = [r.data["error"] for r in iter_records(output) if r.data["status"] == "error"]
+    assert sum(e.startswith("video not found: ") for e in errors) == 1, errors
+    assert all(
+        e.startswith("video not found: ") or e == "the model returned an empty caption" for e in errors
+    )
+
+
+@pytest.mark.engine
+def test_sigkill_mid_run_on_the_bucket_then_the_rerun_gives_every_record_once(
+    s3: dict, clip_dir: Path, tiny_model: Path
+) -> None:
+    folder, fs = s3["tmp"] / "kill", s3["fs"]
+    folder.mkdir()
+    records = [{"id": f"{i:04d}", "video": f"clips/{CLIPS[i % len(CLIPS)]}"} for i in range(64)]
+    fs.put_file(str(write_jsonl(folder / "data.jsonl", records)), f"{BUCKET}/kill/data.jsonl")
+    for name in CLIPS:
+        fs.put_file(str(clip_dir / name), f"{BUCKET}/kill/clips/{name}")
+    config = _config(folder, tiny_model)
+    env = {**s3["env"], "VIDCAP_STAGING_DIR": str(folder / "staging")}
+    args = ["run", "-i", url("kill/data.jsonl"), "-o", url("kill/out.jsonl"), "-c", str(config), "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidcap", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    parts = f"{BUCKET}/kill/out.jsonl.parts/"
+    deadline = time.monotonic() + 300
+    while not (fs.exists(parts) and len(fs.ls(parts, refresh=True)) >= 2):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no two parts after 300 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    left = len(fs.ls(parts, refresh=True))
+    assert 2 <= left < 16, "the kill came too late to test anything"
+    assert not fs.exists(f"{BUCKET}/kill/out.jsonl")  # not committed: only parts
+    assert fs.exists(f"{BUCKET}/kill/out.jsonl.lock")  # the dead run's lock object is left...
+
+    rerun = run_vidcap(*args, env=env, timeout=600)  # ...and taken over (its pid is gone)
+    fs.get_file(f"{BUCKET}/kill/out.jsonl", str(folder / "out.jsonl"))
+    fs.get_file(f"{BUCKET}/kill/out.jsonl.summary.json", str(folder / "out.jsonl.summary.json"))
+    assert_only_noise_errors(rerun.returncode, folder / "out.jsonl", rerun.stderr)
+    assert _ids(folder / "out.jsonl") == [r["id"] for r in records]  # every record once, in order
+    summary = loads((folder / "out.jsonl.summary.json").read_bytes())
+    assert summary["complete"] is True and summary["resumed"] == left * 4
+    assert "resuming after" in rerun.stderr or rerun.returncode in (0, 1)
+    assert not fs.exists(parts) or not fs.ls(parts, refresh=True)
+    assert not fs.exists(f"{BUCKET}/kill/out.jsonl.lock")

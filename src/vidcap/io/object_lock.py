@@ -18,6 +18,7 @@ A live run on another host holds it: the refused run exits 73, as for a local ou
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +29,8 @@ from typing import Any
 
 from vidcap.errors import OutputLockedError, VidcapError
 from vidcap.io import object_store
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
 STALE_S = 90.0
@@ -108,8 +111,11 @@ def _read(fs: Any, path: str) -> tuple[dict[str, Any], str] | None:
     return (data if isinstance(data, dict) else {}), info["ETag"]
 
 
-def acquire(url: str, output: str) -> ObjectLock:
-    """Take the lock object ``url`` of ``output`` at once, or raise :class:`OutputLockedError`."""
+def acquire(url: str, output: str) -> ObjectLock | None:
+    """Take the lock object ``url`` of ``output`` at once, or raise :class:`OutputLockedError`.
+
+    None (after a warning) where the store's filesystem takes no conditional writes: the run goes
+    on unlocked, as on a local filesystem without ``flock``."""
     fs, path = object_store.filesystem(url)
     info = {
         "pid": os.getpid(),
@@ -126,6 +132,13 @@ def acquire(url: str, output: str) -> ObjectLock:
             return ObjectLock(url, info, fs.info(path, refresh=True)["ETag"])
         except FileExistsError:
             pass
+        except TypeError:  # this filesystem's pipe_file takes no IfNoneMatch
+            log.warning(
+                "cannot lock %s: this store's filesystem does not do conditional writes, so a second "
+                "run on this output would not be stopped",
+                url,
+            )
+            return None
         except Exception as e:
             if "pre-condition" not in str(e):
                 raise VidcapError(f"cannot lock output: {url}: {object_store.describe(e)}") from None

@@ -252,11 +252,19 @@ def open_video(url: str) -> BinaryIO:
         cache_type="blockcache",
         cache_options={"maxblocks": VIDEO_BLOCKS},
     )
-    _videos[url] = f
-    while len(_videos) > _OPEN_VIDEOS:
+    while _videos and len(_videos) >= _OPEN_VIDEOS:
         _, old = _videos.popitem(last=False)
         old.close()
+    if _OPEN_VIDEOS > 0:
+        _videos[url] = f
     return _Borrowed(f)
+
+
+def close_videos() -> None:
+    """Close the videos :func:`open_video` keeps open (their cached blocks go with them)."""
+    while _videos:
+        _, f = _videos.popitem()
+        f.close()
 
 
 class _Borrowed:

@@ -168,6 +168,12 @@ def stage_input(url: str) -> Path:
     return local
 
 
+def unstage_input(local: Path) -> None:
+    """Remove a copy :func:`stage_input` made (and its staging folder)."""
+    _INPUTS.pop(local.absolute(), None)
+    shutil.rmtree(local.parent.parent, ignore_errors=True)
+
+
 def stage_output(url: str) -> RemoteOutput:
     """The local stand-in of the output ``url`` (an empty folder: :func:`pull` fills it)."""
     format_for(Path(url_name(url)), "output")  # an unsupported extension is refused before any work
@@ -319,7 +325,9 @@ class RemoteWriter(RecordWriter):
 
 
 def publish_summary(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    """For a staged output's summary: ``data`` naming the URLs (it is what the user reads)."""
+    """A summary's ``data`` naming the URLs of a staged input and output (what the user reads)."""
+    if _INPUTS and isinstance(data.get("input"), str):
+        data = {**data, "input": _INPUTS.get(Path(data["input"]).absolute(), data["input"])}
     for output in list(_OUTPUTS.values()):
         if Path(path).absolute() == output.local.with_name(output.local.name + ".summary.json"):
             return {**data, "output": output.url}
@@ -331,3 +339,108 @@ def put_summary(path: Path) -> None:
     for output in list(_OUTPUTS.values()):
         if Path(path).absolute() == output.local.with_name(output.local.name + ".summary.json"):
             object_store.put_file(path, output.summary_url)
+
+
+_SIDECARS = (".summary.json", ".partial.jsonl", ".lock", ".log")
+
+
+def _shard_output_urls(arg: str) -> tuple[list[str], str | None]:
+    """The shard output URLs ``arg`` names (one, a glob, or an input's default shard outputs),
+    and the input URL when ``arg`` is one."""
+    import glob as globlib
+    import re
+
+    if globlib.has_magic(arg):
+        found = [u for u in object_store.glob(arg) if not u.endswith(_SIDECARS) and ".parts/" not in u]
+        if not found:
+            raise VidcapError(f"merge: no object matches {arg}")
+        return found, None
+    if object_store.exists(arg + ".summary.json"):
+        return [arg], None
+    if object_store.exists(arg):
+        stem, suffix = os.path.splitext(url_name(arg))
+        pattern = re.compile(re.escape(stem) + r"\.captions\.shard-\d+-of-\d+" + re.escape(suffix) + "$")
+        found = [u for u in object_store.glob(f"{url_folder(arg)}/*") if pattern.match(url_name(u))]
+        if not found:
+            raise VidcapError(
+                f"{arg}: no summary (not a shard output) and no shard outputs beside it named "
+                f"{stem}.captions.shard-I-of-N{suffix} (not an input of shards)"
+            )
+        return found, arg
+    raise VidcapError(f"{arg}: no such object")
+
+
+@contextlib.contextmanager
+def staged_merge(args: list[str], output: str | None) -> Iterator[tuple[list[str], str | None, str | None]]:
+    """``vidcap merge``'s arguments and output with URLs replaced by local copies, and the output
+    URL (None for a local output); on a clean exit, the merged output and its summary are put into
+    the store. Plain paths are left as they are."""
+    if not any(object_store.is_url(a) for a in [*args, output or ""]):
+        yield args, output, None
+        return
+    folder = _stage_folder("merge:" + " ".join(args))
+    local_args: list[str] = []
+    inputs: list[str] = []
+    try:
+        for arg in args:
+            if not object_store.is_url(arg):
+                local_args.append(arg)
+                continue
+            urls, input_url = _shard_output_urls(arg)
+            for shard in urls:
+                local = folder / "shards" / hashlib.sha256(shard.encode()).hexdigest()[:8] / url_name(shard)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                object_store.get_file(shard, local)
+                object_store.get_file(shard + ".summary.json", local.with_name(local.name + ".summary.json"))
+                local_args.append(str(local))
+            if input_url is not None:
+                inputs.append(input_url)
+                local_input = folder / "input" / url_name(input_url)
+                local_input.parent.mkdir(parents=True, exist_ok=True)
+                object_store.get_file(input_url, local_input)
+                _INPUTS[local_input.absolute()] = input_url
+                local_args.append(str(local_input))
+        if output is None and inputs:
+            output = f"{url_folder(inputs[0])}/{default_output(Path(url_name(inputs[0]))).name}"
+        output_url = output if object_store.is_url(output) else None
+        if output_url is not None:
+            object_store.check_bucket(output_url, "output")
+            output = str(folder / "merged" / url_name(output_url))
+        yield local_args, output, output_url
+        if output_url is not None and output is not None:
+            summary = Path(output + ".summary.json")
+            data = jsonio.loads(summary.read_bytes())
+            data["output"] = output_url
+            object_store.put_file(output, output_url)
+            object_store.put_bytes(output_url + ".summary.json", jsonio.dumps_pretty(data) + b"\n")
+    finally:
+        for path in list(_INPUTS):
+            if folder in path.parents:
+                del _INPUTS[path]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs(names: list[str]) -> Iterator[list[Path]]:
+    """Finished outputs (``vidcap report``'s arguments) as local paths: an output URL and its
+    summary are downloaded for the block's length; local paths are left as they are."""
+    if not any(object_store.is_url(n) for n in names):
+        yield [Path(n) for n in names]
+        return
+    folder = _stage_folder("report:" + " ".join(names))
+    local: list[Path] = []
+    try:
+        for number, name in enumerate(names):
+            if not object_store.is_url(name):
+                local.append(Path(name))
+                continue
+            copy = folder / str(number) / url_name(name)
+            copy.parent.mkdir(parents=True)
+            object_store.get_file(name, copy)
+            summary = object_store.read_bytes(name + ".summary.json")
+            if summary is not None:
+                copy.with_name(copy.name + ".summary.json").write_bytes(summary)
+            local.append(copy)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
