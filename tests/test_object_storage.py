@@ -220,8 +220,17 @@ def runs(s3: dict, clip_dir: Path, tiny_model: Path) -> dict:
     done = {
         "local": run("-i", str(data), "-o", str(folder / "out.jsonl")),
         "s3": run("-i", url("data/data.jsonl"), "-o", url("out/out.jsonl")),
-        "s3_parquet": run("-i", url("data/data.parquet")),  # default output: beside the input
     }
+    if done["s3"].returncode not in (0, 1):  # the other runs would say nothing more
+        pytest.fail(f"the run on the bucket failed: {done['s3'].stderr}")
+    done |= {
+        "s3_parquet": run("-i", url("data/data.parquet")),  # default output: beside the input
+        "shard0": run("-i", url("data/data.jsonl"), "--shard-index", "0", "--num-shards", "2"),
+        "shard1": run("-i", url("data/data.jsonl"), "--shard-index", "1", "--num-shards", "2"),
+    }
+    done["merge"] = run_vidcap("merge", url("data/data.jsonl"), env=env)
+    done["report"] = run_vidcap("report", url("out/out.jsonl"), "-o", str(folder / "report.html"), env=env)
+    fs.get_file(f"{BUCKET}/data/data.captions.jsonl", str(folder / "s3-merged.jsonl"))
     for name, remote in (("out.jsonl", "out/out.jsonl"), ("out.parquet", "data/data.captions.parquet")):
         for suffix in ("", ".summary.json"):
             if fs.exists(f"{BUCKET}/{remote}{suffix}"):
@@ -312,3 +321,36 @@ def test_sigkill_mid_run_on_the_bucket_then_the_rerun_gives_every_record_once(
     assert "resuming after" in rerun.stderr or rerun.returncode in (0, 1)
     assert not fs.exists(parts) or not fs.ls(parts, refresh=True)
     assert not fs.exists(f"{BUCKET}/kill/out.jsonl.lock")
+
+
+@pytest.mark.engine
+def test_shards_on_the_bucket_merge_into_the_records_of_the_local_run(runs: dict) -> None:
+    folder, done = runs["folder"], runs["done"]
+    for shard in ("shard0", "shard1"):
+        assert done[shard].returncode in (0, 1), done[shard].stderr
+    assert done["merge"].returncode == 0, done["merge"].stderr
+    assert done["merge"].stderr.strip().endswith(f"-> {url('data/data.captions.jsonl')}")
+    local = [r.data for r in iter_records(folder / "out.jsonl")]
+    merged = [r.data for r in iter_records(folder / "s3-merged.jsonl")]
+    assert merged == local
+    assert runs["fs"].exists(f"{BUCKET}/data/data.captions.jsonl.summary.json")
+
+
+@pytest.mark.engine
+def test_report_reads_an_output_url_and_its_videos_from_the_bucket(runs: dict) -> None:
+    done = runs["done"]["report"]
+    assert done.returncode == 0, done.stderr
+    assert "1 video(s) not readable" in done.stderr  # clips/none.mp4, and only it
+    assert (runs["folder"] / "report.html").stat().st_size > 10_000
+
+
+def test_probe_reads_a_dataset_url_and_its_videos(s3: dict, tmp_path: Path) -> None:
+    records = [{"video": "clips/a.mp4"}, {"video": "clips/none.mp4"}]
+    s3["fs"].pipe_file(
+        f"{BUCKET}/data/probe.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    )
+    done = run_vidcap("probe", url("data/probe.jsonl"), "--json", env=s3["env"])
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [url("data/clips/a.mp4"), url("data/clips/none.mp4")]
+    assert rows[0].get("error") is None and rows[0]["total_frames"] == 20
+    assert rows[1]["error"] == f"video not found: {url('data/clips/none.mp4')}"

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import os
 import posixpath
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,10 +152,27 @@ def shown(path: Path | str) -> str:
 
 
 def _stage_folder(url: str) -> Path:
+    """A new staging folder for ``url`` in this process; those of killed runs of this host go."""
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    folder = staging_root() / f"{digest}-{os.getpid()}"
+    host = socket.gethostname()
+    root = staging_root()
+    for old in root.glob(f"{digest}-{glob.escape(host)}-*"):
+        pid = old.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / f"{digest}-{host}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def stage_input(url: str) -> Path:
@@ -347,10 +366,9 @@ _SIDECARS = (".summary.json", ".partial.jsonl", ".lock", ".log")
 def _shard_output_urls(arg: str) -> tuple[list[str], str | None]:
     """The shard output URLs ``arg`` names (one, a glob, or an input's default shard outputs),
     and the input URL when ``arg`` is one."""
-    import glob as globlib
     import re
 
-    if globlib.has_magic(arg):
+    if glob.has_magic(arg):
         found = [u for u in object_store.glob(arg) if not u.endswith(_SIDECARS) and ".parts/" not in u]
         if not found:
             raise VidcapError(f"merge: no object matches {arg}")
