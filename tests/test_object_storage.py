@@ -354,3 +354,63 @@ def test_probe_reads_a_dataset_url_and_its_videos(s3: dict, tmp_path: Path) -> N
     assert [r["path"] for r in rows] == [url("data/clips/a.mp4"), url("data/clips/none.mp4")]
     assert rows[0].get("error") is None and rows[0]["total_frames"] == 20
     assert rows[1]["error"] == f"video not found: {url('data/clips/none.mp4')}"
+
+
+# -- the output's parts, in-process (the same code paths a run takes) ---------------------------------
+
+
+def _staged(data: Path, output: str):
+    from vidcap.config import RunConfig, RunOptions
+    from vidcap.io import staging
+
+    return staging.staged(RunConfig(run=RunOptions(input=str(data), output=output)))
+
+
+def test_batches_are_parts_until_the_run_completes_then_one_whole_object(s3: dict, tmp_path: Path) -> None:
+    from vidcap.io.lock import acquire_output_lock
+    from vidcap.io.resume import load_done
+    from vidcap.io.writer import open_writer
+
+    data = write_jsonl(tmp_path / "in.jsonl", [{"id": i} for i in range(6)])
+    out, fs = url("parts/out.jsonl"), s3["fs"]
+    rows = [{"id": i, "caption": f"c{i}"} for i in range(6)]
+    with _staged(data, out) as config:
+        local = Path(config.run.output)
+        with acquire_output_lock(local):
+            writer = open_writer(local, resume=True)
+            writer.write_batch(rows[:2])
+            writer.write_batch(rows[2:4])
+            writer.close(complete=False)  # interrupted: the parts are the output
+    parts = fs.ls(f"{BUCKET}/parts/out.jsonl.parts/", refresh=True)
+    assert [p.rsplit("/", 1)[1] for p in parts] == ["part-00000000.jsonl", "part-00000001.jsonl"]
+    assert not fs.exists(f"{BUCKET}/parts/out.jsonl")
+    with _staged(data, out) as config:  # a rerun, maybe on another machine: the store is the truth
+        local = Path(config.run.output)
+        with acquire_output_lock(local):
+            assert load_done(local, id_key="id").ids == frozenset({"0", "1", "2", "3"})
+            writer = open_writer(local, resume=True)
+            writer.write_batch(rows[4:])
+            writer.close(complete=True)
+    assert [loads(line) for line in fs.cat_file(f"{BUCKET}/parts/out.jsonl").splitlines()] == rows
+    assert not fs.exists(f"{BUCKET}/parts/out.jsonl.parts/") or not fs.ls(f"{BUCKET}/parts/out.jsonl.parts/")
+    assert not fs.exists(f"{BUCKET}/parts/out.jsonl.lock")
+
+
+def test_a_parquet_output_url_is_written_whole_in_its_format(s3: dict, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from vidcap.io.writer import open_writer
+
+    data = write_jsonl(tmp_path / "in.jsonl", [{"id": i} for i in range(3)])
+    out = url("parts/out.parquet")
+    with _staged(data, out) as config:
+        writer = open_writer(Path(config.run.output), resume=True)
+        writer.write_batch([{"id": 0, "caption": "a"}, {"id": 1, "caption": "b"}])
+        writer.write_batch([{"id": 2, "caption": "c"}])
+        writer.close(complete=True)
+    s3["fs"].get_file(f"{BUCKET}/parts/out.parquet", str(tmp_path / "out.parquet"))
+    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [
+        {"id": 0, "caption": "a"},
+        {"id": 1, "caption": "b"},
+        {"id": 2, "caption": "c"},
+    ]
