@@ -130,6 +130,8 @@ def check_bucket(url: str, what: str) -> None:
     """Raise one VidcapError line when ``url``'s bucket (container, repo) is missing or cannot be
     reached with the credentials found: before any work, as a missing local folder would."""
     fs, path = filesystem(url)
+    if _URL.match(url).group(1).lower() in ("hf", "memory"):  # type: ignore[union-attr]
+        return  # no buckets: a hub repo's objects are checked as they are read
     bucket = path.split("/", 1)[0]
     try:
         # A listing, not exists(): exists() says False for "no credentials" and True for a bucket
