@@ -120,6 +120,19 @@ def test_a_dead_runs_lock_object_is_taken_over(s3: dict) -> None:
     lock.release()
 
 
+def test_another_hosts_lock_holds_while_its_heartbeat_is_fresh_and_is_taken_over_when_stale(s3: dict) -> None:
+    key = f"{BUCKET}/locks/other.jsonl.lock"
+    holder = {"pid": 1, "host": "another-node", "token": "y", "started_at": "then"}
+    s3["fs"].pipe_file(key, json.dumps({**holder, "heartbeat": time.time()}).encode())
+    with pytest.raises(OutputLockedError, match="pid 1 on host another-node"):
+        object_lock.acquire(url("locks/other.jsonl.lock"), url("locks/other.jsonl"))
+    stale = time.time() - object_lock.STALE_S - 1  # that node died: no heartbeat since
+    s3["fs"].pipe_file(key, json.dumps({**holder, "heartbeat": stale}).encode())
+    lock = object_lock.acquire(url("locks/other.jsonl.lock"), url("locks/other.jsonl"))
+    assert lock is not None and json.loads(s3["fs"].cat_file(key))["pid"] == os.getpid()
+    lock.release()
+
+
 # -- errors before the model loads ------------------------------------------------------------------
 
 
