@@ -240,8 +240,6 @@ def staged(config: Any) -> Iterator[Any]:
             changes["input"] = str(local_input)
             if run.video_root is None:
                 changes["video_root"] = url_folder(run.input)
-        elif run.video_root is None:
-            changes["video_root"] = str(Path(run.input).absolute().parent)
         if object_store.is_url(output_url):
             remote = stage_output(output_url)
             folders.append(remote.local.parent.parent)
