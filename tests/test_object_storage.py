@@ -228,7 +228,7 @@ def runs(s3: dict, clip_dir: Path, tiny_model: Path) -> dict:
     env = {**s3["env"], "VIDCAP_STAGING_DIR": str(folder / "staging")}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return run_vidcap("run", *args, "-c", str(config), "--quiet", env=env, timeout=600)
+        return run_vidcap("run", *args, "-c", str(config), "--quiet", env=env, timeout=1200)
 
     done = {
         "local": run("-i", str(data), "-o", str(folder / "out.jsonl")),
@@ -236,6 +236,15 @@ def runs(s3: dict, clip_dir: Path, tiny_model: Path) -> dict:
     }
     if done["s3"].returncode not in (0, 1):  # the other runs would say nothing more
         pytest.fail(f"the run on the bucket failed: {done['s3'].stderr}")
+    for suffix in ("", ".summary.json"):
+        fs.get_file(f"{BUCKET}/out/out.jsonl{suffix}", str(folder / f"s3-out.jsonl{suffix}"))
+    return {"folder": folder, "done": done, "records": records, "fs": fs, "run": run, "env": env}
+
+
+@pytest.fixture(scope="module")
+def more_runs(runs: dict) -> dict:
+    """A Parquet input in the bucket, two shards of the JSONL input merged there, a report of its output."""
+    folder, fs, run, env, done = runs["folder"], runs["fs"], runs["run"], runs["env"], runs["done"]
     done |= {
         "s3_parquet": run("-i", url("data/data.parquet")),  # default output: beside the input
         "shard0": run("-i", url("data/data.jsonl"), "--shard-index", "0", "--num-shards", "2"),
@@ -248,7 +257,7 @@ def runs(s3: dict, clip_dir: Path, tiny_model: Path) -> dict:
         for suffix in ("", ".summary.json"):
             if fs.exists(f"{BUCKET}/{remote}{suffix}"):
                 fs.get_file(f"{BUCKET}/{remote}{suffix}", str(folder / f"s3-{name}{suffix}"))
-    return {"folder": folder, "done": done, "records": records, "fs": fs}
+    return runs
 
 
 @pytest.mark.engine
@@ -272,8 +281,8 @@ def test_a_run_on_the_bucket_writes_the_records_of_the_same_run_on_local_files(r
 
 
 @pytest.mark.engine
-def test_a_parquet_input_in_the_bucket_gives_a_parquet_output_beside_it(runs: dict) -> None:
-    folder, done = runs["folder"], runs["done"]
+def test_a_parquet_input_in_the_bucket_gives_a_parquet_output_beside_it(more_runs: dict) -> None:
+    folder, done = more_runs["folder"], more_runs["done"]
     assert done["s3_parquet"].returncode in (0, 1), done["s3_parquet"].stderr
     local = [r.data for r in iter_records(folder / "out.jsonl")]
     remote = [r.data for r in iter_records(folder / "s3-out.parquet")]
@@ -337,8 +346,8 @@ def test_sigkill_mid_run_on_the_bucket_then_the_rerun_gives_every_record_once(
 
 
 @pytest.mark.engine
-def test_shards_on_the_bucket_merge_into_the_records_of_the_local_run(runs: dict) -> None:
-    folder, done = runs["folder"], runs["done"]
+def test_shards_on_the_bucket_merge_into_the_records_of_the_local_run(more_runs: dict) -> None:
+    folder, done = more_runs["folder"], more_runs["done"]
     for shard in ("shard0", "shard1"):
         assert done[shard].returncode in (0, 1), done[shard].stderr
     assert done["merge"].returncode == 0, done["merge"].stderr
@@ -346,15 +355,15 @@ def test_shards_on_the_bucket_merge_into_the_records_of_the_local_run(runs: dict
     local = [r.data for r in iter_records(folder / "out.jsonl")]
     merged = [r.data for r in iter_records(folder / "s3-merged.jsonl")]
     assert merged == local
-    assert runs["fs"].exists(f"{BUCKET}/data/data.captions.jsonl.summary.json")
+    assert more_runs["fs"].exists(f"{BUCKET}/data/data.captions.jsonl.summary.json")
 
 
 @pytest.mark.engine
-def test_report_reads_an_output_url_and_its_videos_from_the_bucket(runs: dict) -> None:
-    done = runs["done"]["report"]
+def test_report_reads_an_output_url_and_its_videos_from_the_bucket(more_runs: dict) -> None:
+    done = more_runs["done"]["report"]
     assert done.returncode == 0, done.stderr
     assert "1 video(s) not readable" in done.stderr  # clips/none.mp4, and only it
-    assert (runs["folder"] / "report.html").stat().st_size > 10_000
+    assert (more_runs["folder"] / "report.html").stat().st_size > 10_000
 
 
 def test_probe_reads_a_dataset_url_and_its_videos(s3: dict, tmp_path: Path) -> None:
