@@ -107,6 +107,9 @@ class RunOptions:
     # The folder relative video paths start from: the input file's folder when None (the CLI);
     # the current directory for the Python API, as in DataFlow.
     video_root: str | None = None
+    # fsspec options for object-store URLs (--storage-options JSON, or a [storage_options] table):
+    # endpoints, profiles; credentials come from where each storage library finds them (io/staging.py).
+    storage_options: str | dict | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name == "engine_kwargs" and isinstance(value, dict):
+        if name in ("engine_kwargs", "storage_options") and isinstance(value, dict):
             flat[name] = value
         elif isinstance(value, dict):
             raise VidcapError(f"{path}: unexpected table [{key}]; only [engine_kwargs] is a table")

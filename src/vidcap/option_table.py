@@ -90,6 +90,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="FILE",
     ),
     Option(
+        "storage_options",
+        "Options for s3://, gs://, az://, hf:// URLs (input, videos, output), as a JSON object "
+        'given to fsspec, e.g. \'{"endpoint_url": "http://localhost:9000"}\'; credentials are '
+        "found as the storage library finds them (AWS_* variables, ~/.aws, ...).",
+        JOB,
+        metavar="JSON",
+        cli_type=str,
+    ),
+    Option(
         "model",
         "Hugging Face model id or local folder, e.g. Qwen/Qwen2.5-VL-7B-Instruct.",
         MODEL,

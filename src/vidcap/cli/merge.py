@@ -31,7 +31,7 @@ def merge_command(
         ),
     ],
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
@@ -41,21 +41,28 @@ def merge_command(
     ] = None,
 ) -> None:
     """Join complete shard outputs into one file in input order; refuses gaps, overlaps and other inputs."""
+    from vidcap.io.staging import staged_merge
+
+    # Shards and output in object storage are merged from local copies (io/staging.py).
+    with staged_merge([str(s) for s in shards], output) as (args, local_output, output_url):
+        line, written = _merge(args, local_output)
+    print(f"{line} -> {output_url or written}", file=sys.stderr)
+
+
+def _merge(args: list[str], output: str | None) -> tuple[str, str]:
+    """Merge the (local) shard outputs ``args`` into ``output``: the line to print, the output."""
     from vidcap.io.merge_outputs import merge_outputs
     from vidcap.io.shards import default_output
 
-    shard_outputs, input_path = find_shard_outputs([str(s) for s in shards])
+    shard_outputs, input_path = find_shard_outputs(args)
     if output is None:
         if input_path is None:
             raise VidcapError("merge: give --output (or the input file, to merge to INPUT.captions.EXT)")
-        output = default_output(input_path)
-    report = merge_outputs(shard_outputs, output, input_path=input_path)
+        output = str(default_output(input_path))
+    report = merge_outputs(shard_outputs, Path(output), input_path=input_path)
     summary = write_merged_summary(shard_outputs, report)
     counts = ", ".join(f"{n} {status}" for status, n in summary["status_counts"].items())
-    print(
-        f"vidcap: merged {report.shards} shards, {report.records} records ({counts}) -> {output}",
-        file=sys.stderr,
-    )
+    return f"vidcap: merged {report.shards} shards, {report.records} records ({counts})", output
 
 
 _NOT_SHARDS = (".summary.json", ".partial.jsonl")  # sidecars a broad glob also matches

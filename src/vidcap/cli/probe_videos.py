@@ -51,27 +51,49 @@ class _Item:
     record: int | None = None
 
 
-def _dataset_items(dataset: Path) -> Iterator[_Item]:
+def _dataset_items(dataset: Path, url: str | None = None) -> Iterator[_Item]:
     """The videos of a dataset's records, read as ``vidcap run`` reads them: a record whose
     video field is missing or malformed stops the probe with the same one-line error, a
-    null or empty one has nothing to probe (``run`` marks it skipped)."""
+    null or empty one has nothing to probe (``run`` marks it skipped). ``url``: the dataset's
+    URL when ``dataset`` is its downloaded copy (relative video paths start at its folder)."""
     from vidcap.io.records import iter_records
+    from vidcap.io.staging import url_folder
     from vidcap.pipeline.check import record_location, resolve_video_path, video_field_problem, video_paths
 
+    base = url_folder(url) if url else dataset.parent
     for record in iter_records(dataset):
         problem = video_field_problem(record.data, "video")
         if problem:
             raise VidcapError(f"{record_location(dataset, record)}: {problem}")
         for video in video_paths(record.data, "video"):
-            path = resolve_video_path(video, dataset.parent)
-            yield _Item(shown=path, path=path, dataset=str(dataset), record=record.index)
+            path = resolve_video_path(video, base)
+            yield _Item(shown=path, path=path, dataset=url or str(dataset), record=record.index)
+
+
+def _url_items(argument: str) -> Iterator[_Item]:
+    """An object-store URL: a dataset (downloaded, then read as a local one) or a video."""
+    from vidcap.io import object_store, staging
+
+    if Path(argument).suffix.lower() not in DATASET_EXTENSIONS | TABLE_EXTENSIONS:
+        yield _Item(shown=argument, path=argument)
+        return
+    local = staging.stage_input(argument)
+    try:
+        yield from _dataset_items(local, url=argument)
+    finally:
+        staging.unstage_input(local)
+        object_store.close_videos()
 
 
 def expand_paths(paths: list[str]) -> Iterator[_Item]:
     """Videos named by the arguments: files as given, folders searched, datasets read."""
+    from vidcap.io.object_store import is_url
+
     for argument in paths:
         path = Path(argument)
-        if path.is_dir():
+        if is_url(argument):
+            yield from _url_items(argument)
+        elif path.is_dir():
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS):
                 if found.is_file():
                     yield _Item(shown=str(found), path=str(found))

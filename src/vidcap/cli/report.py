@@ -19,6 +19,15 @@ EPILOG = (
 FIELDS = "Record fields (as given to vidcap run)"
 
 
+def _default_html(output: str) -> Path:
+    """Beside a local output; in the current folder for an output URL."""
+    from vidcap.io.object_store import is_url
+
+    if is_url(output):
+        return Path(Path(output.rsplit("/", 1)[1]).stem + ".report.html")
+    return default_html_path(Path(output))
+
+
 def default_html_path(output: Path) -> Path:
     """``captions.jsonl`` -> ``captions.report.html`` beside it."""
     return output.with_name(f"{output.stem}.report.html")
@@ -27,7 +36,8 @@ def default_html_path(output: Path) -> Path:
 @with_options(("model", *SAMPLING_FLAGS))
 def report_command(
     outputs: Annotated[
-        list[Path], typer.Argument(help="vidcap output files (.jsonl, .json, .parquet): one, or shards.")
+        list[str],
+        typer.Argument(help="vidcap output files (.jsonl, .json, .parquet) or their URLs: one, or shards."),
     ],
     html: Annotated[
         Path | None,
@@ -80,6 +90,7 @@ def report_command(
 ) -> None:
     """Write one HTML page (works offline) with each record's frames, caption, status and flags."""
     from vidcap.config import load_config_file
+    from vidcap.io.staging import staged_outputs
     from vidcap.report.build import ReportOptions, build_report
     from vidcap.report.recorded import Sampling
 
@@ -93,21 +104,23 @@ def report_command(
     if model is None and config:
         model = load_config_file(config).get("model")
     names = dict(caption=output_key, status=status_key, error=error_key, video=video_key, id=id_key)
-    options = ReportOptions(
-        outputs=tuple(outputs),
-        html=html or default_html_path(outputs[0]),
-        sampling=sampling,
-        model=model,
-        field_names={k: v for k, v in names.items() if v is not None},
-        video_root=video_root,
-        only=tuple(v.strip() for value in only or () for v in value.split(",") if v.strip()),
-        sample=sample,
-        seed=seed,
-        show_all=show_all,
-        frames=frames,
-        workers=workers,
-    )
-    result = build_report(options)
+    # Outputs in object storage are read from local copies (their videos from the store).
+    with staged_outputs(outputs) as local:
+        options = ReportOptions(
+            outputs=tuple(local),
+            html=html or _default_html(outputs[0]),
+            sampling=sampling,
+            model=model,
+            field_names={k: v for k, v in names.items() if v is not None},
+            video_root=video_root,
+            only=tuple(v.strip() for value in only or () for v in value.split(",") if v.strip()),
+            sample=sample,
+            seed=seed,
+            show_all=show_all,
+            frames=frames,
+            workers=workers,
+        )
+        result = build_report(options)
     missing = f", {len(result.problems)} video(s) not readable" if result.problems else ""
     size = f"{result.bytes / 2**20:.1f} MB" if result.bytes >= 2**20 else f"{result.bytes / 2**10:.0f} KB"
     print(

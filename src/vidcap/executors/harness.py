@@ -102,8 +102,16 @@ def execute(config: RunConfig, *, quiet: bool = False, verbose: bool = False, en
     printed through ``terminal_out``/``terminal_err``. With ``ending`` (the ``vidcap run``
     command, whose process ends next) the output stays on the log until the process ends, so
     what libraries print while winding down lands there too; a library caller gets its
-    stdout and stderr back when this returns.
+    stdout and stderr back when this returns. An input or output in object storage runs on
+    local stand-ins (``vidcap.io.staging``).
     """
+    from vidcap.io.staging import staged
+
+    with staged(config) as local_config:
+        return _execute(local_config, quiet=quiet, verbose=verbose, ending=ending)
+
+
+def _execute(config: RunConfig, *, quiet: bool, verbose: bool, ending: bool) -> int:
     from vidcap.executors import executor_for
     from vidcap.executors.job import Job, RunHooks
     from vidcap.progress import make_progress

@@ -38,6 +38,7 @@ from vidcap.pipeline.check import (
     check_todo,
     record_id,
     todo_problems,
+    video_base,
 )
 from vidcap.pipeline.decode_step import decode_record
 from vidcap.pipeline.feed import Feed
@@ -234,7 +235,7 @@ class JobRun:
         # (and while the model loads, no more than that is decoded).
         lookahead = opts.batch_size + 2 * max(workers, 1)
         pending: deque[Pending] = deque()
-        video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
+        video_root = video_base(opts, self.input_path)
         tasks = decode_tasks(todo, self.config, self.template, video_root, pending)
         with self.decode_pool(
             decode_record,

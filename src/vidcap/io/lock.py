@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vidcap.errors import OutputLockedError, VidcapError
-from vidcap.io import files
+from vidcap.io import files, object_lock, staging
 from vidcap.io.sidecar import summary_path
 from vidcap.io.writer import journal_path
 
@@ -54,6 +54,7 @@ class OutputLock:
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd = fd
+        self.remote: object_lock.ObjectLock | None = None  # an output URL's lock object (io/staging.py)
         if fd is not None:
             # A forked child (vLLM's default start method on GPUs) would share the lock and
             # could keep it after this process dies; children never own the output.
@@ -76,6 +77,9 @@ class OutputLock:
         The file is unlinked *while* still locked: a run that opened it just before sees,
         after it gets the lock, that its inode is no longer the one at the path, and retries.
         """
+        if self.remote is not None:
+            self.remote.release()
+            self.remote = None
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
@@ -151,4 +155,12 @@ def acquire_output_lock(output: Path) -> OutputLock:
     # Only a dead writer's temp files can be there now: a live one would hold the lock.
     for written in (output, journal_path(output), summary_path(output)):
         files.remove_stale_temps(written)
-    return OutputLock(path, fd)
+    lock = OutputLock(path, fd)
+    remote = staging.remote_output(output)
+    if remote is not None:  # the stand-in of an output URL: its lock object is the one that counts
+        try:
+            lock.remote = remote.lock = object_lock.acquire(remote.lock_url, remote.url)
+        except BaseException:
+            lock.release()
+            raise
+    return lock

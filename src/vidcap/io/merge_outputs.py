@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError
+from vidcap.io import staging
 from vidcap.io.columns import output_columns
 from vidcap.io.files import make_parent_folder
 from vidcap.io.formats import format_for, format_named
@@ -143,7 +144,7 @@ def _check_one_input(summaries: list[ShardSummary], input_path: Path | None) -> 
     otherwise the input most shards read. An input whose size changed since is refused.
     """
     if input_path is not None:
-        path, size = str(input_path.resolve()), input_path.stat().st_size
+        path, size = staging.source_name(input_path), input_path.stat().st_size  # a URL's, if staged
         matching = [s.input for s in summaries if (s.input.path, s.input.size) == (path, size)]
         expected = matching[0] if matching else InputIdentity(path, size, "", -1)
     else:

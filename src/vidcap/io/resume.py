@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidcap.errors import VidcapError
+from vidcap.io import staging
 from vidcap.io.formats import format_for
 from vidcap.io.records import OnBadLine, iter_records
 
@@ -51,7 +52,11 @@ def load_done(output_path: str | Path, *, id_key: str | None) -> DoneSet:
     output = Path(output_path)
     fmt = format_for(output, "output")
     source = fmt.done_source(output)
-    records = fmt.done_records(output)
+    records = staging.load_done_records(output)  # an output URL's: from the store
+    if records is None:
+        records = fmt.done_records(output)
+    else:
+        source = output
     count = 0
     ids: set[str] = set()
     for where, record in records:

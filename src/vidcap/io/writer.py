@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidcap.errors import VidcapError
+from vidcap.io import staging
 from vidcap.io.files import make_parent_folder
 from vidcap.io.formats import format_for
 from vidcap.io.formats.interface import Columns, RecordWriter
@@ -61,4 +62,8 @@ def open_writer(
     if path.is_dir():
         raise VidcapError(f"cannot write output: {path}: Is a directory")
     make_parent_folder(path)
-    return fmt.open_writer(path, resume=resume, like=None if like is None else Path(like), columns=columns)
+    like = None if like is None else Path(like)
+    remote = staging.open_remote_writer(fmt.open_writer, path, resume=resume, like=like, columns=columns)
+    if remote is not None:  # the stand-in of an output URL: batches are put into the store too
+        return remote
+    return fmt.open_writer(path, resume=resume, like=like, columns=columns)

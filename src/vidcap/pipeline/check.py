@@ -18,6 +18,7 @@ from typing import Any
 
 from vidcap.config import RunOptions
 from vidcap.errors import RecordError, VidcapError
+from vidcap.io import object_store, staging
 from vidcap.io.formats import format_for
 from vidcap.io.lock import lock_path
 from vidcap.io.records import BadLine, InputRecord, SpanReader
@@ -160,12 +161,15 @@ def record_id(record: InputRecord, opts: RunOptions) -> str:
     return str(record.index)
 
 
-def resolve_video_path(path: str, base: Path) -> str:
-    """A record's video path as a file to open: relative paths are relative to the input's folder."""
+def resolve_video_path(path: str, base: Path | str) -> str:
+    """A record's video path as a file to open: relative paths are relative to the input's folder
+    (``base``, a URL's folder for an input in object storage)."""
     if path.startswith("file://"):
         path = path[len("file://") :]
     if "://" in path:
-        return path  # a URL: handed to FFmpeg as it is
+        return path  # a URL: an object store's is read through fsspec, others handed to FFmpeg
+    if object_store.is_url(base):
+        return staging.join_url(str(base), path)
     expanded = Path(path).expanduser()
     return str(expanded if expanded.is_absolute() else base / expanded)
 
@@ -186,6 +190,13 @@ def seconds_problem(record: dict[str, Any], name: str) -> str | None:
     elif not isinstance(value, bool) and isinstance(value, int | float):
         return None
     return f"'{name}' must be a number of seconds, got {value!r}"
+
+
+def video_base(opts: RunOptions, input_path: Path) -> Path | str:
+    """Where relative video paths start: ``--video-root`` (a folder or a URL), else the input's folder."""
+    if opts.video_root and object_store.is_url(opts.video_root):
+        return opts.video_root
+    return Path(opts.video_root) if opts.video_root else input_path.parent
 
 
 def bound(record: dict[str, Any], name: str) -> float | None:
@@ -235,8 +246,18 @@ class TodoFacts:
     fields_seen: set[str] = field(default_factory=set)
 
 
-def _video_problem(path: str) -> str | None:
-    """Why a local video file cannot be read, or None (URLs are left to the decoder)."""
+def _video_problem(path: str, buckets: set[str]) -> str | None:
+    """Why a local video file cannot be read, or None (URLs are left to the decoder).
+
+    An object-store URL's bucket is checked once (``buckets``: those checked): a missing bucket
+    or no credentials stops the run before the model loads; a missing object is its record's error."""
+    if object_store.is_url(path):
+        bucket = path.split("/", 3)[2] if path.count("/") >= 2 else path
+        scheme_bucket = path.split("://", 1)[0] + "://" + bucket
+        if scheme_bucket not in buckets:
+            buckets.add(scheme_bucket)
+            object_store.check_bucket(path, "video")
+        return None
     if "://" in path:
         return None
     try:
@@ -257,12 +278,13 @@ def check_todo(
     Only reports; :func:`todo_problems` turns the facts into warnings or a stop.
     """
     facts = TodoFacts()
-    base = Path(opts.video_root) if opts.video_root else input_path.parent
+    buckets: set[str] = set()
+    base = video_base(opts, input_path)
     for record in records:
         facts.records += 1
         paths = [] if opts.no_video else video_paths(record.data, opts.input_video_key)
         for path in paths:
-            problem = _video_problem(resolve_video_path(path, base))
+            problem = _video_problem(resolve_video_path(path, base), buckets)
             if problem is not None:
                 facts.missing_count += 1
                 if len(facts.missing_videos) < EXAMPLES:

@@ -17,6 +17,7 @@ from typing import Any
 
 from vidcap.config import OPTION_GROUP, RunConfig
 from vidcap.errors import VidcapError
+from vidcap.io import staging
 from vidcap.io.resume import DoneSet
 from vidcap.io.shards import InputSpan
 from vidcap.io.sidecar import FINGERPRINT_VERSION, read_summary, summary_path
@@ -33,7 +34,7 @@ def run_fingerprint(config: RunConfig, *, prompt: str, span: InputSpan, digest: 
     return {
         "version": FINGERPRINT_VERSION,
         "input": {
-            "path": str(span.path.resolve()),
+            "path": staging.source_name(span.path),  # an input URL's, for a staged copy
             "size": span.size,
             "format": span.format,
             "units": span.units,

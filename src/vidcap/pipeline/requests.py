@@ -51,7 +51,7 @@ def decode_tasks(
     records: Iterator[InputRecord],
     config: RunConfig,
     template: DiyVideoPrompt,
-    base: Path,
+    base: Path | str,
     pending: deque[Pending],
 ) -> Iterator[DecodeTask]:
     """Decide prompt, paths and skips; one decode task per record, its ``Pending`` appended to

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidcap.errors import VidcapError
 from vidcap.families import vision_facts
+from vidcap.io import staging
 from vidcap.io.files import atomic_write
 from vidcap.io.jsonio import dumps_pretty
 from vidcap.version import __version__
@@ -98,9 +99,10 @@ def build_summary(
 
 def write_summary(path: Path, **kwargs: Any) -> dict[str, Any]:
     """Build the summary and write it atomically to ``path``; returns it."""
-    data = build_summary(**kwargs)
+    data = staging.publish_summary(path, build_summary(**kwargs))  # an output URL is named as such
     try:
         atomic_write(path, [dumps_pretty(data) + b"\n"])
     except OSError as e:
         raise VidcapError(f"cannot write summary: {path}: {e.strerror or e}") from None
+    staging.put_summary(path)
     return data

@@ -51,7 +51,10 @@ def print_summary(
     if flag_counts:  # records with each quality flag (pipeline/assess.py); flags never fail a record
         lines.insert(4, "  flags:   " + ", ".join(f"{n} {flag}" for flag, n in _ordered_flags(flag_counts)))
     if counts["error"]:
-        lines.append(f"  failed:  {_failed_records(Path(data['output']), data['status_key'], id_key)}")
+        from vidcap.io.staging import stand_in
+
+        output = stand_in(data["output"])  # an output URL's local copy
+        lines.append(f"  failed:  {_failed_records(output, data['status_key'], id_key)}")
     if interrupted:
         lines.append(
             "  rerun without --overwrite to resume" if overwrite else "  rerun the same command to resume"

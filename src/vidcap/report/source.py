@@ -16,8 +16,10 @@ from typing import Any
 from vidcap.errors import VidcapError
 from vidcap.io.formats import format_for, supported
 from vidcap.io.jsonio import dumps_pretty, loads
+from vidcap.io.object_store import is_url
 from vidcap.io.records import iter_records
 from vidcap.io.sidecar import summary_path
+from vidcap.io.staging import url_folder
 from vidcap.pipeline.check import resolve_video_path
 from vidcap.pipeline.windowed import timed_text
 from vidcap.report.fields import ReportFields
@@ -35,7 +37,7 @@ class OutputFile:
 
     path: Path
     summary: dict[str, Any] | None
-    video_base: Path
+    video_base: Path | str  # a URL's folder when the run's input was in object storage
     notes: tuple[str, ...] = ()
 
     @property
@@ -124,6 +126,8 @@ def open_output(path: Path, video_root: Path | None) -> OutputFile:
     if video_root is not None:
         return OutputFile(path, summary, video_root, tuple(notes))
     recorded = summary.get("input") if summary else None
+    if is_url(recorded):  # the run's input was in object storage: its videos are read from there
+        return OutputFile(path, summary, url_folder(str(recorded)), tuple(notes))
     if isinstance(recorded, str) and Path(recorded).parent.is_dir():
         return OutputFile(path, summary, Path(recorded).parent, tuple(notes))
     if isinstance(recorded, str):

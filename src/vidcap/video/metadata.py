@@ -31,7 +31,8 @@ import av.container
 import av.stream
 import av.video.stream
 
-from vidcap.errors import RecordError
+from vidcap.errors import RecordError, VidcapError
+from vidcap.io import object_store
 from vidcap.video.types import MAX_PLAUSIBLE_FPS, VideoInfo
 
 # Packets fed to the decoder while looking for the first frame (rotation, pixel format).
@@ -110,7 +111,12 @@ class PacketIndex:
 
 
 def open_container(path: str) -> av.container.InputContainer:
-    """Open ``path`` for reading, turning every failure into a one-line RecordError."""
+    """Open ``path`` for reading, turning every failure into a one-line RecordError.
+
+    An object-store URL (``s3://``...) is read through fsspec with range reads
+    (``vidcap.io.object_store.open_video``); local paths never go there."""
+    if object_store.is_url(path):
+        return _open_url(path)
     if not os.path.exists(path):
         raise RecordError(f"video not found: {path}")
     if os.path.isdir(path):
@@ -121,6 +127,23 @@ def open_container(path: str) -> av.container.InputContainer:
         raise RecordError(f"cannot open video: {path}: {libav_message(exc)}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RecordError(f"cannot open video: {path}: {exc}") from None
+
+
+def _open_url(url: str) -> av.container.InputContainer:
+    try:
+        f = object_store.open_video(url)
+    except FileNotFoundError:
+        raise RecordError(f"video not found: {url}") from None
+    except VidcapError as exc:  # no such filesystem installed, bad options
+        raise RecordError(str(exc)) from None
+    except Exception as exc:  # the store's own errors (credentials, network) fail this record
+        raise RecordError(f"cannot open video: {url}: {object_store.describe(exc)}") from None
+    try:
+        return av.open(f, mode="r")
+    except av.FFmpegError as exc:
+        raise RecordError(f"cannot open video: {url}: {libav_message(exc)}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"cannot open video: {url}: {object_store.describe(exc)}") from None
 
 
 def video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
