@@ -195,6 +195,23 @@ def run_command(
         int | None, typer.Option(help="GPUs to shard the model over (default: 1).", rich_help_panel=MODEL)
     ] = None,
     data_parallel_size: DataParallelSize = None,
+    executor: Annotated[
+        Literal["local", "ray"] | None,
+        typer.Option(
+            help="Where engines and decoding run: local (this node), or ray (engines as Ray actors, "
+            "decoding as Ray tasks, on the cluster of --ray-address) (default: local).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="The Ray cluster of --executor ray, e.g. ray://head:10001 or head:6379 "
+            "(default: RAY_ADDRESS, else a local Ray started for the run).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     gpu_memory_utilization: GpuMemoryUtilization = None,
     max_model_len: MaxModelLen = None,
     dtype: Annotated[
@@ -408,6 +425,8 @@ def run_command(
         "cache_dir": cache_dir,
         "tensor_parallel_size": tensor_parallel_size,
         "data_parallel_size": data_parallel_size,
+        "executor": executor,
+        "ray_address": ray_address,
         "gpu_memory_utilization": gpu_memory_utilization,
         "max_model_len": max_model_len,
         "dtype": dtype,

@@ -2,7 +2,8 @@
 
 ``create_engine`` is the engine a run's feed drives: one backend engine, or with
 ``data_parallel_size`` > 1 one engine over that many, each in its own process
-(``vidcap.executors.data_parallel``).
+(``vidcap.executors.data_parallel``); with ``executor = "ray"``, engines as Ray actors on a
+cluster (``vidcap.executors.ray_engine``; decoding in Ray tasks, ``vidcap.executors.ray_decode``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def create_engine(config: EngineConfig, generation: GenerationOptions) -> Captio
     when it is over 1, else the backend's engine (``vidcap.engines.create_engine``)."""
     from vidcap import engines
 
+    if config.executor == "ray":
+        from vidcap.executors.ray_engine import RayEngine
+
+        return RayEngine(config, generation)
     if config.data_parallel_size > 1:
         from vidcap.executors.data_parallel import DataParallelEngine
 

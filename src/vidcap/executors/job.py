@@ -321,16 +321,31 @@ class _Run:
         pending: deque[Pending] = deque()
         video_root = Path(opts.video_root) if opts.video_root else self.input_path.parent
         tasks = decode_tasks(todo, self.config, self.template, video_root, pending)
-        with OrderedPool(
+        with self._decode_pool(workers, lookahead) as pool:
+            decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
+            with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
+                yield ahead
+
+    def _decode_pool(self, workers: int, lookahead: int) -> Any:
+        """The pool that decodes ahead: worker processes here, or Ray tasks (``--executor ray``)."""
+        opts, engine = self.config.run, self.config.engine
+        if engine.executor == "ray" and not opts.no_video:
+            from vidcap.executors.ray_decode import RayDecodePool
+
+            return RayDecodePool(
+                decode_record,
+                address=engine.ray_address,
+                max_pending=lookahead,
+                timeout_s=opts.decode_timeout,
+                error_types=(RecordError,),
+            )
+        return OrderedPool(
             decode_record,
             workers=workers,
             max_pending=lookahead,
             timeout_s=opts.decode_timeout,
             error_types=(RecordError,),  # anything else is a bug: its message keeps its type name
-        ) as pool:
-            decoded = ((pending.popleft(), outcome) for outcome in pool.imap(tasks))
-            with DecodeAhead(decoded, size=max(workers, 2)) as ahead:
-                yield ahead
+        )
 
     def _caption(
         self, ahead: DecodeAhead, writer: Any, progress: Progress, should_stop: Callable[[], bool]
