@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,14 @@ def _square_or_fail(n: int) -> int:
 def test_the_openai_backend_is_refused_with_the_ray_executor(tmp_path: Path) -> None:
     with pytest.raises(VidcapError, match="--executor ray"):
         build_config({"backend": "openai", "executor": "ray", "input": "x.jsonl", "model": "m"}, {})
+
+
+def test_ray_is_imported_only_by_the_ray_executor() -> None:
+    """Ray is an optional extra: a local run's modules (the CLI, the job, the executors'
+    registry) do not import it."""
+    script = (
+        "import sys, vidcap.cli.app, vidcap.executors, vidcap.executors.job;"
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
