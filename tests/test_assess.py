@@ -16,12 +16,12 @@ import pytest
 
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config
-from vidcap.cli import run as cli_run
 from vidcap.config import build_config
 from vidcap.engines.caption_engine import CaptionOutput, CaptionRequest
 from vidcap.errors import VidcapError
 from vidcap.executors.job import run_captioning
 from vidcap.io.records import iter_records
+from vidcap.pipeline import summary_lines
 from vidcap.pipeline.assess import (
     SeenCaptions,
     caption_info,
@@ -138,8 +138,8 @@ def test_run_flags_records_and_counts_flags_in_the_summary(
 
     # The end-of-run lines show the counts.
     stream = io.StringIO()
-    monkeypatch.setattr(cli_run, "terminal_err", lambda: stream)
-    cli_run.print_summary(summary, interrupted=False)
+    monkeypatch.setattr(summary_lines, "terminal_err", lambda: stream)
+    summary_lines.print_summary(summary, interrupted=False)
     assert "  flags:   1 truncated, 1 repetition, 2 duplicate, 1 empty" in stream.getvalue().splitlines()
 
 

@@ -124,8 +124,8 @@ def test_the_run_says_what_it_does_and_the_summary_where_failures_are(
     tmp_path: Path, clip_dir: Path, tiny_model: Path, caplog, capsys
 ) -> None:
     from tests.test_runner_errors import FakeEngine, config, dataset
-    from vidcap.cli.run import print_summary
     from vidcap.executors.job import run_captioning
+    from vidcap.pipeline.summary_lines import print_summary
 
     data = dataset(tmp_path, clip_dir, 7, failing={1, 2, 3, 4, 5, 6})
     out = tmp_path / "out.jsonl"
@@ -159,8 +159,8 @@ def test_the_failed_line_names_rows_of_a_parquet_output(
 ) -> None:
     """Parquet (and CSV) outputs hold rows, not lines: the failed line says which rows."""
     from tests.test_runner_errors import FakeEngine, config, dataset
-    from vidcap.cli.run import print_summary
     from vidcap.executors.job import run_captioning
+    from vidcap.pipeline.summary_lines import print_summary
 
     data = dataset(tmp_path, clip_dir, 3, failing={1})
     for name in ("out.parquet", "out.csv"):

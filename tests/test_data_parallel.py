@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from vidcap.engines.caption_engine import (
     VideoInput,
 )
 from vidcap.errors import EngineDiedError, VidcapError
-from vidcap.executors.data_parallel import DataParallelEngine, plan_placements, sweep_shared_memory
+from vidcap.executors.data_parallel import DataParallelEngine, plan_placements
 from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
@@ -64,7 +63,8 @@ def _checksum(request: CaptionRequest) -> int:
 
 
 def _request(number: int) -> CaptionRequest:
-    frames = np.random.default_rng(number).integers(0, 255, size=(4, 28, 56, 3), dtype=np.uint8)
+    # Over 1 MiB of frames: they go through shared memory (vidcap.procs.dumps_shared).
+    frames = np.random.default_rng(number).integers(0, 255, size=(8, 224, 224, 3), dtype=np.uint8)
     return CaptionRequest(str(number), f"prompt {number}", [VideoInput(frames, {"fps": 2.0}, 8)])
 
 
@@ -85,8 +85,12 @@ def test_a_killed_engine_fails_its_requests_and_the_others_go_on(tiny_model: Pat
         os.kill(second, signal.SIGSTOP)  # so that its requests are surely in flight when it dies
         requests = [_request(n) for n in range(6)]
         assert engine.submit(requests) == []
+        frames = Path("/dev/shm").glob(f"vidcap-frames-{os.getpid()}-*")
+        assert list(frames)  # engine 2's, not taken: it is stopped
         os.kill(second, signal.SIGKILL)
         outputs = _collect_all(engine)
+        # Engine 1 took its frames (and unlinked their segment); the dead one's are unlinked here.
+        assert list(Path("/dev/shm").glob(f"vidcap-frames-{os.getpid()}-*")) == []
 
         assert sorted(outputs, key=int) == [str(n) for n in range(6)]  # every request answered once
         lost = {rid for rid, o in outputs.items() if o.error is not None}
@@ -147,20 +151,6 @@ def test_without_gpus_the_cores_and_kv_memory_are_split(monkeypatch) -> None:
     assert [p.kv_share for p in placements] == [0.5, 0.5]
     tp2 = plan_placements(2, EngineConfig(model="m", tensor_parallel_size=2))
     assert [p.env["VLLM_CPU_OMP_THREADS_BIND"] for p in tp2] == ["0,1|2,3", "4,5|6,7"]
-
-
-def test_frame_blocks_of_killed_runs_are_freed(tmp_path: Path) -> None:
-    dead = _dead_pid()
-    for name in (f"vidcap_frames_{dead}_3", f"vidcap_frames_{os.getpid()}_0", "psm_other"):
-        (tmp_path / name).write_bytes(b"x")
-    sweep_shared_memory(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["psm_other", f"vidcap_frames_{os.getpid()}_0"]
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def test_data_parallel_size_is_checked() -> None:

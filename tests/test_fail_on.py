@@ -103,7 +103,7 @@ def test_with_retries_the_records_info_adds_up_to_the_summary_tokens_and_the_dro
 ) -> None:
     """The README's promise: the records' info tokens add up to the summary's; the tries --retries
     dropped (two per record here) are counted apart, and the end-of-run lines show them."""
-    from vidcap.cli.run import print_summary
+    from vidcap.pipeline.summary_lines import print_summary
 
     data, out = _data(tmp_path, clip_dir, ["a", "b", "c", "d"]), tmp_path / "out.jsonl"
     result = run_captioning(

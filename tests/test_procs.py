@@ -83,3 +83,43 @@ def test_engine_processes_ignore_the_jobs_stop_signals(vllm_engine) -> None:
             fields = dict(line.split(":", 1) for line in status)
         shielded = int(fields["SigBlk"], 16) | int(fields["SigIgn"], 16)
         assert blocked(shielded) == STOP, f"{proc.pid} {proc.cmdline()} can be stopped by the job's signal"
+
+
+def test_segments_of_killed_owners_are_swept_once_old(tmp_path: Path) -> None:
+    """The data-parallel engines' frame segments and the decode pool's are swept alike: those of
+    a dead owner, once old (a young one may be another PID namespace's); live owners' and other
+    files stay."""
+    import os
+    import time
+
+    from vidcap.procs import remove_orphan_segments, segment_name
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = [segment_name("frames", dead.pid, 3), segment_name("pool", dead.pid, 0, 5)]
+    young, live = segment_name("frames", dead.pid, 4), segment_name("frames", os.getpid(), 0)
+    kept = [young, live, "psm_other", "vidcap-x"]
+    for name in old + kept:
+        (tmp_path / name).write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    for name in [*old, live, "psm_other", "vidcap-x"]:
+        os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
+    remove_orphan_segments(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_a_message_in_shared_memory_comes_back_whole_and_leaves_no_segment(tmp_path: Path) -> None:
+    import os
+
+    import numpy as np
+
+    from vidcap.procs import SHM_DIR, dumps_shared, loads_shared, segment_name
+
+    big = np.arange(1 << 19, dtype=np.int32)  # 2 MiB: out of band
+    small = np.arange(10)
+    name = segment_name("test", os.getpid(), 0)
+    data = dumps_shared(("submit", [big, small]), name)
+    assert (SHM_DIR / name).exists() and len(data) < 1 << 16  # the pipe carries only the rest
+    kind, (got_big, got_small) = loads_shared(data)
+    assert kind == "submit" and np.array_equal(got_big, big) and np.array_equal(got_small, small)
+    assert not (SHM_DIR / name).exists()  # unlinked on receipt; the arrays keep the pages

@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import write_jsonl
 from tests.test_runner_errors import FakeEngine, config, dataset
-from vidcap.cli import run as run_cli
 from vidcap.errors import (
     EXIT_ENGINE_FAILED,
     EXIT_INTERNAL,
@@ -24,6 +23,7 @@ from vidcap.errors import (
     FailedWhileStoppingError,
     VidcapError,
 )
+from vidcap.executors import harness
 from vidcap.executors.job import run_captioning
 from vidcap.io.jsonio import loads
 from vidcap.io.records import iter_records
@@ -73,7 +73,7 @@ def test_cli_reports_an_error_while_stopping_with_its_own_exit_code(
     monkeypatch.setattr("vidcap.engines.create_engine", lambda *_: SignalledThenDies(tiny_model))
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(FailedWhileStoppingError) as info:
-        run_cli.execute(config(data, out, model=str(tiny_model)), quiet=True)
+        harness.execute(config(data, out, model=str(tiny_model)), quiet=True)
     assert info.value.exit_code == EXIT_INTERNAL  # not 75: a requeue must not take it for a pre-emption
     assert str(info.value).startswith(
         "the run failed while stopping for a signal: RuntimeError: engine core died"
@@ -270,7 +270,7 @@ def test_a_run_in_process_leaves_the_callers_own_helpers_alive(
         data = dataset(tmp_path, clip_dir, 2)
         out = tmp_path / "out.jsonl"
         monkeypatch.setattr("vidcap.engines.create_engine", lambda *_: FakeEngine(tiny_model))
-        assert run_cli.execute(config(data, out, model=str(tiny_model)), quiet=True) == 0
+        assert harness.execute(config(data, out, model=str(tiny_model)), quiet=True) == 0
         with pytest.raises(subprocess.TimeoutExpired):  # alive: the run did not kill it
             helper.wait(timeout=2)
     finally:

@@ -64,8 +64,8 @@ def demo_command(
     verbose: Verbose = False,
 ) -> None:
     """Caption generated clips with a tiny random-weight model, offline (a smoke test of the install)."""
-    from vidcap.cli.run import execute
     from vidcap.config import build_config
+    from vidcap.executors.harness import execute
     from vidcap.io.jsonio import dumps
     from vidcap.io.records import iter_records
     from vidcap.quiet import capture_output, log_path_for, terminal_err, terminal_out

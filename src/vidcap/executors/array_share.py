@@ -1,4 +1,5 @@
-"""Which slice of the input this process captions (--shard-index/--num-shards or SLURM)."""
+"""An array task's share of the input: which slice this process captions (--shard-index and
+--num-shards, or a SLURM job array's variables), found without parsing the input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from vidcap.errors import VidcapError
 from vidcap.io.formats import find_span
-from vidcap.io.shards import InputSpan, check_shard, default_output, shard_from_env
+from vidcap.io.shards import InputSpan, check_shard, shard_from_env
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,6 @@ class Shard:
     span: InputSpan
     explicit: bool = True
 
-    def default_output(self) -> Path:
-        """``INPUT.captions.shard-I-of-N.EXT`` for an explicit shard, else ``INPUT.captions.EXT``."""
-        return default_output(self.span.path, (self.index, self.count) if self.explicit else None)
-
 
 def shard_numbers(index: int | None, count: int | None) -> tuple[int, int, bool]:
     """``(index, count, explicit)``: flags first, else the SLURM job array's variables, else the
@@ -41,12 +38,6 @@ def shard_numbers(index: int | None, count: int | None) -> tuple[int, int, bool]
     if from_env is None:
         return 0, 1, False
     return from_env[0], from_env[1], True
-
-
-def default_output_path(input_path: Path, index: int | None, count: int | None) -> Path:
-    """Where a run writes without ``--output`` (see :meth:`Shard.default_output`); reads no file."""
-    index, count, explicit = shard_numbers(index, count)
-    return default_output(input_path, (index, count) if explicit else None)
 
 
 def resolve_shard(index: int | None, count: int | None, input_path: Path) -> Shard:

@@ -7,10 +7,11 @@ gets GPUs ``[r*TP, (r+1)*TP)`` of those visible) or, without GPUs (vLLM's CPU bu
 transformers backend on CPU), its own share of the CPU cores and of the KV cache memory.
 
 ``submit`` sends each request to the engine with the fewest requests in flight. Frames go
-through shared memory (``multiprocessing.shared_memory``): a 720p clip is tens of MB, too much
-to pickle through a pipe; the request's text and metadata go through the pipe. The child copies
-the frames out, frees the shared block, and runs its engine's own ``submit``/``collect`` loop,
-so vLLM's input processing (the HF processor) runs in the children, not in this process.
+through shared memory (``vidcap.procs.dumps_shared``, as the decode pool's results do): a 720p
+clip is tens of MB, too much to pickle through a pipe; the request's text and metadata go
+through the pipe. The child maps the frames (its segment's name is unlinked at once) and runs
+its engine's own ``submit``/``collect`` loop, so vLLM's input processing (the HF processor)
+runs in the children, not in this process.
 
 An engine that dies (its process exits or is killed) fails its requests in flight with an error
 that names it ("engine 2 of 2 (GPU 1) died: ...") and the others go on; the run fails only when
@@ -29,30 +30,35 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing import shared_memory
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest, VideoInput
+from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionRequest
 from vidcap.engines.chat import prompt_token_count
 from vidcap.errors import EngineDiedError, VidcapError, one_line
+from vidcap.executors.base import Executor
 from vidcap.model.processor import load_processor, model_load_error
-from vidcap.procs import kill_process_group, stop_signals_blocked
+from vidcap.procs import (
+    dumps_shared,
+    kill_process_group,
+    loads_shared,
+    remove_orphan_segments,
+    segment_name,
+    signal_name,
+    stop_signals_blocked,
+    unlink_segment,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from vidcap.config import EngineConfig
+    from vidcap.config import EngineConfig, RunConfig
     from vidcap.generation import GenerationOptions
 
     EngineFactory = Callable[[EngineConfig, GenerationOptions], CaptionEngine]
 
-_SHM_PREFIX = "vidcap_frames_"  # + pid + "_" + number: which run's block it is
-_shm_numbers = itertools.count()
+_segment_numbers = itertools.count()  # this process's frame segments: vidcap-frames-<pid>-<number>
 _STOP_S = 60.0  # how long a child gets to close its engine (vLLM's own teardown takes up to 30 s)
 
 
@@ -63,17 +69,6 @@ class Placement:
     label: str  # "GPU 1", "GPUs 2,3", "CPUs 0-3"
     env: dict[str, str]
     kv_share: float = 1.0  # the part of --gpu-memory-utilization it gets (CPU: RAM is shared)
-
-
-@dataclass
-class _WireVideo:
-    """A video as sent to a child: its frames stay in the shared memory block ``shm``."""
-
-    shm: str
-    shape: tuple[int, ...]
-    dtype: str
-    metadata: dict[str, Any]
-    video_tokens: int
 
 
 @dataclass
@@ -97,7 +92,7 @@ class _Worker:
 @dataclass
 class _Flight:
     rank: int
-    shms: list[str] = field(default_factory=list)
+    segment: str  # the shared memory its frames went in (gone once the engine took them)
 
 
 def plan_placements(size: int, config: EngineConfig) -> list[Placement]:
@@ -193,7 +188,7 @@ class DataParallelEngine(CaptionEngine):
             self.close()
         self._max_videos = max(0, max_videos_per_prompt)  # 0: a text-only run (--no-video)
         placements = plan_placements(self.size, self.config)
-        sweep_shared_memory()
+        remove_orphan_segments()
         try:
             self._processor = load_processor(self.config)
         except Exception as exc:
@@ -269,8 +264,8 @@ class DataParallelEngine(CaptionEngine):
             worker.process.join(5)
             with contextlib.suppress(OSError):
                 worker.conn.close()
-        for flight in self._flights.values():
-            _unlink(flight.shms)
+        for segment in {flight.segment for flight in self._flights.values()}:
+            unlink_segment(segment)
         self._flights.clear()
         self._messages = queue.Queue()
         self._early.clear()
@@ -300,24 +295,25 @@ class DataParallelEngine(CaptionEngine):
         Each engine gets its share of the call in one message, so that an engine without a
         scheduler (transformers) runs it as one batch, as it would the whole call alone.
         """
-        shares: dict[int, list[tuple[CaptionRequest, list[_WireVideo]]]] = {}
+        shares: dict[int, list[CaptionRequest]] = {}
+        segments: dict[int, str] = {}  # one shared memory segment per engine's share
         try:
             for request in requests:
                 worker = self._least_loaded()
-                flight = _Flight(worker.rank)
-                self._flights[request.request_id] = flight
+                if worker.rank not in segments:
+                    segments[worker.rank] = segment_name("frames", os.getpid(), next(_segment_numbers))
+                self._flights[request.request_id] = _Flight(worker.rank, segments[worker.rank])
                 worker.requests += 1
                 if worker.in_flight == 0:
                     worker.busy_since = time.monotonic()
                 worker.in_flight += 1
-                wires = [_share(video, flight.shms) for video in request.videos]
-                shares.setdefault(worker.rank, []).append((dataclasses.replace(request, videos=[]), wires))
+                shares.setdefault(worker.rank, []).append(request)
         finally:
             for rank, share in shares.items():
                 try:
-                    self._workers[rank].conn.send(("submit", share))
+                    self._workers[rank].conn.send_bytes(dumps_shared(("submit", share), segments[rank]))
                 except OSError:  # it died: its end-of-file, read next, fails these requests
-                    continue
+                    unlink_segment(segments[rank])
         return []
 
     def collect(self, *, wait: bool = True) -> list[CaptionOutput]:
@@ -426,7 +422,7 @@ class DataParallelEngine(CaptionEngine):
         worker.error = f"{worker.label} died: {worker.reason or _exit_reason(worker.process)}"
         lost = [rid for rid, flight in self._flights.items() if flight.rank == worker.rank]
         for request_id in lost:
-            _unlink(self._flights.pop(request_id).shms)
+            unlink_segment(self._flights.pop(request_id).segment)  # if it never took the frames
             self._finished(worker)
         if not any(w.alive for w in self._workers):
             raise EngineDiedError(self._all_dead())
@@ -435,6 +431,25 @@ class DataParallelEngine(CaptionEngine):
     def _all_dead(self) -> str:
         errors = "; ".join(w.error or w.label for w in self._workers)
         return f"all {self.size} engines died ({errors}); rerun the same command to resume"
+
+
+class DataParallelExecutor(Executor):
+    """The job's one feed on ``data_parallel_size`` engines of this node (``DataParallelEngine``):
+    one writer, one lock, one resume, so exactly-once and input order hold as with one engine."""
+
+    name = "data_parallel"
+
+    @classmethod
+    def accepts(cls, config: RunConfig) -> bool:
+        """Runs with ``--data-parallel-size`` over 1."""
+        return config.engine.data_parallel_size > 1
+
+    def engine(self) -> CaptionEngine:
+        """N backend engines behind one, not started; each child builds its own backend engine."""
+        from vidcap import engines
+
+        config = self.config
+        return DataParallelEngine(config.engine, config.generation, engine_factory=engines.create_engine)
 
 
 def _receive(worker: _Worker, messages: queue.Queue[tuple[int, Any]]) -> None:
@@ -448,58 +463,6 @@ def _receive(worker: _Worker, messages: queue.Queue[tuple[int, Any]]) -> None:
             messages.put((worker.rank, ("eof",)))
             return
         messages.put((worker.rank, message))
-
-
-def _share(video: VideoInput, names: list[str]) -> _WireVideo:
-    """Copy a video's frames into a new shared memory block (named in ``names``)."""
-    frames = np.ascontiguousarray(video.frames)
-    block = shared_memory.SharedMemory(
-        name=f"{_SHM_PREFIX}{os.getpid()}_{next(_shm_numbers)}", create=True, size=max(1, frames.nbytes)
-    )
-    names.append(block.name)
-    try:
-        view = np.ndarray(frames.shape, dtype=frames.dtype, buffer=block.buf)
-        view[...] = frames
-        del view  # the block cannot close while an array uses its buffer
-    finally:
-        block.close()
-    return _WireVideo(block.name, frames.shape, frames.dtype.str, video.metadata, video.video_tokens)
-
-
-def sweep_shared_memory(folder: Path = Path("/dev/shm")) -> None:
-    """Free the frame blocks of runs that were killed (SIGKILL to the whole job kills the
-    resource tracker that would have freed them): those named for a process no longer alive."""
-    for path in folder.glob(f"{_SHM_PREFIX}*_*"):
-        try:
-            pid = int(path.name[len(_SHM_PREFIX) :].split("_", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        except (ValueError, OSError):  # not ours, or a process of another user: alive
-            continue
-
-
-def _take(wire: _WireVideo) -> VideoInput:
-    """The video back from its shared memory block, which is freed (the frames are copied out)."""
-    block = shared_memory.SharedMemory(name=wire.shm)
-    try:
-        view = np.ndarray(wire.shape, dtype=np.dtype(wire.dtype), buffer=block.buf)
-        frames = view.copy()
-        del view
-    finally:
-        block.close()
-        block.unlink()
-    return VideoInput(frames, wire.metadata, wire.video_tokens)
-
-
-def _unlink(names: list[str]) -> None:
-    """Free shared memory blocks a dead engine never took (those it took are gone already)."""
-    for name in names:
-        with contextlib.suppress(FileNotFoundError, OSError):
-            block = shared_memory.SharedMemory(name=name)
-            block.close()
-            block.unlink()
 
 
 def _kill_engine(process: Any) -> None:
@@ -517,10 +480,7 @@ def _exit_reason(process: Any) -> str:
     if code is None:
         return "its process stopped answering"
     if code < 0:
-        try:
-            return f"its process was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"its process was killed by signal {-code}"
+        return f"its process was killed by {signal_name(code)}"
     return f"its process exited with code {code}"
 
 
@@ -535,9 +495,9 @@ def serve_engine(
 ) -> None:
     """A child's life: start one engine on its own devices, run what the parent sends, stop.
 
-    Messages in: ``("submit", [(request without videos, [_WireVideo]), ...])``, ``("ask", method, args)``,
-    ``("stop",)``; out: ``("ready", limits)`` or ``("failed", message)``, ``("outputs", [...])``,
-    ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
+    Messages in: ``("submit", [request, ...])`` (``dumps_shared``: the frames in shared memory),
+    ``("ask", method, args)``, ``("stop",)``; out: ``("ready", limits)`` or ``("failed", message)``,
+    ``("outputs", [...])``, ``("answer", value)``, ``("crashed", message)`` before an unexpected exit.
     """
     # Its own process group, which vLLM's processes join as they start: the parent ends the
     # engine with one killpg, whatever is left of it (a start that hangs, orphaned workers).
@@ -582,7 +542,8 @@ def _read_parent(conn: Connection, serving: threading.Event) -> queue.Queue[Any]
     def read() -> None:
         while True:
             try:
-                inbox.put(conn.recv())
+                # Frames come as views of their shared memory, whose name is unlinked here.
+                inbox.put(loads_shared(conn.recv_bytes()))
             except (EOFError, OSError):
                 break
         inbox.put(("stop",))
@@ -607,8 +568,7 @@ def _serve_loop(conn: Connection, engine: CaptionEngine, inbox: queue.Queue[Any]
             if message[0] == "stop":
                 return
             if message[0] == "submit":
-                for request, wires in message[1]:
-                    requests.append(dataclasses.replace(request, videos=[_take(w) for w in wires]))
+                requests.extend(message[1])
             elif message[0] == "ask":
                 _, method, args = message
                 conn.send(("answer", getattr(engine, method)(*args)))

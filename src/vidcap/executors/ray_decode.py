@@ -48,9 +48,13 @@ class RayDecodePool:
         *,
         address: str | None,
         max_pending: int,
+        workers: int | None = None,
         timeout_s: float | None = None,
         error_types: tuple[type[BaseException], ...] = (Exception,),
     ) -> None:
+        # ``workers`` (``OrderedPool``'s processes) has no meaning here: Ray runs as many tasks
+        # at once as the cluster has CPUs for, and ``max_pending`` bounds them.
+        del workers
         if max_pending < 1 or (timeout_s is not None and timeout_s <= 0):
             raise ValueError(f"bad pool size: {max_pending=} {timeout_s=}")
         self._ray = ray_cluster.connect(address)

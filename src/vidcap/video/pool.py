@@ -5,31 +5,29 @@ reused. A dispatcher thread in the parent feeds them and collects results, so th
 ahead while the caller is busy generating; ``imap`` pulls tasks and hands out outcomes in order.
 
 Results come back over one Pipe per worker, pickled with protocol 5. Their large buffers (numpy
-arrays of 1 MiB or more: decoded frames) travel out of band through POSIX shared memory: the worker
-writes them into a file of its own in /dev/shm and sends only its name and the pickle's small rest;
-the dispatcher thread maps the file, unlinks its name at once and unpickles the arrays as views of
-the mapping, so the parent never copies frames (scripts/bench_host_ceiling.py measures both ways).
-The pages live as long as an array refers to them and are freed with the last one.
+arrays of 1 MiB or more: decoded frames) travel out of band through POSIX shared memory
+(``vidcap.procs.dumps_shared``): the worker writes them into a file of its own in /dev/shm and sends
+only its name and the pickle's small rest; the dispatcher thread maps the file, unlinks its name at
+once and unpickles the arrays as views of the mapping, so the parent never copies frames
+(scripts/bench_host_ceiling.py measures both ways).
 
 Segments are named ``vidcap-pool-<parent pid>-<pool>-<task>``. A worker that is killed or dies
 mid-task may leave its task's segment: the parent unlinks that name once the worker is reaped
 (timeout, crash, close). Only a parent that is SIGKILLed itself can leave segments behind (those its
 workers had written and it had not yet received, at most one per worker); the next pool started on
-the machine removes those whose parent process no longer exists, once ten minutes old. Where
-/dev/shm is missing or full, results go through the pipe whole, as before.
+the machine removes those whose parent process no longer exists, once ten minutes old
+(``vidcap.procs.remove_orphan_segments``). Where /dev/shm is missing or full, results go through
+the pipe whole, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import itertools
 import math
-import mmap
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 import time
@@ -43,7 +41,16 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from vidcap.errors import one_line
-from vidcap.procs import stop_signals_blocked
+from vidcap.procs import (
+    SHM_DIR,
+    dumps_shared,
+    loads_shared,
+    remove_orphan_segments,
+    segment_name,
+    signal_name,
+    stop_signals_blocked,
+    unlink_segment,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,11 +58,6 @@ R = TypeVar("R")
 _READY = "ready"  # a worker's first message: it is imported and waiting for tasks
 _MAX_START_FAILURES = 3  # workers dying before ready, in a row: fn's module cannot load; give up
 _JOIN_S = 2.0  # how long close() lets workers exit before SIGKILL
-_SHM_DIR = Path("/dev/shm")  # POSIX shared memory on Linux: what shm_open itself opens
-_SHM_PREFIX = "vidcap-pool-"
-_SHM_MIN_BYTES = 1 << 20  # smaller buffers stay in the pipe: a segment costs more than a copy
-_ORPHAN_AGE_S = 600.0  # a segment of a dead parent this old is an orphan (see _remove_orphan_segments)
-_SHM_ALIGN = 64  # each buffer starts on a cache line (and is aligned for any dtype)
 _pool_numbers = itertools.count()
 
 
@@ -94,112 +96,12 @@ def _call(fn: Callable[[Any], Any], task: Any, error_types: tuple) -> tuple[bool
         return False, one_line(exc, expected=error_types)
 
 
-@dataclass(frozen=True)
-class _Shared:
-    """A result whose large buffers wait in the shared-memory segment ``name``, at ``spans``
-    (offset, length); ``data`` is the pickle of the rest."""
-
-    name: str
-    spans: tuple[tuple[int, int], ...]
-    data: bytes
-
-
-def _segment_name(parent_pid: int, pool: int, key: int) -> str:
-    """The segment a task's result may use: the parent can find it again after killing the worker."""
-    return f"{_SHM_PREFIX}{parent_pid}-{pool}-{key}"
-
-
-def _unlink_segment(name: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(_SHM_DIR / name)
-
-
-def _encode(message: tuple, segment: str | None) -> bytes:
-    """Pickle ``message`` for the pipe; its buffers of ``_SHM_MIN_BYTES`` or more go into the shared
-    memory file ``segment`` (None: everything in the pipe). Falls back to the pipe when /dev/shm fails."""
-    if segment is None:
-        return ForkingPickler.dumps(message, protocol=5)
-    buffers: list[pickle.PickleBuffer] = []
-
-    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-        if buffer.raw().nbytes < _SHM_MIN_BYTES:
-            return True  # in band
-        buffers.append(buffer)
-        return False
-
-    stream = io.BytesIO()
-    ForkingPickler(stream, 5, True, out_of_band).dump(message)  # positional: it takes no keywords
-    if not buffers:
-        return stream.getvalue()
-    spans, offset = [], 0
-    for buffer in buffers:
-        spans.append((offset, buffer.raw().nbytes))
-        offset += -(-buffer.raw().nbytes // _SHM_ALIGN) * _SHM_ALIGN
-    try:
-        # Written with pwrite, not through a mapping: a full /dev/shm is then an error (ENOSPC)
-        # instead of a SIGBUS.
-        fd = os.open(_SHM_DIR / segment, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(fd, offset)
-            for buffer, (start, _) in zip(buffers, spans, strict=True):
-                view = buffer.raw()
-                while view.nbytes:
-                    written = os.pwrite(fd, view, start)
-                    view, start = view[written:], start + written
-        finally:
-            os.close(fd)
-    except OSError:
-        _unlink_segment(segment)
-        return ForkingPickler.dumps(message, protocol=5)
-    return ForkingPickler.dumps(_Shared(segment, tuple(spans), stream.getvalue()), protocol=5)
-
-
-def _load_shared(shared: _Shared) -> Any:
-    """Map a result's segment, unlink its name (the mapping stays valid), and unpickle its arrays
-    as views of the mapping: no copy. The pages are freed when the last array is."""
-    path = _SHM_DIR / shared.name
-    try:
-        fd = os.open(path, os.O_RDWR)
-        try:
-            mapping = mmap.mmap(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-    finally:
-        _unlink_segment(shared.name)
-    view = memoryview(mapping)
-    return pickle.loads(shared.data, buffers=[view[start : start + size] for start, size in shared.spans])
-
-
-def _remove_orphan_segments() -> None:
-    """Unlink segments left by pools whose parent process was killed (it can unlink nothing then).
-
-    Only those over ``_ORPHAN_AGE_S`` old: a live segment is received within moments, and a
-    process of another PID namespace sharing /dev/shm (containers of one pod) would look dead.
-    """
-    with contextlib.suppress(OSError):
-        for path in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
-            pid = path.name[len(_SHM_PREFIX) :].split("-", 1)[0]
-            with contextlib.suppress(OSError):
-                old = time.time() - path.stat().st_mtime > _ORPHAN_AGE_S
-                if old and pid.isdigit() and not _alive(int(pid)):
-                    _unlink_segment(path.name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: another user's process
-        return True
-    return True
-
-
 def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {-code} {signal.Signals(-code).name}"
-    return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    """``signal 9 SIGKILL``, ``exit code 3``: how a worker ended."""
+    name = signal_name(code)
+    if name is None or code is None:
+        return f"exit code {code}"
+    return name if name == f"signal {-code}" else f"signal {-code} {name}"
 
 
 def _worker_main(
@@ -226,7 +128,8 @@ def _worker_main(
         key, task = message
         ok, payload = _call(fn, task, error_types)
         try:
-            data = _encode((key, ok, payload), None if pool is None else _segment_name(parent_pid, pool, key))
+            segment = None if pool is None else segment_name("pool", parent_pid, pool, key)
+            data = dumps_shared((key, ok, payload), segment)
         except Exception as exc:
             data = ForkingPickler.dumps((key, False, one_line(f"result could not be pickled: {exc}")))
         try:
@@ -285,10 +188,10 @@ class OrderedPool(Generic[T, R]):
         self._workers: list[_Worker] = []
         self._thread: threading.Thread | None = None
         # This pool's number in its segments' names; None: no shared memory.
-        self._pool: int | None = next(_pool_numbers) if shared_memory and _SHM_DIR.is_dir() else None
+        self._pool: int | None = next(_pool_numbers) if shared_memory and SHM_DIR.is_dir() else None
         if workers:
             if self._pool is not None:
-                _remove_orphan_segments()
+                remove_orphan_segments()
             ForkingPickler.dumps(fn)  # fail here, not in a worker, when fn is a lambda or closure
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_r, False)
@@ -452,9 +355,7 @@ class OrderedPool(Generic[T, R]):
     def _receive(self, w: _Worker) -> None:
         data = w.conn.recv_bytes()  # EOFError, OSError: the worker died
         try:
-            message = ForkingPickler.loads(data)
-            if isinstance(message, _Shared):
-                message = _load_shared(message)
+            message = loads_shared(data)
         except Exception as exc:  # e.g. the result's class cannot be imported here
             message = (w.key, False, one_line(f"result could not be unpickled: {exc}"))
         if message == _READY:
@@ -502,4 +403,4 @@ class OrderedPool(Generic[T, R]):
     def _unlink_left(self, w: _Worker) -> None:
         """Unlink the segment a reaped worker may have left for its unfinished (or unreceived) task."""
         if self._pool is not None and w.key is not None and not w.proc.is_alive():
-            _unlink_segment(_segment_name(os.getpid(), self._pool, w.key))
+            unlink_segment(segment_name("pool", os.getpid(), self._pool, w.key))
