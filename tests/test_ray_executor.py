@@ -171,3 +171,15 @@ def test_ray_is_imported_only_by_the_ray_executor() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_registry_gives_ray_runs_to_the_ray_executor() -> None:
+    """``executor = "ray"`` is the Ray executor's, with or without ``--data-parallel-size``."""
+    from vidcap.executors import executor_for
+    from vidcap.executors.ray_executor import RayExecutor
+
+    for size in (1, 2):
+        config = build_config({"executor": "ray", "data_parallel_size": size, "input": "x", "model": "m"}, {})
+        assert type(executor_for(config)) is RayExecutor
+    local = build_config({"input": "x", "model": "m"}, {})
+    assert not isinstance(executor_for(local), RayExecutor)
