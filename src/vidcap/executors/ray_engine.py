@@ -106,7 +106,10 @@ class EngineServer:
             self._ready.set()
             return
         try:
+            import ray
+
             self._info = {
+                "node": ray.util.get_node_ip_address(),
                 "max_model_len": engine.max_model_len,
                 "model_sampling": engine.model_sampling,
                 "encoder_cache_tokens": getattr(engine, "encoder_cache_tokens", None),
@@ -212,6 +215,8 @@ class RayEngine(CaptionEngine):
         except BaseException:
             self.close()
             raise
+        for engine, started in zip(self._engines, infos, strict=True):  # where each one runs
+            engine.label = engine.label.replace("(Ray, ", f"(Ray node {started['node']}, ")
         info = infos[0]
         self.max_model_len = info["max_model_len"]
         self.model_sampling = info["model_sampling"]
