@@ -51,6 +51,19 @@ def _pids_with(text: str) -> list[int]:
     return pids
 
 
+def _pids_holding(folder: Path) -> list[int]:
+    """Processes with a file open under ``folder``."""
+    prefix = str(folder) + "/"
+    pids = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd).startswith(prefix) for fd in fds.iterdir()):
+                pids.append(int(fds.parent.name))
+        except (OSError, ValueError):  # ended meanwhile, or not ours to read
+            continue
+    return pids
+
+
 def _kill_tree(roots: list[int]) -> None:
     pids = set(roots)
     for root in roots:
@@ -131,7 +144,9 @@ class LocalRay:
         _kill_tree(roots)
 
     def _cluster_pids(self) -> list[int]:
-        return _pids_with(str(self.temp_dir))
+        # Ray's agents rename themselves ("ray::DashboardAgent"), so their command line no longer
+        # names the temp folder: they are found by the log files they hold open in it.
+        return sorted(set(_pids_with(str(self.temp_dir))) | set(_pids_holding(self.temp_dir)))
 
     def stop(self) -> None:
         """Kill every process of the cluster and remove its temp folder."""
