@@ -44,6 +44,10 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     # Engines on this node, one per group of tensor_parallel_size GPUs (executors/data_parallel.py).
     data_parallel_size: int = 1
+    # How the engines and the decoding run: "local" (this node), or "ray" (engines as Ray actors and
+    # decoding as Ray tasks on the cluster at ray_address, else RAY_ADDRESS, else a local Ray).
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     dtype: str = "auto"
@@ -229,6 +233,12 @@ def validate(config: RunConfig) -> None:
             e.data_parallel_size == 1 or e.backend != "openai",
             "--data-parallel-size runs local engines; with --backend openai, run more server "
             "replicas behind --api-base and raise --concurrency",
+        ),
+        (e.executor in ("local", "ray"), "--executor must be local or ray"),
+        (
+            e.executor == "local" or e.backend != "openai",
+            "--executor ray runs engines on the cluster; with "
+            "--backend openai, the server does the work: use --executor local",
         ),
         (e.backend in ("vllm", "transformers", "openai"), "--backend must be vllm, transformers or openai"),
         (r.on_bad_line in ("error", "skip"), "--on-bad-line must be error or skip"),

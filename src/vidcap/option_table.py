@@ -124,6 +124,19 @@ OPTIONS: tuple[Option, ...] = (
         MODEL,
     ),
     Option(
+        "executor",
+        "Where engines and decoding run: local (this node), or ray (engines as Ray actors, "
+        "decoding as Ray tasks, on the cluster of --ray-address) (default: local).",
+        MODEL,
+    ),
+    Option(
+        "ray_address",
+        "The Ray cluster of --executor ray, e.g. ray://head:10001 or head:6379 "
+        "(default: RAY_ADDRESS, else a local Ray started for the run).",
+        MODEL,
+        metavar="ADDRESS",
+    ),
+    Option(
         "gpu_memory_utilization",
         "Fraction of GPU memory vLLM may use; on vLLM's CPU build, of RAM for its KV cache (default: 0.9).",
         MODEL,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # name -> "module:class"; each module is imported only when asked (heavy imports stay inside).
 EXECUTORS = {
+    "ray": "vidcap.executors.ray_executor:RayExecutor",
     "data_parallel": "vidcap.executors.data_parallel:DataParallelExecutor",
     "local": "vidcap.executors.local:LocalExecutor",
 }
