@@ -33,58 +33,77 @@ EPILOG = (
 SPLIT = "Splitting"
 
 
+# The longer option declarations, named (the command's signature stays readable).
+ClipsOutput = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Clips file to write (.jsonl, .json, .parquet or .csv; default: INPUT.clips.EXT, "
+        "or for a shard INPUT.clips.shard-I-of-N.EXT).",
+    ),
+]
+Split = Annotated[
+    str,
+    typer.Option(
+        metavar="shots|interval",
+        help="Cut at shot boundaries, or every --every seconds.",
+        rich_help_panel=SPLIT,
+    ),
+]
+Detector = Annotated[
+    str,
+    typer.Option(
+        metavar="content|adaptive|transnetv2",
+        help="content: HSV difference from the previous frame over --threshold (default 27); "
+        "adaptive: that difference over --threshold times its neighbours' (default 3.0); "
+        "transnetv2: TransNetV2's transition probability over --threshold (default 0.5; needs "
+        "the transnetv2 extra).",
+        rich_help_panel=SPLIT,
+    ),
+]
+MinShot = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        help="Merge shots shorter than this into the shot before (the first into the next).",
+        rich_help_panel=SPLIT,
+    ),
+]
+ShortShots = Annotated[
+    str,
+    typer.Option(
+        metavar="merge|drop",
+        help="What --min-shot does with a short shot: merge it, or drop it (no record).",
+        rich_help_panel=SPLIT,
+    ),
+]
+DecodeWorkers = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Videos split at once, each in its own process (0: in this one; default: CPUs - 1).",
+    ),
+]
+DecodeTimeout = Annotated[
+    float,
+    typer.Option(metavar="SECONDS", help="A video not split in this time fails; the others go on."),
+]
+
+
 def clips_command(
     input: Annotated[
         str,
         typer.Argument(metavar="INPUT", help="A .jsonl/.json/.parquet/.csv dataset, or one video file."),
     ],
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Clips file to write (.jsonl, .json, .parquet or .csv; default: INPUT.clips.EXT, "
-            "or for a shard INPUT.clips.shard-I-of-N.EXT).",
-        ),
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            metavar="shots|interval",
-            help="Cut at shot boundaries, or every --every seconds.",
-            rich_help_panel=SPLIT,
-        ),
-    ] = "shots",
-    detector: Annotated[
-        str,
-        typer.Option(
-            metavar="content|adaptive|transnetv2",
-            help="content: HSV difference from the previous frame over --threshold (default 27); "
-            "adaptive: that difference over --threshold times its neighbours' (default 3.0); "
-            "transnetv2: TransNetV2's transition probability over --threshold (default 0.5; needs "
-            "the transnetv2 extra).",
-            rich_help_panel=SPLIT,
-        ),
-    ] = "content",
+    output: ClipsOutput = None,
+    split: Split = "shots",
+    detector: Detector = "content",
     threshold: Annotated[
         float | None, typer.Option(help="The detector's threshold.", rich_help_panel=SPLIT)
     ] = None,
-    min_shot: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Merge shots shorter than this into the shot before (the first into the next).",
-            rich_help_panel=SPLIT,
-        ),
-    ] = 0.0,
-    short_shots: Annotated[
-        str,
-        typer.Option(
-            metavar="merge|drop",
-            help="What --min-shot does with a short shot: merge it, or drop it (no record).",
-            rich_help_panel=SPLIT,
-        ),
-    ] = "merge",
+    min_shot: MinShot = 0.0,
+    short_shots: ShortShots = "merge",
     max_shot: Annotated[
         float | None,
         typer.Option(metavar="SECONDS", help="Split longer shots evenly.", rich_help_panel=SPLIT),
@@ -106,17 +125,8 @@ def clips_command(
         str | None,
         typer.Option(help="Input id field: shot ids are ID-N (default: input line number-N)."),
     ] = None,
-    decode_workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            help="Videos split at once, each in its own process (0: in this one; default: CPUs - 1).",
-        ),
-    ] = None,
-    decode_timeout: Annotated[
-        float,
-        typer.Option(metavar="SECONDS", help="A video not split in this time fails; the others go on."),
-    ] = 1800.0,
+    decode_workers: DecodeWorkers = None,
+    decode_timeout: DecodeTimeout = 1800.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start the output afresh (default: resume it).")
     ] = False,
