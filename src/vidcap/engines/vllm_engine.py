@@ -24,7 +24,7 @@ _VLLM_MAX_BATCHED_TOKENS = 16384
 def engine_context(cfg: EngineConfig) -> int | None:
     """The ``max_model_len`` vLLM resolves for this engine, read before loading it: the one
     given (in ``engine_kwargs``, which win, else ``--max-model-len``), else the model's own, read
-    from its config as vLLM reads it (``model_info.context_length``); None when neither is known."""
+    from its config as vLLM reads it (``model.info.context_length``); None when neither is known."""
     given = cfg.engine_kwargs.get("max_model_len") or cfg.max_model_len
     return int(given) if given else context_length(cfg.model, cache_dir=cfg.cache_dir)
 

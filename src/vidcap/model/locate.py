@@ -1,6 +1,6 @@
 """Where a model comes from (a local folder or a hub id), and one-line errors for loading it.
 
-A leaf module (it imports only ``errors``): ``model_info`` and the engines both use it.
+A leaf module (it imports only ``errors``): ``model.info`` and the engines both use it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One ``vidcap clips`` run over a dataset (or one video): shard, resume, write, progress, summary.
 
-It reuses ``vidcap run``'s pieces: the shard's span of the input (``pipeline/shard.py``), the
+It reuses ``vidcap run``'s pieces: the shard's span of the input (``executors/array_share.py``), the
 crash-safe writers and their resume (``io/writer.py``, ``io/resume.py``), the output lock, the
 run fingerprint check (``pipeline/fingerprint.check_resumable``), the progress display and the
 summary sidecar that ``vidcap merge`` reads (``io/merge_outputs.py`` documents its fields).
