@@ -117,6 +117,45 @@ def test_a_lost_worker_node_loses_only_its_requests_in_flight(cluster: LocalRay,
     assert _records(out) == _records(job["local"])
 
 
+@pytest.mark.engine
+def test_input_videos_and_output_in_s3_on_the_cluster(
+    cluster: LocalRay, job: dict, clip_dir: Path, tmp_path: Path
+) -> None:
+    """Input, videos and output in a real S3 server (moto's, on localhost), the run on the
+    two-node cluster: the same records as the local run. The cluster's nodes were started
+    without the store's endpoint and keys: those of the command's environment are all it takes
+    (the Ray executor hands them to its tasks and actors)."""
+    import s3fs
+
+    from tests.s3_server import s3_env, s3_server
+    from vidcap.io.jsonio import dumps
+
+    with s3_server(tmp_path / "moto.log") as endpoint:
+        store = s3_env(endpoint)
+        fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint})
+        fs.mkdir("ray-bucket")
+        for name in CLIPS:
+            fs.put_file(str(clip_dir / name), f"ray-bucket/clips/{name}")
+        local_rows = _records(job["local"])
+        # Video paths relative to the input's folder in the bucket.
+        rows = [{"id": r["id"], "video": f"clips/{Path(r['video']).name}"} for r in local_rows]
+        fs.pipe_file("ray-bucket/in.jsonl", b"".join(dumps(r) + b"\n" for r in rows))
+        args = ["run", "s3://ray-bucket/in.jsonl", "-o", "s3://ray-bucket/out.jsonl", "-q"]
+        args += ["-c", str(job["config"]), "--executor", "ray", "--ray-address", cluster.address]
+        done = run_vidcap(*args, env={**cluster.env, **store}, timeout=900)
+        out = tmp_path / "out.jsonl"
+        fs.get_file("ray-bucket/out.jsonl", str(out))
+        fs.get_file("ray-bucket/out.jsonl.summary.json", str(tmp_path / "out.jsonl.summary.json"))
+    assert_only_noise_errors(done.returncode, out, done.stderr)
+    got = _records(out)
+    assert [r["video"] for r in got] == [r["video"] for r in rows]  # each record as it was given
+
+    def kept(row: dict) -> dict:  # the error of an empty caption is the same text; paths differ
+        return {k: v for k, v in row.items() if k != "video"}
+
+    assert [kept(r) for r in got] == [kept(r) for r in local_rows]
+
+
 def test_decode_tasks_come_back_in_order_with_their_errors(cluster: LocalRay, monkeypatch) -> None:
     """RayDecodePool: outcomes in submission order, a record's error is its own, and no more
     than ``max_pending`` tasks are submitted ahead of the one handed out."""

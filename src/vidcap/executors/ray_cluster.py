@@ -42,7 +42,7 @@ def connect(address: str | None) -> Any:
         if ray.is_initialized():
             return ray
         address = address or os.environ.get("RAY_ADDRESS") or None
-        env_vars = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+        env_vars = forwarded_environment()
         try:
             ray.init(
                 address=address,
@@ -55,6 +55,29 @@ def connect(address: str | None) -> Any:
             raise VidcapError(f"cannot connect to {where}: {one_line(exc)}") from exc
         _connected_by_us = True
     return ray
+
+
+# What the run's tasks and actors need of this process's environment on every node: the import
+# path, and where the object store is and how to reach it (the endpoint, region, profile and keys
+# as each storage library reads them, and --storage-options), so that the decode tasks read
+# s3:// videos as this process does. Ray shows a job's runtime_env in its dashboard.
+_FORWARDED = (
+    "PYTHONPATH",
+    "VIDCAP_STORAGE_OPTIONS",  # vidcap.io.object_store.OPTIONS_ENV
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "HF_TOKEN",
+    "HF_ENDPOINT",
+)
+_FORWARDED_PREFIXES = ("AWS_", "AZURE_STORAGE_")
+
+
+def forwarded_environment() -> dict[str, str]:
+    """The variables of this process that the cluster's workers get (``runtime_env`` env_vars)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if value and (name in _FORWARDED or name.startswith(_FORWARDED_PREFIXES))
+    }
 
 
 def disconnect() -> None:
