@@ -150,3 +150,30 @@ def test_no_two_modules_share_a_name() -> None:
         if path.stem != "__init__":
             by_name.setdefault(path.stem, []).append(str(path.relative_to(SRC)))
     assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
+def test_every_vidcap_import_names_something_that_exists() -> None:
+    """A lazy import inside a function fails only when it runs: after a module moves, every
+    ``from vidcap.x import y`` (at the top or in a function) must still find ``x`` and ``y``."""
+    import importlib
+
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            if node.module != "vidcap" and not node.module.startswith("vidcap."):
+                continue
+            try:
+                module = importlib.import_module(node.module)
+            except ModuleNotFoundError:
+                missing.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.module}")
+                continue
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ModuleNotFoundError:
+                    missing.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []

@@ -143,6 +143,7 @@ def test_input_videos_and_output_in_s3_on_the_cluster(
         args = ["run", "s3://ray-bucket/in.jsonl", "-o", "s3://ray-bucket/out.jsonl", "-q"]
         args += ["-c", str(job["config"]), "--executor", "ray", "--ray-address", cluster.address]
         done = run_vidcap(*args, env={**cluster.env, **store}, timeout=900)
+        assert done.returncode in (0, 1), done.stderr
         out = tmp_path / "out.jsonl"
         fs.get_file("ray-bucket/out.jsonl", str(out))
         fs.get_file("ray-bucket/out.jsonl.summary.json", str(tmp_path / "out.jsonl.summary.json"))

@@ -221,7 +221,7 @@ def staged(config: Any) -> Iterator[Any]:
     if not object_store.is_url(run.input) and not object_store.is_url(output_url):
         yield config
         return
-    from vidcap.pipeline.shard import shard_numbers
+    from vidcap.executors.array_share import shard_numbers
 
     object_store.set_options(object_store.parse_options(getattr(run, "storage_options", None)))
     changes: dict[str, Any] = {}

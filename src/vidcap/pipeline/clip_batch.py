@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import EXIT_OK, EXIT_RECORDS_FAILED, RecordError, VidcapError
+from vidcap.executors.array_share import resolve_shard, shard_numbers
 from vidcap.io.files import atomic_write
 from vidcap.io.formats import format_for
 from vidcap.io.jsonio import dumps_pretty
@@ -34,7 +35,6 @@ from vidcap.io.sidecar import FINGERPRINT_VERSION, summary_path
 from vidcap.io.writer import open_writer
 from vidcap.pipeline.check import check_output_is_not_input
 from vidcap.pipeline.fingerprint import check_resumable
-from vidcap.pipeline.shard import resolve_shard, shard_numbers
 from vidcap.pipeline.shot_clips import ERROR_KEY, ClipTask, SplitOptions, clip_task, source_id
 from vidcap.progress import Progress, make_progress
 from vidcap.version import __version__
