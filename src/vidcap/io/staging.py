@@ -404,11 +404,16 @@ def staged_merge(args: list[str], output: str | None) -> Iterator[tuple[list[str
                 continue
             urls, input_url = _shard_output_urls(arg)
             for shard in urls:
-                local = folder / "shards" / hashlib.sha256(shard.encode()).hexdigest()[:8] / url_name(shard)
+                if input_url is not None:  # beside the input's copy, where merge looks for them
+                    local = folder / "input" / url_name(shard)
+                else:
+                    digest = hashlib.sha256(shard.encode()).hexdigest()[:8]
+                    local = folder / "shards" / digest / url_name(shard)
                 local.parent.mkdir(parents=True, exist_ok=True)
                 object_store.get_file(shard, local)
                 object_store.get_file(shard + ".summary.json", local.with_name(local.name + ".summary.json"))
-                local_args.append(str(local))
+                if input_url is None:
+                    local_args.append(str(local))
             if input_url is not None:
                 inputs.append(input_url)
                 local_input = folder / "input" / url_name(input_url)
