@@ -114,7 +114,17 @@ def test_a_lost_worker_node_loses_only_its_requests_in_flight(cluster: LocalRay,
     rerun = run_vidcap(*args, env=cluster.env, timeout=900)
     assert_only_noise_errors(rerun.returncode, out, rerun.stderr)
     assert output_ids(out) == job["ids"]
-    assert _records(out) == _records(job["local"])
+    # The `duplicate` flag compares with the captions of the run that wrote a record (README: a
+    # resumed run compares with the records it captions itself), so it may differ across the kill.
+    assert [_without_duplicate(r) for r in _records(out)] == [
+        _without_duplicate(r) for r in _records(job["local"])
+    ]
+
+
+def _without_duplicate(row: dict) -> dict:
+    info = dict(row.get("info") or {})
+    info["flags"] = [f for f in info.get("flags", []) if f != "duplicate"]
+    return {**row, "info": info}
 
 
 @pytest.mark.engine

@@ -26,7 +26,7 @@ EPILOG = (
     "  vidcap run shots.jsonl -o captions.jsonl --id-key shot_id -m MODEL\n\n"
     "  vidcap clips long.mp4 -o shots.jsonl --min-shot 2 --max-shot 15\n\n"
     "  vidcap clips videos.jsonl -o clips.jsonl --split interval --every 10\n\n"
-    "  vidcap clips videos.jsonl --shard-index 0 --num-shards 4   # videos.clips.shard-0-of-4.jsonl\n\n"
+    "  vidcap clips videos.jsonl --shard-index 0 --num-shards 4   # one of 4 shards\n\n"
     "  vidcap merge 'videos.clips.shard-*.jsonl' -o videos.clips.jsonl"
 )
 

@@ -117,7 +117,7 @@ def demo_command(
             "id_key": "id",
         },
     )
-    code = execute(config, quiet=quiet, verbose=verbose)
+    code = execute(config, quiet=quiet, verbose=verbose, ending=True)  # the command ends next
     # Through the terminal streams: the libraries' output stays in the log until the end.
     print(file=terminal_err())
     for record in iter_records(output):
