@@ -182,7 +182,8 @@ def test_two_engines_killed_and_rerun_match_one_engine(
     """Two real engines: SIGKILL mid-run, rerun; every record once, in input order, each caption
     the one a single engine gives (the shared engine's sampling: seed 0, temperature 0.7)."""
     clips = ["a.mp4", "b.mp4", "c.avi", "tall.mkv"]
-    records = [{"id": f"{i:03d}", "video": str(clip_dir / clips[i % len(clips)])} for i in range(24)]
+    # Enough records that the kill, after the first 4 are written, finds work left on a loaded machine.
+    records = [{"id": f"{i:03d}", "video": str(clip_dir / clips[i % len(clips)])} for i in range(48)]
     data = write_jsonl(tmp_path / "data.jsonl", records)
     config = tmp_path / "tiny.toml"
     config.write_text(
