@@ -368,20 +368,7 @@ class DataParallelEngine(CaptionEngine):
         its requests in flight got when it died; None while alive).
         """
         now = time.monotonic()
-        engines = []
-        for worker in self._workers:
-            busy = worker.busy_s + (now - worker.busy_since if worker.busy_since is not None else 0.0)
-            engines.append(
-                {
-                    "engine": worker.rank + 1,
-                    "devices": worker.label.split("(", 1)[1].rstrip(")"),
-                    "requests": worker.requests,
-                    "busy_s": round(busy, 3),
-                    "alive": worker.alive,
-                    "error": worker.error,
-                }
-            )
-        return {"data_parallel_size": self.size, "engines": engines}
+        return {"data_parallel_size": self.size, "engines": [engine_entry(w, now) for w in self._workers]}
 
     # -- internals --------------------------------------------------------------------------
     def _least_loaded(self) -> _Worker:
@@ -586,3 +573,18 @@ def _serve_loop(conn: Connection, engine: CaptionEngine, inbox: queue.Queue[Any]
             outputs = engine.collect(wait=True)
             if outputs:
                 conn.send(("outputs", outputs))
+
+
+def engine_entry(engine: Any, now: float) -> dict[str, Any]:
+    """One engine's entry in the summary's ``engines`` list (here, and the Ray executor's): its
+    ``rank``, ``label`` ("engine N of M (devices)"), ``requests``, ``busy_s``/``busy_since``,
+    ``alive`` and ``error``, with ``busy_s`` counted up to ``now``."""
+    busy = engine.busy_s + (now - engine.busy_since if engine.busy_since is not None else 0.0)
+    return {
+        "engine": engine.rank + 1,
+        "devices": engine.label.split("(", 1)[1].rstrip(")"),
+        "requests": engine.requests,
+        "busy_s": round(busy, 3),
+        "alive": engine.alive,
+        "error": engine.error,
+    }

@@ -28,6 +28,7 @@ from vidcap.engines.caption_engine import CaptionEngine, CaptionOutput, CaptionR
 from vidcap.engines.chat import prompt_token_count
 from vidcap.errors import EngineDiedError, VidcapError, one_line
 from vidcap.executors import ray_cluster
+from vidcap.executors.data_parallel import engine_entry
 from vidcap.model.processor import load_processor, model_load_error
 
 if TYPE_CHECKING:
@@ -340,19 +341,7 @@ class RayEngine(CaptionEngine):
         (``engine``, ``devices``, ``requests``, ``busy_s``, ``alive``, ``error``), with
         ``executor: "ray"``."""
         now = time.monotonic()
-        engines = []
-        for engine in self._engines:
-            busy = engine.busy_s + (now - engine.busy_since if engine.busy_since is not None else 0.0)
-            engines.append(
-                {
-                    "engine": engine.rank + 1,
-                    "devices": engine.label.split("(", 1)[1].rstrip(")"),
-                    "requests": engine.requests,
-                    "busy_s": round(busy, 3),
-                    "alive": engine.alive,
-                    "error": engine.error,
-                }
-            )
+        engines = [engine_entry(engine, now) for engine in self._engines]
         return {"executor": "ray", "data_parallel_size": len(self._engines), "engines": engines}
 
     # -- internals --------------------------------------------------------------------------
